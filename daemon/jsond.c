@@ -1,0 +1,302 @@
+/* jsond.c: the daemon: command line, log sink, signals, the main loop.
+ *
+ * Everything that knows about a process lives here; libjsond knows no
+ * signals, no stderr and no exit codes. Exit status: 0 after a clean
+ * shutdown, 1 for a bad config or a failed start, 2 for a usage error.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "autoconfig.h"
+#include <errno.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jsond.h"
+
+#define DEFAULT_CONFIG SYSCONFDIR "/jsond/jsond.conf"
+
+/* Descriptors kept back from max_connections for listeners, the loop's own
+ * fds, logging and pools, as redis keeps 32. */
+#define RESERVED_FDS 32
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: jsond [-c FILE] [-t] [-l LEVEL] [-V] [-h]\n"
+                 "  -c FILE   config file (default " DEFAULT_CONFIG ";\n"
+                 "            the built-in default config when that does not exist)\n"
+                 "  -t        check the config, print every problem as FILE:LINE: message\n"
+                 "  -l LEVEL  log level: debug, info, notice, warning, error\n"
+                 "            (overrides log_level in the config, across reloads)\n"
+                 "  -V        print the version and exit\n"
+                 "  -h        print this help and exit\n");
+}
+
+/* ---- log sinks ---------------------------------------------------------- */
+
+/* Under systemd, stderr is a journal stream: "<N>" prefixes set the priority
+ * and the journal adds its own timestamps. JOURNAL_STREAM names the stream's
+ * device:inode so a redirected stderr is not mistaken for it. */
+static int stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    struct stat st;
+    char *end;
+    if (!js || fstat(STDERR_FILENO, &st) < 0)
+        return 0;
+    unsigned long long dev = strtoull(js, &end, 10);
+    if (*end != ':')
+        return 0;
+    unsigned long long ino = strtoull(end + 1, &end, 10);
+    return *end == '\0' && st.st_dev == (dev_t)dev && st.st_ino == (ino_t)ino;
+}
+
+static void journal_sink(jsond_log_level level, const char *msg, void *arg)
+{
+    (void)arg;
+    fprintf(stderr, "<%d>%s\n", (int)level, msg);
+}
+
+static void stderr_sink(jsond_log_level level, const char *msg, void *arg)
+{
+    (void)arg;
+    struct timespec ts;
+    struct tm tm;
+    char when[32];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    localtime_r(&ts.tv_sec, &tm);
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+    /* One fprintf per line: stdio locks the stream, so lines from several
+     * threads never interleave. */
+    fprintf(stderr, "%s.%03ld [%s] %s\n", when, ts.tv_nsec / 1000000, jsond_log_level_name(level),
+            msg);
+}
+
+/* ---- config ------------------------------------------------------------- */
+
+static void print_errors(const jsond_errors *errs)
+{
+    for (size_t i = 0; i < jsond_errors_count(errs); i++) {
+        const jsond_error *e = jsond_errors_get(errs, i);
+        if (e->line > 0)
+            fprintf(stderr, "%s:%d: %s\n", e->file, e->line, e->text);
+        else
+            fprintf(stderr, "%s: %s\n", e->file, e->text);
+    }
+}
+
+/* Loads -c FILE, or the default path, or the built-in default when the
+ * default path does not exist. Prints every problem; NULL on failure. */
+static jsond_config *load_config(const char *path, int quiet)
+{
+    int fallback = 0;
+    if (!path) {
+        path = DEFAULT_CONFIG;
+        fallback = access(path, F_OK) < 0 && errno == ENOENT;
+    }
+    if (fallback) {
+        if (!quiet)
+            jsond_log(JSOND_LOG_NOTICE, "no config at %s, using the built-in default", path);
+        return jsond_config_default();
+    }
+    jsond_errors *errs = jsond_errors_new();
+    if (!errs) {
+        fprintf(stderr, "jsond: out of memory\n");
+        return NULL;
+    }
+    jsond_config *cfg = jsond_config_load(path, errs);
+    print_errors(errs);
+    jsond_errors_free(errs);
+    return cfg;
+}
+
+/* ---- descriptors -------------------------------------------------------- */
+
+/* Raises the soft descriptor limit to the hard one and returns how many
+ * connections fit, so max_connections can be lowered (and said) instead of
+ * accept() failing later under load. */
+static unsigned fit_connections(unsigned wanted)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return wanted;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            jsond_log(JSOND_LOG_WARNING, "cannot raise the descriptor limit from %llu: %s",
+                      (unsigned long long)old, strerror(errno));
+            rl.rlim_cur = old;
+        }
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)wanted + RESERVED_FDS)
+        return wanted;
+    unsigned fit = rl.rlim_cur > RESERVED_FDS ? (unsigned)(rl.rlim_cur - RESERVED_FDS) : 1;
+    jsond_log(JSOND_LOG_WARNING,
+              "max_connections lowered from %u to %u: the descriptor limit is %llu", wanted, fit,
+              (unsigned long long)rl.rlim_cur);
+    return fit;
+}
+
+/* ---- signals ------------------------------------------------------------ */
+
+typedef struct daemon_state {
+    struct event_base *base;
+    jsond_server *srv;
+    int stopping;
+} daemon_state;
+
+static void drained_cb(void *arg)
+{
+    daemon_state *d = arg;
+    event_base_loopbreak(d->base);
+}
+
+static void signal_stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    daemon_state *d = arg;
+    if (d->stopping) {
+        jsond_log(JSOND_LOG_NOTICE, "signal %d again: exiting at once", (int)sig);
+        event_base_loopbreak(d->base);
+        return;
+    }
+    d->stopping = 1;
+    jsond_log(JSOND_LOG_NOTICE, "signal %d: shutting down", (int)sig);
+    jsond_server_shutdown(d->srv, drained_cb, d);
+}
+
+static void log_counters(const jsond_server *srv)
+{
+    jsond_server_stats st;
+    jsond_server_get_stats(srv, &st);
+    jsond_log(JSOND_LOG_NOTICE,
+              "connections: %llu accepted, %llu refused, %llu dropped, %llu reset, %llu cut; "
+              "%llu bytes out",
+              st.accepted, st.refused, st.dropped, st.reset,
+              st.cut + st.open /* what is still open is cut by the free that follows */,
+              st.bytes_out);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL, *level_arg = NULL;
+    int test_only = 0, opt;
+    jsond_log_level level_override = JSOND_LOG_INFO;
+
+    while ((opt = getopt(argc, argv, ":c:tl:Vh")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test_only = 1;
+            break;
+        case 'l':
+            level_arg = optarg;
+            break;
+        case 'V':
+            printf("jsond %s (libevent %s, jansson %s)\n", jsond_version(), event_get_version(),
+                   JANSSON_VERSION);
+            return EXIT_OK;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
+        case ':':
+            fprintf(stderr, "jsond: option -%c needs an argument\n", optopt);
+            usage(stderr);
+            return EXIT_USAGE;
+        default:
+            fprintf(stderr, "jsond: unknown option -%c\n", optopt);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "jsond: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (level_arg && jsond_log_level_parse(level_arg, &level_override) < 0) {
+        fprintf(stderr, "jsond: unknown log level '%s'\n", level_arg);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+
+    if (test_only) {
+        jsond_config *cfg = load_config(path, 1);
+        if (!cfg)
+            return EXIT_FAIL;
+        printf("%s: configuration is valid\n", jsond_config_source(cfg));
+        jsond_config_unref(cfg);
+        return EXIT_OK;
+    }
+
+    jsond_log_set_sink(stderr_is_journal() ? journal_sink : stderr_sink, NULL);
+    if (level_arg)
+        jsond_log_set_level(level_override);
+    /* A peer that vanishes mid-write must cost an EPIPE, not the process. */
+    signal(SIGPIPE, SIG_IGN);
+
+    int status = EXIT_FAIL;
+    daemon_state d = {0};
+    struct event *sigterm = NULL, *sigint = NULL;
+    jsond_config *cfg = load_config(path, 0);
+    if (!cfg)
+        goto out;
+    if (!level_arg)
+        jsond_log_set_level(jsond_config_log_level(cfg));
+    jsond_config_log(cfg);
+    unsigned max_conns = fit_connections(jsond_config_max_connections(cfg));
+    jsond_log(JSOND_LOG_DEBUG, "up to %u connections", max_conns);
+
+    d.base = event_base_new();
+    if (!d.base) {
+        jsond_log(JSOND_LOG_ERROR, "cannot create the event loop");
+        goto out;
+    }
+    jsond_errors *errs = jsond_errors_new();
+    d.srv = errs ? jsond_server_new(d.base, cfg, max_conns, errs) : NULL;
+    for (size_t i = 0; i < jsond_errors_count(errs); i++) {
+        const jsond_error *e = jsond_errors_get(errs, i);
+        jsond_log(JSOND_LOG_ERROR, "%s:%d: %s", e->file, e->line, e->text);
+    }
+    jsond_errors_free(errs);
+    if (!d.srv)
+        goto out;
+    sigterm = evsignal_new(d.base, SIGTERM, signal_stop_cb, &d);
+    sigint = evsignal_new(d.base, SIGINT, signal_stop_cb, &d);
+    if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 || evsignal_add(sigint, NULL) < 0) {
+        jsond_log(JSOND_LOG_ERROR, "cannot install signal handlers");
+        goto out;
+    }
+    jsond_log(JSOND_LOG_NOTICE, "jsond %s started (pid %ld)", jsond_version(), (long)getpid());
+    if (event_base_dispatch(d.base) < 0) {
+        jsond_log(JSOND_LOG_ERROR, "event loop failed");
+        goto out;
+    }
+    status = EXIT_OK;
+out:
+    if (d.srv) {
+        log_counters(d.srv);
+        jsond_server_free(d.srv);
+    }
+    if (sigterm)
+        event_free(sigterm);
+    if (sigint)
+        event_free(sigint);
+    if (d.base)
+        event_base_free(d.base);
+    jsond_config_unref(cfg);
+    return status;
+}

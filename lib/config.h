@@ -1,0 +1,59 @@
+/* config.h: the parsed config's layout, for the library's own modules.
+ *
+ * A jsond_config is immutable once jsond_config_parse() returns it, so any
+ * thread may read it without locks while it holds a reference. Durations are
+ * milliseconds (0 disables a timeout), sizes are bytes.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef JSOND_CONFIG_H
+#define JSOND_CONFIG_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+
+#include "addr.h"
+#include "jsond.h"
+
+#define JSOND_NAME_MAX 64
+
+typedef struct cfg_server {
+    unsigned max_connections;
+    unsigned write_timeout_ms;
+    size_t output_buffer;
+    unsigned shutdown_timeout_ms;
+    unsigned linger_timeout_ms;
+    jsond_log_level log_level;
+} cfg_server;
+
+typedef struct cfg_listen {
+    char name[JSOND_NAME_MAX + 1];
+    int line;        /* of its [listen NAME] header, for messages */
+    int has_address; /* 0: declared only (no socket of its own) */
+    jsond_addr address;
+    char *on_connect; /* route name, or NULL */
+    int requests;     /* boolean; only 0 in this version */
+} cfg_listen;
+
+typedef struct cfg_route {
+    char name[JSOND_NAME_MAX + 1];
+    int line;           /* of its [route NAME] header, for messages */
+    char *handler;      /* as written, e.g. "builtin:hello" */
+    json_t *args;       /* object or NULL: defaults under request args */
+    json_t *fixed_args; /* object or NULL: merged over request args */
+} cfg_route;
+
+struct jsond_config {
+    atomic_int refs;
+    char *source; /* file name, or "(built-in)" */
+    cfg_server server;
+    cfg_listen *listens; /* in file order */
+    size_t nlistens;
+    cfg_route *routes; /* in file order */
+    size_t nroutes;
+};
+
+/* The route called NAME, or NULL. */
+const cfg_route *jsond_config_route(const jsond_config *cfg, const char *name);
+
+#endif /* JSOND_CONFIG_H */

@@ -1,0 +1,219 @@
+/* jsond.h: the public interface of libjsond.
+ *
+ * jsond is a JSON-over-TCP server. An event loop owns every socket; handlers
+ * never see one. This header is the only one installed: everything a daemon
+ * or a handler module needs is declared here, every struct behind it is
+ * opaque.
+ *
+ * Thread rules are stated per function. "Loop thread" is the thread running
+ * jsond_server_run(); jsond_context() tells any code where it runs.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef JSOND_H
+#define JSOND_H
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define JSOND_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define JSOND_PRINTF(fmt, args)
+#endif
+
+/* ---- Version ---------------------------------------------------------- */
+
+/* The library's version string, e.g. "0.1.0". */
+const char *jsond_version(void);
+
+/* ---- Context: the colour of the running code -------------------------- */
+
+typedef enum jsond_ctx {
+    JSOND_CTX_OTHER = 0, /* a thread jsond does not own (the default) */
+    JSOND_CTX_LOOP,      /* the event loop thread: must never block */
+    JSOND_CTX_WORKER,    /* a pool thread: may block */
+} jsond_ctx;
+
+/* Where the calling thread runs. Any thread; never blocks. */
+jsond_ctx jsond_context(void);
+
+/* Marks the calling thread. The server calls this for its loop thread and
+ * pools for their workers; a thread starts as JSOND_CTX_OTHER. */
+void jsond_context_set(jsond_ctx ctx);
+
+/* ---- Logging: one path, a sink the program installs -------------------- */
+
+typedef enum jsond_log_level {
+    JSOND_LOG_ERROR = 3, /* values are syslog priorities */
+    JSOND_LOG_WARNING = 4,
+    JSOND_LOG_NOTICE = 5,
+    JSOND_LOG_INFO = 6,
+    JSOND_LOG_DEBUG = 7,
+} jsond_log_level;
+
+/* Receives every message at or above the current level, already formatted,
+ * without a trailing newline. May be called from any thread, concurrently. */
+typedef void (*jsond_log_sink)(jsond_log_level level, const char *msg, void *arg);
+
+/* Installs the sink (NULL restores the default: plain lines on stderr). Call
+ * before starting threads. */
+void jsond_log_set_sink(jsond_log_sink sink, void *arg);
+
+/* Messages below `level` are dropped before formatting. Any thread. */
+void jsond_log_set_level(jsond_log_level level);
+jsond_log_level jsond_log_get_level(void);
+
+/* Parses "debug", "info", "notice", "warning", "error". Returns 0 on success,
+ * -1 for an unknown name. */
+int jsond_log_level_parse(const char *name, jsond_log_level *out);
+const char *jsond_log_level_name(jsond_log_level level);
+
+void jsond_log(jsond_log_level level, const char *fmt, ...) JSOND_PRINTF(2, 3);
+void jsond_vlog(jsond_log_level level, const char *fmt, va_list ap) JSOND_PRINTF(2, 0);
+
+/* ---- Errors: returned, never printed ------------------------------------ */
+
+/* One problem, located. `line` is 0 when no line applies. */
+typedef struct jsond_error {
+    char file[512];
+    int line;
+    char text[512];
+} jsond_error;
+
+/* An ordered list of problems, so a config check can report all of them. */
+typedef struct jsond_errors jsond_errors;
+
+jsond_errors *jsond_errors_new(void);
+void jsond_errors_free(jsond_errors *errs);
+size_t jsond_errors_count(const jsond_errors *errs);
+/* The i-th error, in the order they were found; NULL past the end. */
+const jsond_error *jsond_errors_get(const jsond_errors *errs, size_t i);
+/* Appends one; `file` may be NULL. Returns -1 only when out of memory. */
+int jsond_errors_add(jsond_errors *errs, const char *file, int line, const char *fmt, ...)
+    JSOND_PRINTF(4, 5);
+
+/* ---- Config: an immutable, reference-counted snapshot ----------------- */
+
+typedef struct jsond_config jsond_config;
+
+/* Reads and validates FILE. On any problem returns NULL and appends every
+ * problem found (not only the first) to `errs`, each naming FILE:LINE.
+ * `errs` may be NULL. */
+jsond_config *jsond_config_load(const char *path, jsond_errors *errs);
+
+/* The same, from memory; `name` is used in error messages. */
+jsond_config *jsond_config_parse(const char *name, const char *text, size_t len,
+                                 jsond_errors *errs);
+
+/* The built-in default config (listen on 0.0.0.0:25000 and [::]:25000, push
+ * `hello`). Equals the installed conf/jsond.conf. */
+jsond_config *jsond_config_default(void);
+
+/* The text the built-in default is parsed from. */
+const char *jsond_config_default_text(void);
+
+/* Reference counting; any thread. unref(NULL) does nothing. */
+jsond_config *jsond_config_ref(jsond_config *cfg);
+void jsond_config_unref(jsond_config *cfg);
+
+/* 1 when both configs have the same effect (values compared, not source
+ * positions), else 0. */
+int jsond_config_equal(const jsond_config *a, const jsond_config *b);
+
+/* Logs the effective settings at info level, one line per section. */
+void jsond_config_log(const jsond_config *cfg);
+
+/* The file the config was read from ("(built-in)" for the default). */
+const char *jsond_config_source(const jsond_config *cfg);
+
+/* [server] log_level. */
+jsond_log_level jsond_config_log_level(const jsond_config *cfg);
+
+/* [server] max_connections. */
+unsigned jsond_config_max_connections(const jsond_config *cfg);
+
+/* ---- Server: listeners and connections on one event loop --------------- */
+
+struct event_base;
+typedef struct jsond_server jsond_server;
+
+/* Binds every listener of `cfg` (a reference is taken) on `base`, whose
+ * thread becomes the loop thread. `max_connections` caps the config's value
+ * (0: no cap), for a process whose descriptor limit is lower. On failure
+ * returns NULL with the reasons in `errs` (may be NULL); nothing stays bound.
+ * Logs "listening on NAME ADDR" for each socket, with the port a port of 0
+ * was given. */
+jsond_server *jsond_server_new(struct event_base *base, jsond_config *cfg, unsigned max_connections,
+                               jsond_errors *errs);
+
+/* Graceful stop: listeners close and idle connections close at once;
+ * replies in progress get shutdown_timeout to finish, then are cut. `done`
+ * runs on the loop once no connection is left. Loop thread. */
+void jsond_server_shutdown(jsond_server *srv, void (*done)(void *arg), void *arg);
+
+/* Closes everything at once (connections still open are counted as cut)
+ * and frees the server. NULL is fine. Loop thread. */
+void jsond_server_free(jsond_server *srv);
+
+typedef struct jsond_server_stats {
+    unsigned long long accepted; /* connections served */
+    unsigned long long refused;  /* closed at once: over max_connections */
+    unsigned long long dropped;  /* took nothing for write_timeout */
+    unsigned long long reset;    /* went away mid-reply */
+    unsigned long long cut;      /* still busy when shutdown_timeout ran out */
+    unsigned long long bytes_out;
+    unsigned open;
+} jsond_server_stats;
+
+/* Counters so far (bytes of open connections are counted when they close). */
+void jsond_server_get_stats(const jsond_server *srv, jsond_server_stats *st);
+
+/* ---- Handlers ------------------------------------------------------------ */
+
+/* One request being served: its route, its args, and where its reply goes.
+ * Owned by jsond; a handler holds it from the call until it replies. */
+typedef struct jsond_req jsond_req;
+
+/* Error codes of the wire protocol (DESIGN.md, "Wire protocol"). */
+typedef enum jsond_code {
+    JSOND_BAD_REQUEST,
+    JSOND_NOT_FOUND,
+    JSOND_TOO_LARGE,
+    JSOND_BUSY,
+    JSOND_TIMEOUT,
+    JSOND_HANDLER_FAILED,
+    JSOND_WRONG_COLOR,
+    JSOND_SHUTTING_DOWN,
+    JSOND_INTERNAL,
+} jsond_code;
+
+/* "bad_request", "not_found", ... as they appear on the wire. */
+const char *jsond_code_name(jsond_code code);
+
+/* An async handler: runs on the loop thread, must not block, and replies
+ * now or later with jsond_reply() or jsond_reply_error(), exactly once.
+ * `args` is borrowed for the duration of the call (json_incref to keep it). */
+typedef void (*jsond_async_fn)(jsond_req *req, json_t *args);
+
+/* Replies to `req` and steals the reference to `reply`. Loop thread only in
+ * this version (pool threads arrive with the pools). Handlers never write to
+ * a socket: the connection serializes and writes the reply, nonblocking. */
+void jsond_reply(jsond_req *req, json_t *reply);
+
+/* Replies with an error object {"error": {"code": ..., "message": ...}}. */
+void jsond_reply_error(jsond_req *req, jsond_code code, const char *fmt, ...) JSOND_PRINTF(3, 4);
+
+/* The route name this request was routed to. */
+const char *jsond_req_route(const jsond_req *req);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* JSOND_H */

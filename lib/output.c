@@ -1,0 +1,300 @@
+/* output.c: nonblocking, buffered, back-pressured writes on the loop.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "autoconfig.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsond.h"
+#include "output.h"
+#include "timeout.h"
+
+/* At most this much is written per writable event, so one fast reader of a
+ * 1 GB reply cannot starve the other connections on the loop (redis caps its
+ * writes per event for the same reason). */
+#define WRITE_SLICE ((ev_ssize_t)512 * 1024)
+
+/* Queued behind the active producer: a producer, or bytes written after it. */
+typedef struct item {
+    struct item *next;
+    const jsond_producer_ops *ops;
+    void *self;
+    struct evbuffer *bytes;
+} item;
+
+struct jsond_output {
+    evutil_socket_t fd;
+    jsond_output_opts opts;
+    jsond_output_cb cb;
+    void *arg;
+    struct evbuffer *buf;          /* ready for the kernel */
+    const jsond_producer_ops *ops; /* the active producer, or NULL */
+    void *self;
+    item *head, *tail;
+    struct event *write_ev;
+    struct event *timer;
+    int failed;
+    uint64_t sent;
+};
+
+static const char *ctx_name(jsond_ctx ctx)
+{
+    return ctx == JSOND_CTX_WORKER ? "a worker" : "a foreign";
+}
+
+/* The write path's guard: the time bomb (a socket write from code that may
+ * block, or from a thread racing the loop) is refused where it would go off. */
+static int on_loop(size_t len)
+{
+    jsond_ctx ctx = jsond_context();
+    if (ctx == JSOND_CTX_LOOP)
+        return 1;
+    jsond_log(JSOND_LOG_ERROR, "write of %zu bytes refused: called from %s thread, not the loop",
+              len, ctx_name(ctx));
+    errno = EPERM;
+    return 0;
+}
+
+static void stop_active(jsond_output *out)
+{
+    if (out->ops) {
+        out->ops->stop(out->self);
+        out->ops = NULL;
+        out->self = NULL;
+    }
+}
+
+/* Makes the next queued item current: bytes join the buffer, a producer
+ * becomes active. */
+static void advance(jsond_output *out)
+{
+    while (out->head && !out->ops) {
+        item *it = out->head;
+        out->head = it->next;
+        if (!out->head)
+            out->tail = NULL;
+        if (it->bytes) {
+            evbuffer_add_buffer(out->buf, it->bytes);
+            evbuffer_free(it->bytes);
+        } else {
+            out->ops = it->ops;
+            out->self = it->self;
+        }
+        free(it);
+    }
+}
+
+/* Asks producers for more until the watermark is reached. */
+static int fill(jsond_output *out)
+{
+    size_t len;
+    while (out->ops && (len = evbuffer_get_length(out->buf)) < out->opts.high_water) {
+        int r = out->ops->proceed(out->self, out->buf, out->opts.high_water - len);
+        if (r < 0)
+            return -1;
+        if (r == 0 && evbuffer_get_length(out->buf) == len) {
+            /* Asking again would spin the loop forever. */
+            jsond_log(JSOND_LOG_ERROR, "a producer made no progress; its reply is cut");
+            return -1;
+        }
+        if (r > 0) {
+            stop_active(out);
+            advance(out);
+        }
+    }
+    return 0;
+}
+
+int jsond_output_idle(const jsond_output *out)
+{
+    return !out->ops && !out->head && evbuffer_get_length(out->buf) == 0;
+}
+
+static void arm_timer(jsond_output *out)
+{
+    if (out->opts.timeout_ms) {
+        struct timeval tv = jsond_ms_tv(out->opts.timeout_ms);
+        event_add(out->timer, &tv);
+    }
+}
+
+static void fail(jsond_output *out, jsond_output_event ev)
+{
+    out->failed = 1;
+    event_del(out->write_ev);
+    event_del(out->timer);
+    out->cb(out, ev, out->arg);
+}
+
+static void output_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    jsond_output *out = arg;
+    if (fill(out) < 0) {
+        fail(out, JSOND_OUTPUT_ERROR);
+        return;
+    }
+    if (evbuffer_get_length(out->buf) > 0) {
+        int n = evbuffer_write_atmost(out->buf, fd, WRITE_SLICE);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            fail(out, JSOND_OUTPUT_ERROR);
+            return;
+        }
+        if (n > 0) {
+            out->sent += (uint64_t)n;
+            arm_timer(out); /* progress: the peer is reading */
+        }
+        if (fill(out) < 0) {
+            fail(out, JSOND_OUTPUT_ERROR);
+            return;
+        }
+    }
+    if (jsond_output_idle(out)) {
+        event_del(out->write_ev);
+        event_del(out->timer);
+        out->cb(out, JSOND_OUTPUT_DRAINED, out->arg); /* may free out */
+        return;
+    }
+    if (!event_pending(out->write_ev, EV_WRITE, NULL)) {
+        event_add(out->write_ev, NULL);
+        if (!event_pending(out->timer, EV_TIMEOUT, NULL))
+            arm_timer(out);
+    }
+}
+
+static void output_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    fail(arg, JSOND_OUTPUT_TIMEOUT);
+}
+
+/* Runs the write callback in this loop iteration rather than waiting for
+ * epoll: most replies fit the socket buffer and go out in one write, with no
+ * registration at all. Never writes from inside the caller, so callbacks
+ * cannot re-enter it. */
+static void kick(jsond_output *out)
+{
+    if (!event_pending(out->write_ev, EV_WRITE, NULL))
+        event_active(out->write_ev, EV_WRITE, 1);
+}
+
+jsond_output *jsond_output_new(struct event_base *base, evutil_socket_t fd,
+                               const jsond_output_opts *opts, jsond_output_cb cb, void *arg)
+{
+    jsond_output *out = calloc(1, sizeof *out);
+    if (!out)
+        return NULL;
+    out->fd = fd;
+    out->opts = *opts;
+    if (out->opts.high_water == 0)
+        out->opts.high_water = 1;
+    out->cb = cb;
+    out->arg = arg;
+    out->buf = evbuffer_new();
+    out->write_ev = event_new(base, fd, EV_WRITE | EV_PERSIST, output_write_cb, out);
+    out->timer = evtimer_new(base, output_timeout_cb, out);
+    if (!out->buf || !out->write_ev || !out->timer) {
+        jsond_output_free(out);
+        return NULL;
+    }
+    return out;
+}
+
+void jsond_output_free(jsond_output *out)
+{
+    if (!out)
+        return;
+    stop_active(out);
+    while (out->head) {
+        item *it = out->head;
+        out->head = it->next;
+        if (it->bytes)
+            evbuffer_free(it->bytes);
+        else
+            it->ops->stop(it->self);
+        free(it);
+    }
+    if (out->write_ev)
+        event_free(out->write_ev);
+    if (out->timer)
+        event_free(out->timer);
+    if (out->buf)
+        evbuffer_free(out->buf);
+    free(out);
+}
+
+static item *push_item(jsond_output *out)
+{
+    item *it = calloc(1, sizeof *it);
+    if (!it)
+        return NULL;
+    if (out->tail)
+        out->tail->next = it;
+    else
+        out->head = it;
+    out->tail = it;
+    return it;
+}
+
+int jsond_output_write(jsond_output *out, const void *data, size_t len)
+{
+    if (!on_loop(len))
+        return -1;
+    if (out->failed) {
+        errno = EPIPE;
+        return -1;
+    }
+    struct evbuffer *dst = out->buf;
+    if (out->ops) { /* behind a producer: keep order */
+        if (!out->tail || !out->tail->bytes) {
+            struct evbuffer *bytes = evbuffer_new();
+            item *it = bytes ? push_item(out) : NULL;
+            if (!it) {
+                if (bytes)
+                    evbuffer_free(bytes);
+                return -1;
+            }
+            it->bytes = bytes;
+        }
+        dst = out->tail->bytes;
+    }
+    if (evbuffer_add(dst, data, len) < 0)
+        return -1;
+    kick(out);
+    return 0;
+}
+
+int jsond_output_produce(jsond_output *out, const jsond_producer_ops *ops, void *self)
+{
+    if (!on_loop(0) || out->failed) {
+        ops->stop(self);
+        return -1;
+    }
+    if (!out->ops && !out->head) {
+        out->ops = ops;
+        out->self = self;
+    } else {
+        item *it = push_item(out);
+        if (!it) {
+            ops->stop(self);
+            return -1;
+        }
+        it->ops = ops;
+        it->self = self;
+    }
+    kick(out);
+    return 0;
+}
+
+size_t jsond_output_buffered(const jsond_output *out)
+{
+    return evbuffer_get_length(out->buf);
+}
+
+uint64_t jsond_output_sent(const jsond_output *out)
+{
+    return out->sent;
+}

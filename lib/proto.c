@@ -1,0 +1,305 @@
+/* proto.c: request lines in, reply envelopes out.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "autoconfig.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+
+#define RPC_PARSE_ERROR     (-32700)
+#define RPC_INVALID_REQUEST (-32600)
+#define RPC_NOT_FOUND       (-32601)
+#define RPC_INVALID_PARAMS  (-32602)
+#define RPC_INTERNAL        (-32603)
+#define RPC_SERVER_BASE     (-32000) /* too_large .. shutting_down: -32000 .. -32005 */
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Route names as the config allows them: safe to repeat in messages. */
+static int valid_name(const char *s, size_t len)
+{
+    if (len == 0 || len > 64)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static void fail(jsond_call *c, jsond_code code, int rpc_code, const char *message)
+{
+    c->failed = 1;
+    c->code = code;
+    c->rpc_code = rpc_code;
+    c->message = message;
+}
+
+static int set_route(jsond_call *c, const char *name)
+{
+    c->route = strdup(name);
+    return c->route ? 0 : -1;
+}
+
+/* {"jsonrpc": "2.0", "method": ..., "params": ..., "id": ...} */
+static int parse_rpc(json_t *obj, jsond_call *c)
+{
+    json_t *version = json_object_get(obj, "jsonrpc");
+    json_t *method = json_object_get(obj, "method");
+    json_t *params = json_object_get(obj, "params");
+    json_t *id = json_object_get(obj, "id");
+    int id_ok = !id || json_is_string(id) || json_is_number(id) || json_is_null(id);
+    c->rpc = 1;
+    if (!json_is_string(version) || strcmp(json_string_value(version), "2.0") != 0 ||
+        !json_is_string(method) || (params && !json_is_object(params) && !json_is_array(params)) ||
+        !id_ok) {
+        /* Answered even without an id: the spec wants an invalid request
+         * reported, with id null when it cannot be read. */
+        c->id = id && id_ok ? json_incref(id) : json_null();
+        fail(c, JSOND_BAD_REQUEST, RPC_INVALID_REQUEST, "invalid request");
+        return 0;
+    }
+    c->id = json_incref(id);
+    c->silent = !id;
+    c->args = json_incref(params);
+    return set_route(c, json_string_value(method));
+}
+
+/* {"route": ..., "args": {...}, "id": ...} */
+static int parse_plain(json_t *obj, jsond_call *c)
+{
+    json_t *route = json_object_get(obj, "route");
+    json_t *args = json_object_get(obj, "args");
+    c->id = json_incref(json_object_get(obj, "id"));
+    if (!json_is_string(route)) {
+        fail(c, JSOND_BAD_REQUEST, 0, "a request object needs a string 'route'");
+        return 0;
+    }
+    if (args && !json_is_object(args)) {
+        fail(c, JSOND_BAD_REQUEST, 0, "'args' must be a JSON object");
+        return 0;
+    }
+    c->args = json_incref(args);
+    return set_route(c, json_string_value(route));
+}
+
+static int parse_object(json_t *obj, int mode, jsond_call *c)
+{
+    if (json_object_get(obj, "jsonrpc"))
+        return parse_rpc(obj, c);
+    if (mode & JSOND_PROTO_RPC_ONLY) {
+        c->rpc = 1;
+        c->id = json_null();
+        fail(c, JSOND_BAD_REQUEST, RPC_INVALID_REQUEST, "invalid request");
+        return 0;
+    }
+    return parse_plain(obj, c);
+}
+
+static int alloc_calls(jsond_request *r, size_t n)
+{
+    r->calls = calloc(n, sizeof *r->calls);
+    if (!r->calls)
+        return -1;
+    r->ncalls = n;
+    return 0;
+}
+
+static int has_rpc_member(json_t *array)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(array, i,
+                       v) if (json_is_object(v) && json_object_get(v, "jsonrpc")) return 1;
+    return 0;
+}
+
+static int parse_json(const char *line, size_t len, int mode, jsond_request *r)
+{
+    json_t *doc = json_loadb(line, len, 0, NULL);
+    int rpc = (mode & (JSOND_PROTO_RPC_SEEN | JSOND_PROTO_RPC_ONLY)) != 0, rc = 0;
+    if (!doc) {
+        if (alloc_calls(r, 1) < 0)
+            return -1;
+        if (rpc) {
+            r->calls[0].rpc = 1;
+            r->calls[0].id = json_null();
+            fail(&r->calls[0], JSOND_BAD_REQUEST, RPC_PARSE_ERROR, "parse error");
+        } else {
+            fail(&r->calls[0], JSOND_BAD_REQUEST, 0, "request is not valid JSON");
+        }
+        return 0;
+    }
+    if (json_is_object(doc)) {
+        rc = alloc_calls(r, 1);
+        if (rc == 0)
+            rc = parse_object(doc, mode, &r->calls[0]);
+        r->rpc = r->calls && r->calls[0].rpc;
+    } else if (!rpc && !has_rpc_member(doc)) {
+        rc = alloc_calls(r, 1);
+        if (rc == 0)
+            fail(&r->calls[0], JSOND_BAD_REQUEST, 0,
+                 "an array is accepted only as a JSON-RPC batch");
+    } else if (json_array_size(doc) == 0) {
+        r->rpc = 1;
+        rc = alloc_calls(r, 1);
+        if (rc == 0) {
+            r->calls[0].rpc = 1;
+            r->calls[0].id = json_null();
+            fail(&r->calls[0], JSOND_BAD_REQUEST, RPC_INVALID_REQUEST, "invalid request");
+        }
+    } else {
+        r->rpc = r->batch = 1;
+        rc = alloc_calls(r, json_array_size(doc));
+        for (size_t i = 0; rc == 0 && i < r->ncalls; i++) {
+            json_t *member = json_array_get(doc, i);
+            jsond_call *c = &r->calls[i];
+            if (json_is_object(member) && json_object_get(member, "jsonrpc")) {
+                rc = parse_rpc(member, c);
+            } else {
+                c->rpc = 1;
+                c->id = json_null();
+                fail(c, JSOND_BAD_REQUEST, RPC_INVALID_REQUEST, "invalid request");
+            }
+        }
+    }
+    json_decref(doc);
+    return rc;
+}
+
+/* hello   or   big {"size": 10} */
+static int parse_shorthand(const char *line, size_t len, jsond_request *r)
+{
+    if (alloc_calls(r, 1) < 0)
+        return -1;
+    jsond_call *c = &r->calls[0];
+    size_t n = 0;
+    while (n < len && !is_space(line[n]))
+        n++;
+    if (!valid_name(line, n)) {
+        fail(c, JSOND_BAD_REQUEST, 0, "not a route name or a JSON request");
+        return 0;
+    }
+    const char *rest = line + n;
+    size_t restlen = len - n;
+    while (restlen && is_space(*rest)) {
+        rest++;
+        restlen--;
+    }
+    if (restlen) {
+        c->args = json_loadb(rest, restlen, 0, NULL);
+        if (!json_is_object(c->args)) {
+            json_decref(c->args);
+            c->args = NULL;
+            fail(c, JSOND_BAD_REQUEST, 0, "args after a route name must be a JSON object");
+            return 0;
+        }
+    }
+    c->route = strndup(line, n);
+    return c->route ? 0 : -1;
+}
+
+int jsond_proto_parse(const char *line, size_t len, int mode, jsond_request *out)
+{
+    memset(out, 0, sizeof *out);
+    while (len && is_space(*line)) {
+        line++;
+        len--;
+    }
+    while (len && is_space(line[len - 1]))
+        len--;
+    int rc = (len && (line[0] == '{' || line[0] == '[')) ? parse_json(line, len, mode, out)
+                                                         : parse_shorthand(line, len, out);
+    if (rc < 0)
+        jsond_request_fini(out);
+    return rc;
+}
+
+void jsond_request_fini(jsond_request *r)
+{
+    for (size_t i = 0; i < r->ncalls; i++) {
+        free(r->calls[i].route);
+        json_decref(r->calls[i].args);
+        json_decref(r->calls[i].id);
+    }
+    free(r->calls);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+int jsond_proto_rpc_code(jsond_code code, int params)
+{
+    switch (code) {
+    case JSOND_BAD_REQUEST:
+        return params ? RPC_INVALID_PARAMS : RPC_INVALID_REQUEST;
+    case JSOND_NOT_FOUND:
+        return RPC_NOT_FOUND;
+    case JSOND_INTERNAL:
+        return RPC_INTERNAL;
+    default:
+        return RPC_SERVER_BASE - (int)(code - JSOND_TOO_LARGE);
+    }
+}
+
+/* The id of a JSON-RPC reply: the request's, or null. */
+static json_t *rpc_id(const jsond_call *call)
+{
+    return call->id ? json_incref(call->id) : json_null();
+}
+
+json_t *jsond_proto_result(const jsond_call *call, json_t *result)
+{
+    if (!call->rpc)
+        return result;
+    return json_pack("{s:s,s:o,s:o}", "jsonrpc", "2.0", "result", result, "id", rpc_id(call));
+}
+
+json_t *jsond_proto_error(const jsond_call *call, jsond_code code, int params, const char *message)
+{
+    if (call->rpc) {
+        int rpc_code =
+            call->failed && call->rpc_code ? call->rpc_code : jsond_proto_rpc_code(code, params);
+        return json_pack("{s:s,s:{s:i,s:s,s:{s:s}},s:o}", "jsonrpc", "2.0", "error", "code",
+                         rpc_code, "message", message, "data", "code", jsond_code_name(code), "id",
+                         rpc_id(call));
+    }
+    json_t *err =
+        json_pack("{s:{s:s,s:s}}", "error", "code", jsond_code_name(code), "message", message);
+    if (err && call->id && json_object_set(err, "id", call->id) < 0) {
+        json_decref(err);
+        return NULL;
+    }
+    return err;
+}
+
+int jsond_proto_wrap(const jsond_call *call, char **prefix, char **suffix)
+{
+    *prefix = *suffix = NULL;
+    if (!call->rpc) {
+        *prefix = strdup("");
+        *suffix = strdup("");
+    } else {
+        json_t *id = rpc_id(call);
+        char *idtext = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(id);
+        *prefix = strdup("{\"jsonrpc\":\"2.0\",\"result\":");
+        if (idtext && asprintf(suffix, ",\"id\":%s}", idtext) < 0)
+            *suffix = NULL;
+        free(idtext);
+    }
+    if (*prefix && *suffix)
+        return 0;
+    free(*prefix);
+    free(*suffix);
+    *prefix = *suffix = NULL;
+    return -1;
+}

@@ -1,0 +1,78 @@
+/* proto.h: the wire protocol, as pure functions over bytes and json_t.
+ *
+ * A request line is one of four forms, told apart by its first byte:
+ *
+ *     hello                                  route name
+ *     big {"size": 10}                       route name, JSON args
+ *     {"route": "big", "args": {...}, "id": 7}
+ *     {"jsonrpc": "2.0", "method": "big", "params": {...}, "id": 7}
+ *
+ * plus JSON-RPC 2.0 batches (a JSON array). Parsing never fails as a whole:
+ * a malformed line becomes a call that carries its error reply, so every
+ * line gets exactly the replies the protocol promises, in order. No reply
+ * text ever echoes raw client bytes.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef JSOND_PROTO_H
+#define JSOND_PROTO_H
+
+#include <jansson.h>
+
+#include "jsond.h"
+
+/* One call of a request line. */
+typedef struct jsond_call {
+    char *route;  /* NULL when the call failed to parse */
+    json_t *args; /* object, array (JSON-RPC params by position), or NULL */
+    json_t *id;   /* the request's id, or NULL when it had none */
+    int rpc;      /* reply with JSON-RPC 2.0 envelopes */
+    int silent;   /* a JSON-RPC notification: no reply, even on error */
+    /* A call that failed to parse carries the error to reply with. */
+    int failed;
+    jsond_code code;
+    int rpc_code; /* the JSON-RPC code, when it is not the code's default */
+    const char *message;
+} jsond_call;
+
+/* One request line: a call, or the members of a batch. */
+typedef struct jsond_request {
+    jsond_call *calls;
+    size_t ncalls;
+    int batch; /* replies go out as one JSON array (none if all are silent) */
+    int rpc;   /* the line was JSON-RPC: later parse errors become -32700 */
+} jsond_request;
+
+/* Modes of a connection, for jsond_proto_parse(). */
+enum {
+    /* The connection has sent a JSON-RPC request: a line that is not JSON
+     * is answered with -32700, and any array is a batch. */
+    JSOND_PROTO_RPC_SEEN = 1,
+    /* The listener has protocol = jsonrpc: as above, and a JSON object that
+     * is not JSON-RPC is an invalid request (-32600). */
+    JSOND_PROTO_RPC_ONLY = 2,
+};
+
+/* Parses one line (without its line ending) under `mode` (JSOND_PROTO_*
+ * flags). Returns 0, or -1 when out of memory. */
+int jsond_proto_parse(const char *line, size_t len, int mode, jsond_request *out);
+
+void jsond_request_fini(jsond_request *r);
+
+/* The reply document for `call`: the handler's result as it is (plain) or
+ * in a JSON-RPC envelope. Steals `result`. NULL when out of memory. */
+json_t *jsond_proto_result(const jsond_call *call, json_t *result);
+
+/* An error reply for `call`. `params` marks a bad_request raised by the
+ * handler (JSON-RPC -32602) rather than by the protocol (-32600). */
+json_t *jsond_proto_error(const jsond_call *call, jsond_code code, int params, const char *message);
+
+/* For a reply made by a producer: the bytes that go before and after the
+ * producer's own (a JSON-RPC envelope; empty for plain replies). Both are
+ * malloc'ed; -1 when out of memory. */
+int jsond_proto_wrap(const jsond_call *call, char **prefix, char **suffix);
+
+/* The JSON-RPC error code for a jsond code. */
+int jsond_proto_rpc_code(jsond_code code, int params);
+
+#endif /* JSOND_PROTO_H */

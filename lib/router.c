@@ -1,0 +1,58 @@
+/* router.c: route lookup and argument merging.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "autoconfig.h"
+#include <string.h>
+
+#include "builtin.h"
+#include "router.h"
+
+#define BUILTIN_PREFIX "builtin:"
+
+/* The config accepted only handlers this version has, so a failure here
+ * is a bug, reported as `internal` rather than trusted. */
+static jsond_async_fn resolve(const cfg_route *route)
+{
+    if (strncmp(route->handler, BUILTIN_PREFIX, sizeof BUILTIN_PREFIX - 1) != 0)
+        return NULL;
+    const jsond_builtin *b = jsond_builtin_find(route->handler + sizeof BUILTIN_PREFIX - 1);
+    return b ? jsond_builtin_fn(b) : NULL;
+}
+
+static json_t *merge_args(const cfg_route *route, json_t *args)
+{
+    json_t *merged = route->args ? json_deep_copy(route->args) : json_object();
+    if (!merged)
+        goto fail;
+    if (args && json_object_update(merged, args) < 0)
+        goto fail;
+    if (route->fixed_args && json_object_update(merged, route->fixed_args) < 0)
+        goto fail;
+    json_decref(args);
+    return merged;
+fail:
+    json_decref(merged);
+    json_decref(args);
+    return NULL;
+}
+
+jsond_req *jsond_router_route(jsond_config *cfg, const char *name, json_t *args,
+                              jsond_req_done_fn done, void *arg, jsond_code *code)
+{
+    const cfg_route *route = jsond_config_route(cfg, name);
+    if (!route) {
+        json_decref(args);
+        *code = JSOND_NOT_FOUND;
+        return NULL;
+    }
+    jsond_async_fn fn = resolve(route);
+    json_t *merged = merge_args(route, args);
+    jsond_req *req = fn && merged ? jsond_req_new(cfg, route, fn, merged, done, arg) : NULL;
+    if (!req) {
+        if (!fn)
+            json_decref(merged);
+        *code = JSOND_INTERNAL;
+    }
+    return req;
+}

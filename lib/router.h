@@ -1,0 +1,17 @@
+/* router.h: from a route name and args to a request ready to run.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef JSOND_ROUTER_H
+#define JSOND_ROUTER_H
+
+#include "req.h"
+
+/* Resolves route `name` on `cfg` and builds its args: the route's `args`
+ * under the caller's `args` (stolen; NULL means {}), its `fixed_args` over
+ * them, so a client can never change a fixed arg. Returns the request, or
+ * NULL with *code set (JSOND_NOT_FOUND, JSOND_INTERNAL). */
+jsond_req *jsond_router_route(jsond_config *cfg, const char *name, json_t *args,
+                              jsond_req_done_fn done, void *arg, jsond_code *code);
+
+#endif /* JSOND_ROUTER_H */

@@ -1,0 +1,85 @@
+/* stats.c: counters and their JSON form.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "autoconfig.h"
+
+#include <string.h>
+#include <time.h>
+
+#include "stats.h"
+
+/* Requests for routes that do not exist all land here. */
+#define UNKNOWN_BUCKET "(unknown)"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int jsond_stats_init(jsond_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    st->started = now();
+    st->routes = json_object();
+    return st->routes ? 0 : -1;
+}
+
+void jsond_stats_fini(jsond_stats *st)
+{
+    json_decref(st->routes);
+    st->routes = NULL;
+}
+
+/* The bucket of `route`, made on first use. NULL only when out of memory:
+ * a counter then stays behind, the request does not fail. */
+static json_t *bucket(jsond_stats *st, const char *route)
+{
+    const char *key = route ? route : UNKNOWN_BUCKET;
+    json_t *b = json_object_get(st->routes, key);
+    if (!b) {
+        b = json_pack("{s:I,s:{}}", "requests", (json_int_t)0, "errors");
+        if (!b || json_object_set_new(st->routes, key, b) < 0)
+            return NULL;
+    }
+    return b;
+}
+
+static void bump(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v)
+        json_integer_set(v, json_integer_value(v) + 1);
+    else
+        json_object_set_new(obj, key, json_integer(1));
+}
+
+void jsond_stats_request(jsond_stats *st, const char *route)
+{
+    st->requests++;
+    json_t *b = bucket(st, route);
+    if (b)
+        bump(b, "requests");
+}
+
+void jsond_stats_error(jsond_stats *st, const char *route, jsond_code code)
+{
+    st->errors++;
+    json_t *b = bucket(st, route);
+    if (b)
+        bump(json_object_get(b, "errors"), jsond_code_name(code));
+}
+
+json_t *jsond_stats_json(const jsond_stats *st)
+{
+    const jsond_server_stats *c = &st->conns;
+    return json_pack("{s:f,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:O}}", "uptime_s",
+                     now() - st->started, "connections", "open", (json_int_t)c->open, "total",
+                     (json_int_t)c->accepted, "refused", (json_int_t)c->refused, "dropped",
+                     (json_int_t)c->dropped, "reset", (json_int_t)c->reset, "cut",
+                     (json_int_t)c->cut, "bytes", "in", (json_int_t)st->bytes_in, "out",
+                     (json_int_t)c->bytes_out, "requests", "total", (json_int_t)st->requests,
+                     "errors", (json_int_t)st->errors, "routes", st->routes);
+}

@@ -1,0 +1,38 @@
+/* stats.h: the server's counters, read by the stats route and at exit.
+ *
+ * Loop thread only: every counter is bumped by loop code, so no atomics.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef JSOND_STATS_H
+#define JSOND_STATS_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "jsond.h"
+
+typedef struct jsond_stats {
+    jsond_server_stats conns; /* connection counters and bytes out */
+    uint64_t bytes_in;
+    uint64_t requests;
+    uint64_t errors;
+    double started; /* CLOCK_MONOTONIC seconds */
+    int draining;   /* the server is shutting down */
+    json_t *routes; /* {route: {"requests": N, "errors": {code: N}}} */
+} jsond_stats;
+
+int jsond_stats_init(jsond_stats *st);
+void jsond_stats_fini(jsond_stats *st);
+
+/* Counts one request of `route` (NULL: a route that does not exist; all of
+ * those share one bucket, so clients cannot grow the table). */
+void jsond_stats_request(jsond_stats *st, const char *route);
+
+/* Counts an error reply with `code` to a request of `route` (NULL as above). */
+void jsond_stats_error(jsond_stats *st, const char *route, jsond_code code);
+
+/* The stats route's reply (documented in jsond(8)). */
+json_t *jsond_stats_json(const jsond_stats *st);
+
+#endif /* JSOND_STATS_H */

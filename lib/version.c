@@ -1,0 +1,8 @@
+/* SPDX-License-Identifier: MIT */
+#include "autoconfig.h"
+#include "jsond.h"
+
+const char *jsond_version(void)
+{
+    return VERSION;
+}

@@ -1,0 +1,111 @@
+"""The daemon's command line: -t, -V, -h, usage errors, exit codes, signals."""
+import os
+import re
+import signal
+import tempfile
+
+from jsondtest import Daemon, config, main, run, unittest
+
+GOOD = config("""
+    [server]
+    log_level = notice
+    [listen main]
+    address = 127.0.0.1:0
+    on_connect = hello
+    [route hello]
+    handler = builtin:hello
+""")
+
+# Three problems on known lines, all of which must be reported.
+BAD = config("""
+    [server]
+    max_connections = 0
+    [listen main]
+    address = 127.0.0.1:0
+    on_connect = nowhere
+    colour = blue
+""")
+
+
+class Cli(unittest.TestCase):
+    def write(self, text):
+        f = tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False)
+        f.write(text)
+        f.close()
+        self.addCleanup(os.unlink, f.name)
+        return f.name
+
+    def test_check_good_config(self):
+        path = self.write(GOOD)
+        r = run(["-t", "-c", path])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(path, r.stdout)
+        self.assertEqual(r.stderr, "")
+
+    def test_check_bad_config_lists_every_problem(self):
+        path = self.write(BAD)
+        r = run(["-t", "-c", path])
+        self.assertEqual(r.returncode, 1)
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual([l.split(": ", 1)[0] for l in lines],
+                         ["%s:2" % path, "%s:5" % path, "%s:6" % path], r.stderr)
+        self.assertIn("range", lines[0])
+        self.assertIn("nowhere", lines[1])
+        self.assertIn("colour", lines[2])
+
+    def test_version(self):
+        r = run(["-V"])
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^jsond \d+\.\d+\.\d+ \(libevent [^,]+, jansson [^)]+\)\n$")
+
+    def test_help(self):
+        r = run(["-h"])
+        self.assertEqual(r.returncode, 0)
+        self.assertTrue(r.stdout.startswith("usage: jsond"))
+        for opt in ("-c FILE", "-t", "-l LEVEL", "-V", "-h"):
+            self.assertIn(opt, r.stdout)
+
+    def test_usage_errors_exit_2(self):
+        for args in (["-x"], ["-c"], ["-l", "loud"], ["stray"]):
+            r = run(args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn("usage: jsond", r.stderr)
+
+    def test_missing_config_file_exits_1(self):
+        r = run(["-c", "/nonexistent/jsond.conf"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("/nonexistent/jsond.conf", r.stderr)
+        self.assertIn("No such file", r.stderr)
+
+    def test_bad_config_does_not_start(self):
+        path = self.write(BAD)
+        r = run(["-c", path])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("%s:2:" % path, r.stderr)
+
+    def test_sigterm_and_sigint_exit_0(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with Daemon(GOOD) as d:
+                self.assertEqual(d.stop(sig), 0, d.log())
+                self.assertIn("shutting down", d.log())
+
+    def test_log_level_flag_overrides_config(self):
+        # The config says notice; -l debug (the harness default) must win.
+        with Daemon(GOOD) as d:
+            d.wait_log(lambda log: "[debug]" in log, 30)
+            d.stop()
+
+    def test_descriptor_limit_lowers_max_connections(self):
+        import resource
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        with Daemon(GOOD, preexec=low_limit) as d:
+            log = d.wait_log(lambda log: "max_connections lowered" in log, 30)
+            self.assertRegex(log, r"max_connections lowered from 10000 to 32: "
+                                  r"the descriptor limit is 64")
+            self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    main()

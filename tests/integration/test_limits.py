@@ -1,0 +1,224 @@
+"""Connection limits: max_connections, and running out of descriptors.
+
+Clients hold a connection open by not reading a `big` reply, larger than
+the kernel buffers can take. Events are ordered by what the sockets and the
+daemon's log show; the one sleep measures CPU time over a window.
+"""
+import os
+import re
+import resource
+import select
+import socket
+import sys
+import time
+
+from jsondtest import HELLO, SLOW, VALGRIND, Daemon, config, main, recv_all, unittest
+
+HEAD = b'{"msg":"Hello World","data":"'
+TAIL = b'"}\n'
+# Comfortably more than the kernel buffers hold for a client that reads
+# nothing (its receive buffer is shrunk to RCVBUF), so its reply stays in
+# progress and its connection open.
+SIZE = 32000000
+RCVBUF = 64 * 1024
+REPLY_LEN = len(HEAD) + SIZE + len(TAIL)
+
+COUNTERS_RE = re.compile(r"connections: (\d+) accepted, (\d+) refused, (\d+) dropped, "
+                         r"(\d+) reset, (\d+) cut")
+
+
+def counters_line(log):
+    """The counters line the daemon logs as it exits."""
+    found = [line for line in log.splitlines() if COUNTERS_RE.search(line)]
+    if not found:
+        raise AssertionError("no counters line in the log")
+    return found[-1]
+
+
+def counters(log):
+    """The counters of the daemon's last 'connections:' line, by name."""
+    values = COUNTERS_RE.search(counters_line(log)).groups()
+    return dict(zip(("accepted", "refused", "dropped", "reset", "cut"), map(int, values)))
+
+
+def read_reply(test, sock):
+    """Reads a whole `big` reply and checks it without keeping it."""
+    sock.settimeout(3 * SLOW)
+    buf = bytearray(1 << 20)
+    total = xs = 0
+    head = tail = b""
+    for _ in range(REPLY_LEN + 1):  # each pass reads at least one byte
+        n = sock.recv_into(buf)
+        if n == 0:
+            break
+        test.assertLessEqual(total + n, REPLY_LEN)
+        if not head:
+            head = bytes(buf[:len(HEAD)])
+        tail = (tail + bytes(buf[max(0, n - len(TAIL)):n]))[-len(TAIL):]
+        xs += buf.count(b"x", 0, n)
+        total += n
+    test.assertEqual((total, xs, head, tail), (REPLY_LEN, SIZE, HEAD, TAIL))
+
+
+def wait_served(socks):
+    """Waits until the daemon has begun a reply on every one of `socks`."""
+    pending = list(socks)
+    deadline = time.monotonic() + 3 * SLOW
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("%d connections not served within %ds" % (len(pending), 3 * SLOW))
+        r, _, _ = select.select(pending, [], [], left)
+        pending = [s for s in pending if s not in r]
+
+
+class Limits(unittest.TestCase):
+    def clients(self, d, n):
+        """`n` clients of the big listener with a small receive buffer,
+        closed when the test ends."""
+        host, port = d.addrs["big"].rsplit(":", 1)
+        socks = []
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.addCleanup(s.close)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            s.settimeout(3 * SLOW)
+            s.connect((host, int(port)))
+            socks.append(s)
+        return socks
+
+    def test_max_connections(self):
+        conf = config("""
+            [server]
+            max_connections = 3
+            write_timeout = %ds
+            [listen big]
+            address = 127.0.0.1:0
+            on_connect = big
+            [route big]
+            handler = builtin:big
+            args = {"size": %d}
+        """) % (10 * SLOW, SIZE)
+        with Daemon(conf) as d:
+            held = self.clients(d, 3)
+            wait_served(held)
+            # The fourth is closed at once: end-of-stream (or a reset) and
+            # not a byte of a reply.
+            for extra in self.clients(d, 1):
+                try:
+                    data = extra.recv(65536)
+                except ConnectionResetError:
+                    data = b""
+                self.assertEqual(data, b"")
+            # The three others are served in full once they read.
+            for s in held:
+                read_reply(self, s)
+                s.close()
+            # Their slots are free again: a new client is served.
+            for s in self.clients(d, 1):
+                read_reply(self, s)
+            self.assertEqual(d.stop(), 0)
+            log = d.log()
+            self.assertIn(" 1 refused,", counters_line(log))
+            c = counters(log)
+            self.assertEqual((c["accepted"], c["refused"], c["dropped"], c["reset"], c["cut"]),
+                             (4, 1, 0, 0, 0))
+
+    def test_out_of_descriptors(self):
+        # How EMFILE is reached. jsond raises its soft limit to the hard one
+        # and keeps 32 descriptors back from max_connections (daemon/jsond.c,
+        # RESERVED_FDS) for what it opens besides connections. A daemon
+        # with a few listeners never uses that many, so with a lowered limit
+        # the connection cap, not EMFILE, bites. This one has 30 listeners:
+        # with its loop's and stdio's own descriptors that is more than the
+        # 32 kept back, so accept() runs out of descriptors while the number
+        # of connections is still below the lowered max_connections.
+        limit, pads = 40, 28
+        # valgrind keeps some descriptors above the limit for itself and
+        # shows the program a limit that much lower: leave it room above.
+        hard = limit + 64 if VALGRIND else limit
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        pad_listeners = "".join("""
+            [listen pad%d]
+            address = 127.0.0.1:0
+            on_connect = hello
+        """ % i for i in range(pads))
+        conf = config("""
+            [server]
+            max_connections = 1000
+            write_timeout = 0
+            [listen big]
+            address = 127.0.0.1:0
+            on_connect = big
+            [listen main]
+            address = 127.0.0.1:0
+            on_connect = hello
+        """ + pad_listeners + """
+            [route hello]
+            handler = builtin:hello
+            [route big]
+            handler = builtin:big
+            args = {"size": %d}
+        """) % SIZE
+        with Daemon(conf, preexec=low_limit) as d:
+            m = re.search(r"max_connections lowered from 1000 to (\d+): "
+                          r"the descriptor limit is (\d+)", d.log())
+            self.assertIsNotNone(m, "max_connections was not lowered")
+            max_conns, fd_limit = int(m.group(1)), int(m.group(2))
+            self.assertEqual(fd_limit, limit)
+            used = [int(fd) for fd in os.listdir("/proc/%d/fd" % d.proc.pid)]
+            free = fd_limit - len([fd for fd in used if fd < fd_limit])
+            # The premise: descriptors run out before the connection cap.
+            self.assertGreaterEqual(free, 1)
+            self.assertLess(free, max_conns)
+
+            served = self.clients(d, free)
+            wait_served(served)
+            waiting = self.clients(d, 3)
+            d.wait_log(lambda log: "pausing accepts" in log, 3 * SLOW)
+            self.assertIn("Too many open files", d.log())
+
+            # Paused, not spinning: the listening socket stays readable, so
+            # a daemon that retried at once would burn a CPU.
+            cpu0, t0 = d.cpu_seconds(), time.monotonic()
+            time.sleep(2)
+            cpu = d.cpu_seconds() - cpu0
+            window = time.monotonic() - t0
+            sys.stderr.write("out of descriptors: %.3f s of CPU in a %.1f s window "
+                             "(%d connections fit, max_connections %d)\n"
+                             % (cpu, window, free, max_conns))
+            self.assertLess(cpu, 0.5)
+            self.assertIsNone(d.proc.poll(), "jsond died")
+            log = d.log()
+            self.assertEqual(log.count("pausing accepts"), 1)
+            self.assertNotIn("accepting again", log)
+            # No connection past what fits got a byte of a reply: they wait
+            # in the listen queue. (Under valgrind, whose accept() wrapper
+            # closes a descriptor past the limit it shows the program, they
+            # see end-of-stream instead.)
+            r, _, _ = select.select(waiting, [], [], 0)
+            for s in r:
+                try:
+                    data = s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                except ConnectionResetError:
+                    data = b""
+                self.assertEqual(data, b"", "a connection past the limit was served")
+            if not VALGRIND:
+                self.assertEqual(r, [], "a connection past the limit was closed")
+
+            # Descriptors free up: it accepts and serves again.
+            for s in served + waiting:
+                s.close()
+            with d.connect("main") as s:
+                self.assertEqual(recv_all(s), HELLO)
+            self.assertIn("accepting again", d.wait_log(lambda log: "accepting again" in log,
+                                                        3 * SLOW))
+            self.assertEqual(d.stop(), 0)
+            c = counters(d.log())
+            self.assertEqual(c["refused"], 0)
+
+
+if __name__ == "__main__":
+    main()

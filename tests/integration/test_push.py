@@ -1,0 +1,428 @@
+"""Push listeners: exact replies on every kind of socket, big replies that
+neither block the loop nor grow memory, write_timeout, the closing rule, and
+shutdown in the middle of a big push.
+
+Every daemon listens on port 0 (or a private unix socket). Events are ordered
+by what the sockets and the daemon's log show, never by sleeps; the only
+sleeps pace a deliberately slow reader. Every wait is a bounded input times
+SLOW.
+"""
+import json
+import re
+import select
+import signal
+import socket
+import statistics
+import sys
+import threading
+import time
+
+from jsondtest import HELLO, PLAIN, SLOW, Daemon, config, main, recv_all, unittest
+
+HEAD = b'{"msg":"Hello World","data":"'
+TAIL = b'"}\n'
+KB, MB = 1024, 1024 * 1024
+GB = 1024 * MB
+
+COUNTERS_RE = re.compile(r"connections: (\d+) accepted, (\d+) refused, (\d+) dropped, "
+                         r"(\d+) reset, (\d+) cut")
+
+
+def big_config(size, server="", extra=""):
+    """A `big` listener replying `size` x's and a `main` listener pushing hello."""
+    return config("""
+        [server]
+        %s
+        [listen big]
+        address = 127.0.0.1:0
+        on_connect = big
+        [listen main]
+        address = 127.0.0.1:0
+        on_connect = hello
+        %s
+        [route hello]
+        handler = builtin:hello
+        [route big]
+        handler = builtin:big
+        args = {"size": %d}
+    """) % (lines(server), lines(extra), size)
+
+
+def lines(text):
+    """Config lines given as an indented string, one per line, unindented."""
+    return "\n".join(line.strip() for line in text.strip().splitlines())
+
+
+def reply_len(size):
+    return len(HEAD) + size + len(TAIL)
+
+
+def counters_line(log):
+    """The counters line the daemon logs as it exits."""
+    found = [line for line in log.splitlines() if COUNTERS_RE.search(line)]
+    if not found:
+        raise AssertionError("no counters line in the log")
+    return found[-1]
+
+
+def counters(log):
+    """The counters of the daemon's last 'connections:' line, by name."""
+    values = COUNTERS_RE.search(counters_line(log)).groups()
+    return dict(zip(("accepted", "refused", "dropped", "reset", "cut"), map(int, values)))
+
+
+def have_ipv6():
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def connect_tcp(d, name, rcvbuf=None):
+    """Connects to listener `name`, with SO_RCVBUF set before the handshake."""
+    host, port = d.addrs[name].rsplit(":", 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(3 * SLOW)
+    s.connect((host, int(port)))
+    return s
+
+
+def wait_readable(sock, what):
+    """Waits until the daemon has sent `sock` its first bytes."""
+    r, _, _ = select.select([sock], [], [], 3 * SLOW)
+    if not r:
+        raise AssertionError("no bytes within %ds: %s" % (3 * SLOW, what))
+
+
+class Stream:
+    """What a reader saw of a big reply, without keeping it: byte and x
+    counts, the first and the last bytes, and how it ended."""
+
+    def __init__(self):
+        self.total = self.xs = 0
+        self.head = self.tail = b""
+        self.end = None  # "eof" or the exception that ended it
+
+    def read(self, sock, limit, every=0, nap=0.0, deadline=None, bufsize=64 * KB):
+        """Reads until end-of-stream (or a reset, which `end` records), at
+        most `bufsize` bytes a call; every `every` bytes naps `nap` seconds,
+        pacing a slow reader. Bounded by `limit` bytes (each pass takes at
+        least one) and by `deadline` seconds."""
+        buf = bytearray(bufsize)
+        view = memoryview(buf)
+        sock.settimeout(3 * SLOW)
+        deadline = deadline or 3 * SLOW
+        stop = time.monotonic() + deadline
+        next_nap = every
+        while True:
+            if time.monotonic() > stop:
+                raise AssertionError("reading took over %ss (%d bytes)" % (deadline, self.total))
+            try:
+                n = sock.recv_into(buf)
+            except ConnectionResetError as e:
+                self.end = e
+                return self
+            if n == 0:
+                self.end = "eof"
+                return self
+            if self.total + n > limit:
+                raise AssertionError("more than %d bytes" % limit)
+            if len(self.head) < 64:
+                self.head += bytes(view[:min(n, 64 - len(self.head))])
+            self.tail = (self.tail + bytes(view[max(0, n - 64):n]))[-64:]
+            self.xs += buf.count(b"x", 0, n)
+            self.total += n
+            if every and self.total >= next_nap:
+                time.sleep(nap)
+                next_nap += every
+
+
+class Push(unittest.TestCase):
+    def assert_big_reply(self, st, size):
+        """A complete `big` reply of `size` x's, then end-of-stream."""
+        self.assertEqual(st.end, "eof")
+        self.assertEqual(st.total, reply_len(size))
+        self.assertEqual(st.xs, size)
+        self.assertEqual(st.head[:len(HEAD)], HEAD)
+        self.assertTrue(st.tail.endswith(TAIL), st.tail)
+
+    def read_big(self, sock, size, **kw):
+        st = Stream().read(sock, reply_len(size), **kw)
+        self.assert_big_reply(st, size)
+        return st
+
+    # ---- hello on every kind of socket -------------------------------
+
+    def hello_on(self, address, connect):
+        conf = config("""
+            [listen main]
+            address = %s
+            on_connect = hello
+            [route hello]
+            handler = builtin:hello
+        """) % address
+        with Daemon(conf) as d:
+            with connect(d) as s:
+                self.assertEqual(recv_all(s), HELLO)
+            self.assertEqual(d.stop(), 0)
+            c = counters(d.log())
+            self.assertEqual((c["accepted"], c["reset"], c["cut"]), (1, 0, 0))
+
+    def test_hello_ipv4(self):
+        def connect(d):
+            self.assertTrue(d.addrs["main"].startswith("127.0.0.1:"))
+            return d.connect("main")
+        self.hello_on("127.0.0.1:0", connect)
+
+    def test_hello_ipv6(self):
+        if not have_ipv6():
+            self.skipTest("no IPv6 loopback (::1) on this machine")
+
+        def connect(d):
+            self.assertTrue(d.addrs["main"].startswith("[::1]:"))
+            s = d.connect("main")
+            self.assertEqual(s.family, socket.AF_INET6)
+            return s
+        self.hello_on("[::1]:0", connect)
+
+    def test_hello_unix(self):
+        def connect(d):
+            self.assertTrue(d.addrs["main"].startswith("unix:"))
+            s = d.connect("main")
+            self.assertEqual(s.family, socket.AF_UNIX)
+            return s
+        self.hello_on("unix:@DIR@/jsond.sock", connect)
+
+    # ---- a big reply to a reader that waits does not hold anyone up -----
+
+    def test_non_reader_does_not_block_others(self):
+        size = 10000000
+        # write_timeout is far past this test: nobody is dropped here.
+        with Daemon(big_config(size, "write_timeout = %ds" % (10 * SLOW))) as d:
+            # A small receive buffer: the kernel cannot hold the reply for
+            # the reader, so most of it must wait in the daemon.
+            first = connect_tcp(d, "big", rcvbuf=64 * KB)
+            wait_readable(first, "the big reply")
+            others = [d.connect("main") for _ in range(50)]
+            for s in others:
+                self.assertEqual(recv_all(s), HELLO)
+                s.close()
+            # All 50 are served while the first reply is stuck mid-way.
+            avail = select.select([first], [], [], 0)[0]
+            self.assertTrue(avail)
+            first.setblocking(False)
+            peek = first.recv(reply_len(size), socket.MSG_PEEK)
+            first.setblocking(True)
+            self.assertLess(len(peek), reply_len(size))
+            # Only now does the first client read: all of it, and JSON.
+            data = recv_all(first, limit=reply_len(size))
+            first.close()
+            self.assertEqual(len(data), reply_len(size))
+            self.assertTrue(data.endswith(b"\n"))
+            doc = json.loads(data)
+            self.assertEqual(doc["msg"], "Hello World")
+            self.assertEqual(len(doc["data"]), size)
+            self.assertEqual(doc["data"].strip("x"), "")
+            del data, doc, peek
+            self.assertEqual(d.stop(), 0)
+            c = counters(d.log())
+            self.assertEqual((c["accepted"], c["dropped"], c["reset"], c["cut"]), (51, 0, 0, 0))
+
+    def test_10mb_push_to_fast_reader_timing(self):
+        size = 10000000
+        with Daemon(big_config(size)) as d:
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                with d.connect("big") as s:
+                    st = self.read_big(s, size, bufsize=MB)
+                times.append((time.perf_counter() - t0) * 1000)
+            sys.stderr.write("10 MB push to a fast reader: median %.1f ms of 5 "
+                             "(min %.1f, max %.1f)\n"
+                             % (statistics.median(times), min(times), max(times)))
+            self.assertEqual(st.total, reply_len(size))
+            self.assertEqual(d.stop(), 0)
+
+    # ---- 1 GB through a slow reader costs a buffer, not a gigabyte -------
+
+    def test_1gb_to_slow_reader_memory_bounded(self):
+        size = GB  # the default max_size: allowed, and no more
+        with Daemon(big_config(size, "write_timeout = %ds" % (10 * SLOW))) as d:
+            hwm0 = d.status("VmHWM")
+            t0 = time.monotonic()
+            with d.connect("big") as s:
+                # 64 KB reads with a short nap every 4 MB: the kernel buffers
+                # stay full, so the daemon's producer has to wait for them.
+                self.read_big(s, size, every=4 * MB, nap=0.004, deadline=20 * SLOW)
+            took = time.monotonic() - t0
+            hwm1 = d.status("VmHWM")
+            growth = (hwm1 - hwm0) / 1024.0
+            sys.stderr.write("1 GB push to a slow reader in %.1f s: peak RSS (VmHWM) %.1f MB at "
+                             "start, %.1f MB after, growth %.1f MB%s\n"
+                             % (took, hwm0 / 1024.0, hwm1 / 1024.0, growth,
+                                "" if PLAIN else " (not asserted in this build)"))
+            if PLAIN:
+                self.assertLessEqual(growth, 64)
+            self.assertEqual(d.stop(), 0)
+            c = counters(d.log())
+            self.assertEqual((c["accepted"], c["dropped"], c["reset"]), (1, 0, 0))
+
+    # ---- a reader that takes nothing is dropped after write_timeout ------
+
+    def test_non_reader_dropped_after_write_timeout(self):
+        size = 50000000
+        with Daemon(big_config(size, "write_timeout = 500ms")) as d:
+            t0 = time.monotonic()
+            stuck = connect_tcp(d, "big", rcvbuf=4 * KB)
+            wait_readable(stuck, "the big reply")
+            # Others are served while it is stuck.
+            for _ in range(5):
+                with d.connect("main") as s:
+                    self.assertEqual(recv_all(s), HELLO)
+            log = d.wait_log(lambda log: "dropped 127.0.0.1" in log, 3 * SLOW)
+            took = time.monotonic() - t0
+            self.assertRegex(log, r"dropped 127\.0\.0\.1:\d+: it took nothing for 500 ms")
+            self.assertGreaterEqual(took, 0.5)
+            # The connection is closed: what the kernels held, then the end.
+            st = Stream().read(stuck, reply_len(size))
+            stuck.close()
+            self.assertIsNotNone(st.end)
+            self.assertLess(st.total, reply_len(size))
+            self.assertEqual(st.head[:len(HEAD)], HEAD[:st.total])
+            # And the daemon goes on serving.
+            with d.connect("main") as s:
+                self.assertEqual(recv_all(s), HELLO)
+            self.assertEqual(d.stop(), 0)
+            log = d.log()
+            self.assertIn(" 1 dropped,", counters_line(log))
+            c = counters(log)
+            self.assertEqual((c["accepted"], c["dropped"], c["cut"]), (7, 1, 0))
+
+    # ---- the closing rule: bytes from the client never cost the reply ----
+
+    JUNK = b"junk that nobody asked for\n" * (100 * KB // 27)
+    JUNK_FIRST = 16 * KB  # fits the daemon's receive window at once
+
+    def junk_then_read(self, d, listener):
+        """Sends 100 KB of junk right after connecting, then reads the reply
+        while the rest of the junk goes out; returns what was read and what
+        became of the junk. A reset ends the read and fails the test."""
+        s = d.connect(listener)
+        # The first piece goes before any reading: with a big reply the
+        # daemon cannot have drained it yet, so the junk is surely pending
+        # when its closing rule looks. (Bytes that arrive only after the
+        # drain, while the reply's tail is still in flight, meet a closed
+        # socket: the rule closes at once when nothing is pending.)
+        s.sendall(self.JUNK[:self.JUNK_FIRST])
+        sent = []
+
+        def send():
+            try:
+                s.sendall(self.JUNK[self.JUNK_FIRST:])
+                sent.append(len(self.JUNK))
+            except OSError as e:
+                # Only if the daemon had closed before the junk arrived,
+                # which the closing rule allows when nothing was pending.
+                sent.append(e)
+        t = threading.Thread(target=send)
+        t.start()
+        try:
+            st = Stream().read(s, reply_len(5 * MB) + len(HELLO))
+        finally:
+            t.join(3 * SLOW)
+            s.close()
+        self.assertFalse(t.is_alive())
+        return st, sent
+
+    def test_client_bytes_do_not_reset_hello(self):
+        with Daemon(big_config(5 * MB)) as d:
+            for _ in range(5):
+                st, _ = self.junk_then_read(d, "main")
+                self.assertEqual(st.end, "eof")
+                self.assertEqual(st.head, HELLO)
+            self.assertEqual(d.stop(), 0)
+            self.assertEqual(counters(d.log())["reset"], 0)
+
+    def test_client_bytes_do_not_reset_big_reply(self):
+        size = 5 * MB
+        with Daemon(big_config(size)) as d:
+            st, sent = self.junk_then_read(d, "big")
+            self.assert_big_reply(st, size)
+            # The reply took long enough to drain that the junk was surely
+            # there first: the daemon read and discarded all of it.
+            self.assertEqual(sent, [len(self.JUNK)])
+            self.assertEqual(d.stop(), 0)
+            self.assertEqual(counters(d.log())["reset"], 0)
+
+    # ---- SIGTERM in the middle of a slow 100 MB push ---------------------
+
+    def test_sigterm_lets_reply_finish(self):
+        size = 100 * MB
+        server = """
+            shutdown_timeout = %ds
+            write_timeout = %ds
+        """ % (6 * SLOW, 10 * SLOW)
+        with Daemon(big_config(size, server)) as d:
+            s = d.connect("big")
+            wait_readable(s, "the big reply")
+            d.proc.send_signal(signal.SIGTERM)
+            d.wait_log(lambda log: "waiting for 1 replies in progress" in log, 3 * SLOW)
+            # Listeners closed at once; the reply in progress goes on.
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as c:
+                host, port = d.addrs["main"].rsplit(":", 1)
+                self.assertRaises(ConnectionRefusedError, c.connect, (host, int(port)))
+            self.read_big(s, size, every=4 * MB, nap=0.004, deadline=6 * SLOW)
+            s.close()
+            self.assertEqual(d.proc.wait(3 * SLOW), 0)
+            c = counters(d.log())
+            self.assertEqual((c["accepted"], c["cut"], c["dropped"], c["reset"]), (1, 0, 0, 0))
+
+    def test_sigterm_cuts_non_reader_after_shutdown_timeout(self):
+        size = 100 * MB
+        server = """
+            shutdown_timeout = 300ms
+            write_timeout = %ds
+        """ % (10 * SLOW)
+        with Daemon(big_config(size, server)) as d:
+            s = d.connect("big")
+            wait_readable(s, "the big reply")
+            t0 = time.monotonic()
+            d.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(d.proc.wait(3 * SLOW), 0)
+            took = time.monotonic() - t0
+            s.close()
+            self.assertGreaterEqual(took, 0.3)
+            log = d.log()
+            self.assertIn("shutdown_timeout: cutting 1 connections", log)
+            self.assertIn(" 1 cut;", counters_line(log))
+            self.assertEqual(counters(log)["cut"], 1)
+
+    def test_second_sigterm_exits_at_once(self):
+        size = 100 * MB
+        # Far longer than the wait below: only the second signal can end it.
+        server = """
+            shutdown_timeout = %ds
+            write_timeout = %ds
+        """ % (20 * SLOW, 20 * SLOW)
+        with Daemon(big_config(size, server)) as d:
+            s = d.connect("big")
+            wait_readable(s, "the big reply")
+            d.proc.send_signal(signal.SIGTERM)
+            d.wait_log(lambda log: "waiting for 1 replies in progress" in log, 3 * SLOW)
+            self.assertIsNone(d.proc.poll())
+            d.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(d.proc.wait(3 * SLOW), 0)
+            s.close()
+            log = d.log()
+            self.assertIn("again: exiting at once", log)
+            self.assertEqual(counters(log)["cut"], 1)
+
+
+if __name__ == "__main__":
+    main()

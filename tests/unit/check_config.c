@@ -1,0 +1,958 @@
+/* check_config.c: the config parser, against jsond.conf(5).
+ *
+ * Most cases parse a string and compare the whole error list, rendered as
+ * "LINE: message" lines, with what the operator must see: exact lines and
+ * exact messages, all of them, not only the first.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#define _POSIX_C_SOURCE 200809L /* mkstemp, mkdtemp */
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static char rendered[1 << 16];
+
+/* Parses TEXT (LEN bytes) as "t.conf" and returns its errors as "LINE:
+ * message\n" lines ("" when valid). Checks that a config comes back exactly
+ * when there is no error, and that every error names the file. */
+static const char *errors_of_len(const char *text, size_t len)
+{
+    jsond_errors *errs = jsond_errors_new();
+    jsond_config *cfg = jsond_config_parse("t.conf", text, len, errs);
+    size_t n = jsond_errors_count(errs), used = 0;
+    rendered[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        const jsond_error *e = jsond_errors_get(errs, i);
+        ck_assert_str_eq(e->file, "t.conf");
+        used +=
+            (size_t)snprintf(rendered + used, sizeof rendered - used, "%d: %s\n", e->line, e->text);
+        ck_assert_uint_lt(used, sizeof rendered);
+    }
+    ck_assert_msg((cfg == NULL) == (n > 0), "config returned with errors, or NULL without: %s",
+                  rendered);
+    jsond_config_unref(cfg);
+    jsond_errors_free(errs);
+    return rendered;
+}
+
+static const char *errors_of(const char *text)
+{
+    return errors_of_len(text, strlen(text));
+}
+
+/* Parses TEXT, which must be valid. */
+static jsond_config *parse_ok(const char *text)
+{
+    jsond_errors *errs = jsond_errors_new();
+    jsond_config *cfg = jsond_config_parse("t.conf", text, strlen(text), errs);
+    const jsond_error *e = jsond_errors_get(errs, 0);
+    ck_assert_msg(cfg != NULL, "unexpected error: %d: %s", e ? e->line : 0, e ? e->text : "");
+    ck_assert_uint_eq(jsond_errors_count(errs), 0);
+    jsond_errors_free(errs);
+    return cfg;
+}
+
+/* The error list of "[SECTION]\nKEY = VALUE\n" (the key is on line 2). */
+static const char *errors_of_key(const char *section, const char *key, const char *value)
+{
+    char text[512];
+    snprintf(text, sizeof text, "[%s]\n%s = %s\n", section, key, value);
+    return errors_of(text);
+}
+
+static jsond_config *parse_key(const char *section, const char *key, const char *value)
+{
+    char text[512];
+    snprintf(text, sizeof text, "[%s]\n%s = %s\n", section, key, value);
+    return parse_ok(text);
+}
+
+static char *srcdir_path(const char *rel)
+{
+    /* `make check` sets JSOND_SRCDIR; by hand, run from the top build dir. */
+    const char *top = getenv("JSOND_SRCDIR");
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/%s", top ? top : ".", rel);
+    return path;
+}
+
+#define ROUTE_HELLO "[route hello]\nhandler = builtin:hello\n"
+
+/* ---- values ------------------------------------------------------------- */
+
+START_TEST(test_every_key)
+{
+    jsond_config *cfg = parse_ok("[server]\n"
+                                 "max_connections = 500\n"
+                                 "write_timeout = 2m\n"
+                                 "output_buffer = 64K\n"
+                                 "shutdown_timeout = 3s\n"
+                                 "linger_timeout = 250ms\n"
+                                 "log_level = debug\n"
+                                 "[listen main]\n"
+                                 "address = 127.0.0.1:8080\n"
+                                 "on_connect = big10m\n"
+                                 "requests = off\n"
+                                 "[route big10m]\n"
+                                 "handler = builtin:big\n"
+                                 "args = {\"size\": 10000000}\n"
+                                 "fixed_args = {\"max_size\": 104857600}\n");
+    char buf[64];
+    ck_assert_uint_eq(cfg->server.max_connections, 500);
+    ck_assert_uint_eq(jsond_config_max_connections(cfg), 500);
+    ck_assert_uint_eq(cfg->server.write_timeout_ms, 120000);
+    ck_assert_uint_eq(cfg->server.output_buffer, 65536);
+    ck_assert_uint_eq(cfg->server.shutdown_timeout_ms, 3000);
+    ck_assert_uint_eq(cfg->server.linger_timeout_ms, 250);
+    ck_assert_int_eq(cfg->server.log_level, JSOND_LOG_DEBUG);
+    ck_assert_int_eq(jsond_config_log_level(cfg), JSOND_LOG_DEBUG);
+    ck_assert_str_eq(jsond_config_source(cfg), "t.conf");
+    ck_assert_str_eq(cfg->source, "t.conf");
+
+    ck_assert_uint_eq(cfg->nlistens, 1);
+    const cfg_listen *l = &cfg->listens[0];
+    ck_assert_str_eq(l->name, "main");
+    ck_assert_int_eq(l->line, 8);
+    ck_assert_int_eq(l->has_address, 1);
+    ck_assert_str_eq(jsond_addr_format(&l->address, buf, sizeof buf), "127.0.0.1:8080");
+    ck_assert_str_eq(l->on_connect, "big10m");
+    ck_assert_int_eq(l->requests, 0);
+
+    ck_assert_uint_eq(cfg->nroutes, 1);
+    const cfg_route *r = jsond_config_route(cfg, "big10m");
+    ck_assert_ptr_eq(r, &cfg->routes[0]);
+    ck_assert_int_eq(r->line, 12);
+    ck_assert_str_eq(r->handler, "builtin:big");
+    ck_assert_int_eq(json_integer_value(json_object_get(r->args, "size")), 10000000);
+    ck_assert_int_eq(json_integer_value(json_object_get(r->fixed_args, "max_size")), 104857600);
+    ck_assert_ptr_null(jsond_config_route(cfg, "nope"));
+    jsond_config_unref(cfg);
+}
+END_TEST
+
+START_TEST(test_defaults)
+{
+    jsond_config *cfg = parse_ok("");
+    ck_assert_uint_eq(cfg->server.max_connections, 10000);
+    ck_assert_uint_eq(cfg->server.write_timeout_ms, 30000);
+    ck_assert_uint_eq(cfg->server.output_buffer, 1048576);
+    ck_assert_uint_eq(cfg->server.shutdown_timeout_ms, 10000);
+    ck_assert_uint_eq(cfg->server.linger_timeout_ms, 5000);
+    ck_assert_int_eq(cfg->server.log_level, JSOND_LOG_INFO);
+    ck_assert_uint_eq(cfg->nlistens, 0);
+    ck_assert_uint_eq(cfg->nroutes, 0);
+    jsond_config_unref(cfg);
+
+    /* A listener's keys default too; args are absent, not empty. */
+    cfg = parse_ok("[listen x]\naddress = [::1]:0\n" ROUTE_HELLO);
+    ck_assert_int_eq(cfg->listens[0].requests, 0);
+    ck_assert_ptr_null(cfg->listens[0].on_connect);
+    ck_assert_ptr_null(cfg->routes[0].args);
+    ck_assert_ptr_null(cfg->routes[0].fixed_args);
+    jsond_config_unref(cfg);
+}
+END_TEST
+
+START_TEST(test_empty_sections)
+{
+    /* A section with no keys declares its name; a listener without an
+     * address opens no socket of its own (systemd's). */
+    jsond_config *cfg = parse_ok("[server]\n[listen x]\n[listen y] ; trailing comment\n");
+    ck_assert_uint_eq(cfg->nlistens, 2);
+    ck_assert_str_eq(cfg->listens[0].name, "x");
+    ck_assert_int_eq(cfg->listens[0].has_address, 0);
+    ck_assert_str_eq(cfg->listens[1].name, "y");
+    ck_assert_int_eq(cfg->listens[1].line, 3);
+    jsond_config_unref(cfg);
+
+    /* Names: the whole allowed alphabet, and the maximum length. */
+    cfg = parse_ok("[listen A-z_0.9]\n[route "
+                   "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl]\n"
+                   "handler = builtin:hello\n");
+    ck_assert_str_eq(cfg->listens[0].name, "A-z_0.9");
+    ck_assert_uint_eq(strlen(cfg->routes[0].name), 64);
+    jsond_config_unref(cfg);
+}
+END_TEST
+
+static const struct {
+    const char *text;
+    size_t bytes;
+} sizes[] = {
+    {"4K", 4096},    {"4k", 4096},          {"4096", 4096},     {"1M", 1048576},
+    {"3m", 3145728}, {"1G", 1073741824},    {"1g", 1073741824}, {"1024M", 1073741824},
+    {"5000", 5000},  {"1048576K", 1 << 30}, {"0004K", 4096},
+};
+
+START_TEST(test_sizes)
+{
+    jsond_config *cfg = parse_key("server", "output_buffer", sizes[_i].text);
+    ck_assert_msg(cfg->server.output_buffer == sizes[_i].bytes, "%s gave %zu", sizes[_i].text,
+                  cfg->server.output_buffer);
+    jsond_config_unref(cfg);
+}
+END_TEST
+
+static const struct {
+    const char *text;
+    unsigned ms;
+} durations[] = {
+    {"0", 0},          {"0s", 0},           {"0ms", 0},           {"250ms", 250},
+    {"30", 30000},     {"30s", 30000},      {"2m", 120000},       {"1h", 3600000},
+    {"24h", 86400000}, {"1440m", 86400000}, {"86400s", 86400000}, {"86400000ms", 86400000},
+};
+
+START_TEST(test_durations)
+{
+    /* write_timeout has the widest range: 0..24h, both ends included. */
+    jsond_config *cfg = parse_key("server", "write_timeout", durations[_i].text);
+    ck_assert_msg(cfg->server.write_timeout_ms == durations[_i].ms, "%s gave %u",
+                  durations[_i].text, cfg->server.write_timeout_ms);
+    jsond_config_unref(cfg);
+}
+END_TEST
+
+START_TEST(test_uint_and_bool_and_level)
+{
+    static const char *const falses[] = {"no", "off", "false"};
+    jsond_config *cfg = parse_key("server", "max_connections", "1");
+    ck_assert_uint_eq(cfg->server.max_connections, 1);
+    jsond_config_unref(cfg);
+    cfg = parse_key("server", "max_connections", "1000000");
+    ck_assert_uint_eq(cfg->server.max_connections, 1000000);
+    jsond_config_unref(cfg);
+    for (size_t i = 0; i < 3; i++) {
+        cfg = parse_key("listen x", "requests", falses[i]);
+        ck_assert_int_eq(cfg->listens[0].requests, 0);
+        jsond_config_unref(cfg);
+    }
+    static const char *const levels[] = {"debug", "info", "notice", "warning", "error"};
+    static const jsond_log_level want[] = {JSOND_LOG_DEBUG, JSOND_LOG_INFO, JSOND_LOG_NOTICE,
+                                           JSOND_LOG_WARNING, JSOND_LOG_ERROR};
+    for (size_t i = 0; i < 5; i++) {
+        cfg = parse_key("server", "log_level", levels[i]);
+        ck_assert_int_eq(cfg->server.log_level, want[i]);
+        jsond_config_unref(cfg);
+    }
+}
+END_TEST
+
+START_TEST(test_addresses)
+{
+    char buf[128];
+    static const char *const ok[] = {"0.0.0.0:25000", "[::]:25000", "[::1]:0",
+                                     "unix:/run/jsond/jsond.sock"};
+    for (size_t i = 0; i < 4; i++) {
+        jsond_config *cfg = parse_key("listen a", "address", ok[i]);
+        ck_assert_int_eq(cfg->listens[0].has_address, 1);
+        ck_assert_str_eq(jsond_addr_format(&cfg->listens[0].address, buf, sizeof buf), ok[i]);
+        jsond_config_unref(cfg);
+    }
+    /* The address parser's reason is part of the message. */
+    ck_assert_str_eq(errors_of_key("listen a", "address", "localhost:25000"),
+                     "2: bad address 'localhost:25000': bad IPv4 address (names are not "
+                     "resolved)\n");
+    ck_assert_str_eq(errors_of_key("listen a", "address", "1.2.3.4:65536"),
+                     "2: bad address '1.2.3.4:65536': port must be a number from 0 to 65535\n");
+    ck_assert_str_eq(errors_of_key("listen a", "address", "[::1]80"),
+                     "2: bad address '[::1]80': expected [IPv6]:PORT\n");
+    ck_assert_str_eq(errors_of_key("listen a", "address", "[::g]:80"),
+                     "2: bad address '[::g]:80': bad IPv6 address\n");
+    /* A value starting with '[' is JSON to the grammar, whatever the key. */
+    ck_assert_str_eq(errors_of_key("listen a", "address", "[::1:80"), "2: unbalanced JSON value\n");
+}
+END_TEST
+
+/* ---- ranges ------------------------------------------------------------- */
+
+static const struct {
+    const char *key, *value, *want;
+} out_of_range[] = {
+    {"max_connections", "0", "2: max_connections = 0 is out of range (1..1000000)\n"},
+    {"max_connections", "1000001", "2: max_connections = 1000001 is out of range (1..1000000)\n"},
+    {"max_connections", "99999999999999999999",
+     "2: max_connections = 99999999999999999999 is out of range (1..1000000)\n"},
+    {"output_buffer", "4095", "2: output_buffer = 4095 is out of range (4K..1G)\n"},
+    {"output_buffer", "3K", "2: output_buffer = 3K is out of range (4K..1G)\n"},
+    {"output_buffer", "1025M", "2: output_buffer = 1025M is out of range (4K..1G)\n"},
+    {"output_buffer", "1073741825", "2: output_buffer = 1073741825 is out of range (4K..1G)\n"},
+    {"output_buffer", "2g", "2: output_buffer = 2g is out of range (4K..1G)\n"},
+    {"output_buffer", "99999999999999999999G",
+     "2: output_buffer = 99999999999999999999G is out of range (4K..1G)\n"},
+    /* Fits in 64 bits as a number, overflows once multiplied by its unit. */
+    {"output_buffer", "17179869184G", "2: output_buffer = 17179869184G is out of range (4K..1G)\n"},
+    {"write_timeout", "86400001ms", "2: write_timeout = 86400001ms is out of range (0..24h)\n"},
+    {"write_timeout", "1441m", "2: write_timeout = 1441m is out of range (0..24h)\n"},
+    {"write_timeout", "25h", "2: write_timeout = 25h is out of range (0..24h)\n"},
+    {"write_timeout", "86401", "2: write_timeout = 86401 is out of range (0..24h)\n"},
+    {"write_timeout", "5124095576031h",
+     "2: write_timeout = 5124095576031h is out of range (0..24h)\n"},
+    {"write_timeout", "18446744073709551615ms",
+     "2: write_timeout = 18446744073709551615ms is out of range (0..24h)\n"},
+    {"write_timeout", "18446744073709551616ms",
+     "2: write_timeout = 18446744073709551616ms is out of range (0..24h)\n"},
+    {"shutdown_timeout", "61m", "2: shutdown_timeout = 61m is out of range (0..1h)\n"},
+    {"linger_timeout", "3601s", "2: linger_timeout = 3601s is out of range (0..1h)\n"},
+};
+
+START_TEST(test_out_of_range)
+{
+    ck_assert_str_eq(errors_of_key("server", out_of_range[_i].key, out_of_range[_i].value),
+                     out_of_range[_i].want);
+}
+END_TEST
+
+START_TEST(test_range_maxima)
+{
+    jsond_config *cfg = parse_ok("[server]\nshutdown_timeout = 1h\nlinger_timeout = 3600s\n"
+                                 "output_buffer = 1G\n");
+    ck_assert_uint_eq(cfg->server.shutdown_timeout_ms, 3600000);
+    ck_assert_uint_eq(cfg->server.linger_timeout_ms, 3600000);
+    ck_assert_uint_eq(cfg->server.output_buffer, 1073741824);
+    jsond_config_unref(cfg);
+}
+END_TEST
+
+/* ---- bad values --------------------------------------------------------- */
+
+static const struct {
+    const char *section, *key, *value, *want;
+} bad_values[] = {
+    {"server", "max_connections", "ten", "2: bad integer 'ten' for max_connections\n"},
+    {"server", "max_connections", "-1", "2: bad integer '-1' for max_connections\n"},
+    {"server", "max_connections", "+5", "2: bad integer '+5' for max_connections\n"},
+    {"server", "max_connections", "10k", "2: bad integer '10k' for max_connections\n"},
+    {"server", "max_connections", "", "2: bad integer '' for max_connections\n"},
+    {"server", "output_buffer", "1KB", "2: bad size '1KB' for output_buffer (e.g. 64K, 1M)\n"},
+    {"server", "output_buffer", "1.5M", "2: bad size '1.5M' for output_buffer (e.g. 64K, 1M)\n"},
+    {"server", "output_buffer", "M", "2: bad size 'M' for output_buffer (e.g. 64K, 1M)\n"},
+    {"server", "output_buffer", "99999999999999999999X",
+     "2: bad size '99999999999999999999X' for output_buffer (e.g. 64K, 1M)\n"},
+    {"server", "write_timeout", "5 s",
+     "2: bad duration '5 s' for write_timeout (e.g. 500ms, 30s, 5m, 1h)\n"},
+    {"server", "write_timeout", "1d",
+     "2: bad duration '1d' for write_timeout (e.g. 500ms, 30s, 5m, 1h)\n"},
+    {"server", "write_timeout", "5S",
+     "2: bad duration '5S' for write_timeout (e.g. 500ms, 30s, 5m, 1h)\n"},
+    {"server", "log_level", "verbose",
+     "2: bad log level 'verbose' for log_level (debug, info, notice, warning, error)\n"},
+    {"listen a", "requests", "maybe",
+     "2: bad boolean 'maybe' for requests (yes/no, on/off, true/false)\n"},
+    {"listen a", "on_connect", "no such",
+     "2: bad route name 'no such' for on_connect (1 to 64 of A-Z a-z 0-9 _ . -)\n"},
+    {"route r", "handler", "hello",
+     "2: bad handler 'hello' (builtin:NAME, file:PATH, exec:COMMAND or module:PATH.so:NAME)\n"},
+    {"route r", "handler", "ftp:x",
+     "2: bad handler 'ftp:x' (builtin:NAME, file:PATH, exec:COMMAND or module:PATH.so:NAME)\n"},
+    {"route r", "handler", "builtin:nope", "2: unknown builtin handler 'nope'\n"},
+    {"route r", "handler", "builtin:", "2: unknown builtin handler ''\n"},
+    {"route r", "handler", "file:/etc/jsond/x.json",
+     "2: handler kind 'file' is not supported by this version\n"},
+    {"route r", "handler", "exec:/bin/true",
+     "2: handler kind 'exec' is not supported by this version\n"},
+    {"route r", "handler", "module:/x.so:f",
+     "2: handler kind 'module' is not supported by this version\n"},
+};
+
+START_TEST(test_bad_values)
+{
+    ck_assert_str_eq(
+        errors_of_key(bad_values[_i].section, bad_values[_i].key, bad_values[_i].value),
+        bad_values[_i].want);
+}
+END_TEST
+
+START_TEST(test_json_values)
+{
+    ck_assert_str_eq(errors_of(ROUTE_HELLO "args = 5\n"), "3: args must be a JSON object\n");
+    ck_assert_str_eq(errors_of(ROUTE_HELLO "fixed_args = [1, 2]\n"),
+                     "3: fixed_args must be a JSON object\n");
+    ck_assert_str_eq(errors_of(ROUTE_HELLO "args = \"x\"\n"), "3: args must be a JSON object\n");
+    ck_assert_str_eq(errors_of(ROUTE_HELLO "args = {\"a\": 1, \"a\": 2}\n"),
+                     "3: bad JSON in args: duplicate object key near '\"a\"'\n");
+    ck_assert_str_eq(errors_of(ROUTE_HELLO "args = {\"a\": 1} junk\n"),
+                     "3: bad JSON in args: end of file expected near 'junk'\n");
+    /* Nested and empty objects are fine. */
+    jsond_config *cfg = parse_ok(ROUTE_HELLO "args = {}\nfixed_args = {\"a\": {\"b\": [1, {}]}}\n");
+    ck_assert_uint_eq(json_object_size(cfg->routes[0].args), 0);
+    json_t *want = json_pack("{s:{s:[i,{}]}}", "a", "b", 1);
+    ck_assert(json_equal(cfg->routes[0].fixed_args, want));
+    json_decref(want);
+    jsond_config_unref(cfg);
+}
+END_TEST
+
+/* ---- syntax and structure errors, each at its line ----------------------- */
+
+static const struct {
+    const char *text, *want;
+} structure[] = {
+    {"[server]\nmax_connections 5\n", "2: syntax error: expected 'key = value' or '[section]'\n"},
+    {"[server]\n= 5\n", "2: syntax error: expected 'key = value' or '[section]'\n"},
+    {"\n\n[frobs]\n", "3: unknown section [frobs]\n"},
+    {"[]\n", "1: unknown section []\n"},
+    {"[listen a b]\n", "1: bad section name 'a b' (1 to 64 of A-Z a-z 0-9 _ . -)\n"},
+    {"[listen a/b]\n", "1: bad section name 'a/b' (1 to 64 of A-Z a-z 0-9 _ . -)\n"},
+    {"[route abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm]\n",
+     "1: bad section name "
+     "'abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl...' (1 to 64 of A-Z "
+     "a-z 0-9 _ . -)\n"},
+    {"[listen]\n", "1: [listen] needs a name\n"},
+    {"[server main]\n", "1: [server] takes no name\n"},
+    {"[server\n", "1: missing ']' in section header\n"},
+    {"[server] x\n", "1: unexpected text after ']'\n"},
+    {"[listen a]\nport = 5\n", "2: unknown key 'port' in [listen]\n"},
+    {"[server]\naddress = 1.2.3.4:5\n", "2: unknown key 'address' in [server]\n"},
+    {"address = 1.2.3.4:5\n[listen a]\n", "1: key 'address' outside any section\n"},
+    {"; first a comment\nfoo = 1\n", "2: key 'foo' outside any section\n"},
+    {"[listen a]\n[route hello]\nhandler = builtin:hello\n[listen a]\n",
+     "4: duplicate section [listen a] (first at line 1)\n"},
+    {"[server]\n\n[server]\n", "3: duplicate section [server] (first at line 1)\n"},
+    {"[listen a]\naddress = 1.2.3.4:5\naddress = 1.2.3.4:6\n",
+     "3: duplicate key 'address' (first at line 2)\n"},
+    /* A bad first value still counts as set. */
+    {"[server]\nmax_connections = x\nmax_connections = 5\n",
+     "2: bad integer 'x' for max_connections\n3: duplicate key 'max_connections' (first at line "
+     "2)\n"},
+    {"[listen a]\non_connect = nope\n", "2: route 'nope' is not defined\n"},
+    {"[route r]\nargs = {}\n[route s]\nhandler = builtin:hello\n", "1: [route r] has no handler\n"},
+    {"[route r]\n", "1: [route r] has no handler\n"},
+    {"[route rpc.discover]\nhandler = builtin:hello\n",
+     "1: route name 'rpc.discover' is reserved (rpc. prefix)\n"},
+    /* A [listen] may be called rpc.x: only route names are reserved. */
+    {"[listen rpc.x]\n[route rpc]\nhandler = builtin:hello\n", ""},
+    {"[listen a]\nrequests = yes\n", "2: requests = yes is not supported by this version\n"},
+    {"[listen a]\nrequests = on\n", "2: requests = on is not supported by this version\n"},
+    {"[pool legacy]\nthreads = 4\n", "1: [pool] sections are not supported by this version\n"},
+    {"include = conf.d/*.conf\n", "1: include is not supported by this version\n"},
+    {ROUTE_HELLO "include = conf.d/*.conf\n", "3: include is not supported by this version\n"},
+    {"[server]\nmax_request_size = 64K\n",
+     "2: max_request_size is not supported by this version\n"},
+    {"[server]\nidle_timeout = 60s\n", "2: idle_timeout is not supported by this version\n"},
+    {"[server]\nmax_pipeline = 128\n", "2: max_pipeline is not supported by this version\n"},
+    {"[server]\npolicy = adaptive\n", "2: policy is not supported by this version\n"},
+    {"[server]\nstall_warning = 20ms\n", "2: stall_warning is not supported by this version\n"},
+    {"[listen a]\nroutes = *\n", "2: routes is not supported by this version\n"},
+    {"[listen a]\nprotocol = auto\n", "2: protocol is not supported by this version\n"},
+    {ROUTE_HELLO "pool = legacy\n", "3: pool is not supported by this version\n"},
+    {ROUTE_HELLO "timeout = 5s\n", "3: timeout is not supported by this version\n"},
+    /* Keys are case-sensitive, and echoed keys are made printable and cut. */
+    {"[server]\nLog_Level = info\n", "2: unknown key 'Log_Level' in [server]\n"},
+    {"[server]\nk\x01\xff = 1\n", "2: unknown key 'k?"
+                                  "?' in [server]\n"},
+};
+
+START_TEST(test_structure)
+{
+    ck_assert_str_eq(errors_of(structure[_i].text), structure[_i].want);
+}
+END_TEST
+
+START_TEST(test_all_errors_reported)
+{
+    /* One of each, in one file: every one is reported at its own line, in
+     * line order, and parsing goes on after each. */
+    const char *text = "max_connections = 5\n"     /* 1: outside any section */
+                       "[server]\n"                /* 2 */
+                       "max_connections = 0\n"     /* 3: out of range */
+                       "output_buffer = lots\n"    /* 4: bad size */
+                       "log_level = info\n"        /* 5 */
+                       "log_level = debug\n"       /* 6: duplicate */
+                       "[listen a]\n"              /* 7 */
+                       "on_connect = missing\n"    /* 8: dangling, found at EOF */
+                       "bogus\n"                   /* 9: syntax */
+                       "[route r]\n"               /* 10: no handler */
+                       "args = {\n"                /* 11 */
+                       "  \"a\": 1,\n"             /* 12 */
+                       "  \"b\": ]\n"              /* 13: JSON syntax */
+                       "[weird]\n"                 /* 14: unknown section */
+                       "ignored = 1\n"             /* 15: in a bad section: ignored */
+                       "[route ok]\n"              /* 16 */
+                       "handler = builtin:hello\n" /* 17 */
+                       "timeout = 5s\n"            /* 18: unsupported */
+                       "[listen a]\n";             /* 19: duplicate section */
+    ck_assert_str_eq(errors_of(text), "1: key 'max_connections' outside any section\n"
+                                      "3: max_connections = 0 is out of range (1..1000000)\n"
+                                      "4: bad size 'lots' for output_buffer (e.g. 64K, 1M)\n"
+                                      "6: duplicate key 'log_level' (first at line 5)\n"
+                                      "8: route 'missing' is not defined\n"
+                                      "9: syntax error: expected 'key = value' or '[section]'\n"
+                                      "10: [route r] has no handler\n"
+                                      "13: bad JSON in args: unexpected token near ']'\n"
+                                      "14: unknown section [weird]\n"
+                                      "18: timeout is not supported by this version\n"
+                                      "19: duplicate section [listen a] (first at line 7)\n");
+}
+END_TEST
+
+START_TEST(test_too_many_errors)
+{
+    /* A binary file given by mistake must not print a million lines. */
+    static char text[300 * 4 + 1];
+    for (size_t i = 0; i < 300; i++)
+        strcpy(text + i * 4, "xx\n\n");
+    const char *got = errors_of(text);
+    size_t lines = 0;
+    for (const char *p = got; (p = strchr(p, '\n')); p++)
+        lines++;
+    ck_assert_uint_eq(lines, 101);
+    ck_assert_ptr_nonnull(strstr(got, "\n199: syntax error"));
+    ck_assert_ptr_nonnull(strstr(got, "\n199: too many errors, giving up\n"));
+    ck_assert_ptr_null(strstr(got, "\n201:"));
+}
+END_TEST
+
+START_TEST(test_nul_bytes)
+{
+    static const char text[] = "[server]\nmax_connections = 5\0 0\n[listen a]\nx\0\n"
+                               "[route r]\nhandler = builtin:hello\nargs = {\n\"a\": \"\0\"\n}\n";
+    ck_assert_str_eq(errors_of_len(text, sizeof text - 1),
+                     "2: NUL byte in line (not a text file?)\n"
+                     "4: NUL byte in line (not a text file?)\n"
+                     "8: NUL byte in line (not a text file?)\n");
+    /* Arbitrary bytes: errors, never a crash (valgrind watches). */
+    char junk[4096];
+    unsigned x = 12345;
+    for (size_t i = 0; i < sizeof junk; i++) {
+        x = x * 1103515245 + 12345;
+        junk[i] = (char)(x >> 16);
+    }
+    ck_assert_str_ne(errors_of_len(junk, sizeof junk), "");
+}
+END_TEST
+
+START_TEST(test_errs_null)
+{
+    ck_assert_ptr_null(jsond_config_parse("t.conf", "[bad\n", 5, NULL));
+    ck_assert_ptr_null(jsond_config_load("/nonexistent/jsond.conf", NULL));
+    jsond_config *cfg = jsond_config_parse(NULL, "", 0, NULL);
+    ck_assert_ptr_nonnull(cfg);
+    jsond_config_unref(cfg);
+}
+END_TEST
+
+/* ---- comments, JSON over lines, line endings ---------------------------- */
+
+START_TEST(test_comments)
+{
+    jsond_config *cfg = parse_ok("; comment\n"
+                                 "  # indented comment\n"
+                                 "\t\n"
+                                 "[server] # header comment\n"
+                                 "max_connections = 7 ; after a value\n"
+                                 "log_level=error\t# after a tab\n"
+                                 "[listen a];header comment without a blank\n"
+                                 "address = unix:/tmp/a;b#c\t; a comment\n"
+                                 "[route r]\n"
+                                 "handler =  builtin:hello   \n"
+                                 "args = {\"s\": \"x ; y # z\", \"t\": \"\\\" ; q\"} ; real\n");
+    ck_assert_uint_eq(cfg->server.max_connections, 7);
+    ck_assert_str_eq(((const struct sockaddr_un *)&cfg->listens[0].address.ss)->sun_path,
+                     "/tmp/a;b#c");
+    ck_assert_str_eq(cfg->routes[0].handler, "builtin:hello");
+    ck_assert_str_eq(json_string_value(json_object_get(cfg->routes[0].args, "s")), "x ; y # z");
+    ck_assert_str_eq(json_string_value(json_object_get(cfg->routes[0].args, "t")), "\" ; q");
+    jsond_config_unref(cfg);
+    /* "error#..." is one word: a bad log level, not "error" plus a comment. */
+    ck_assert_str_eq(errors_of("[server]\nlog_level = error#x\n"),
+                     "2: bad log level 'error#x' for log_level (debug, info, notice, warning, "
+                     "error)\n");
+}
+END_TEST
+
+START_TEST(test_json_multiline)
+{
+    jsond_config *cfg = parse_ok("[route r]\n"
+                                 "handler = builtin:big\n"
+                                 "args = {           ; a comment on the first line\n"
+                                 "  # a comment line inside the value\n"
+                                 "  \"size\": 100,   ; more\n"
+                                 "  \"list\": [1,\n"
+                                 "     2, \"]\"],\n"
+                                 "  \"o\": {\"a\": \"{\"}\n"
+                                 "}\n"
+                                 "fixed_args = {\"max_size\": 1000}\n"
+                                 "[listen a]\n"
+                                 "on_connect = r\n");
+    json_t *want =
+        json_pack("{s:i,s:[i,i,s],s:{s:s}}", "size", 100, "list", 1, 2, "]", "o", "a", "{");
+    ck_assert(json_equal(cfg->routes[0].args, want));
+    json_decref(want);
+    ck_assert_int_eq(json_integer_value(json_object_get(cfg->routes[0].fixed_args, "max_size")),
+                     1000);
+    ck_assert_str_eq(cfg->listens[0].on_connect, "r");
+    ck_assert_int_eq(cfg->listens[0].line, 11);
+    jsond_config_unref(cfg);
+}
+END_TEST
+
+START_TEST(test_json_errors)
+{
+    /* A JSON error is reported at its own line inside the value, and the
+     * value's lines are consumed: line 8 parses normally. */
+    ck_assert_str_eq(errors_of("[route r]\n"
+                               "handler = builtin:hello\n"
+                               "args = {\n"
+                               "  \"a\": 1,\n"
+                               "  ; comment\n"
+                               "  \"b\": ,\n"
+                               "}\n"
+                               "port = 1\n"),
+                     "6: bad JSON in args: unexpected token near ','\n"
+                     "8: unknown key 'port' in [route]\n");
+    /* Never balanced: reported where the value starts. */
+    ck_assert_str_eq(errors_of("[route r]\nhandler = builtin:hello\nargs = {\"a\": [1,\n\n"
+                               "[listen a]\n"),
+                     "3: unbalanced JSON value\n");
+    /* Brackets inside strings and after a comment do not count. */
+    ck_assert_str_eq(errors_of("[route r]\nhandler = builtin:hello\nargs = {\"a\": \"}\" ; }\n"),
+                     "3: unbalanced JSON value\n");
+    /* The values of unknown keys and bad sections are consumed whole too. */
+    ck_assert_str_eq(errors_of("[route r]\nhandler = builtin:hello\nextra = {\n[listen a]\n}\n"
+                               "[bad]\nx = [\n[listen b]\n]\n"),
+                     "3: unknown key 'extra' in [route]\n6: unknown section [bad]\n");
+}
+END_TEST
+
+START_TEST(test_crlf)
+{
+    jsond_config *cfg = parse_ok("[server]\r\n"
+                                 "max_connections = 9\r\n"
+                                 "write_timeout = 1s ; c\r\n"
+                                 "[listen a]\r\n"
+                                 "address = 127.0.0.1:1\r\n"
+                                 "on_connect = r\r\n"
+                                 "[route r]\r\n"
+                                 "handler = builtin:hello\r\n"
+                                 "args = {\r\n"
+                                 "  \"a\": 1\r\n"
+                                 "}\r\n");
+    ck_assert_uint_eq(cfg->server.max_connections, 9);
+    ck_assert_uint_eq(cfg->server.write_timeout_ms, 1000);
+    ck_assert_str_eq(cfg->listens[0].on_connect, "r");
+    ck_assert_str_eq(cfg->routes[0].handler, "builtin:hello");
+    ck_assert_int_eq(json_integer_value(json_object_get(cfg->routes[0].args, "a")), 1);
+    jsond_config_unref(cfg);
+    /* Line numbers count CRLF lines like LF ones; no final newline is fine. */
+    ck_assert_str_eq(errors_of("[server]\r\n\r\nmax_connections = 0"),
+                     "3: max_connections = 0 is out of range (1..1000000)\n");
+}
+END_TEST
+
+START_TEST(test_long_line)
+{
+    /* No line buffer to overflow or to cut at: a 10,000-character value. */
+    size_t n = 10000;
+    char *text = malloc(n + 100), *p = text;
+    p += sprintf(p, "%s", ROUTE_HELLO "args = {\"s\": \"");
+    memset(p, 'x', n);
+    p += n;
+    sprintf(p, "\"}\n");
+    jsond_config *cfg = parse_ok(text);
+    ck_assert_uint_eq(json_string_length(json_object_get(cfg->routes[0].args, "s")), n);
+    jsond_config_unref(cfg);
+
+    /* A long bad value is echoed cut to 64 bytes. */
+    sprintf(text, "[server]\nlog_level = ");
+    memset(text + strlen(text), 'v', n);
+    text[21 + n] = '\0';
+    ck_assert_str_eq(errors_of(text),
+                     "2: bad log level "
+                     "'vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv..."
+                     "' for log_level (debug, info, notice, warning, error)\n");
+    free(text);
+}
+END_TEST
+
+/* ---- the default, equality, references, files --------------------------- */
+
+START_TEST(test_default_equals_conf)
+{
+    jsond_errors *errs = jsond_errors_new();
+    jsond_config *def = jsond_config_default();
+    const char *path = srcdir_path("conf/jsond.conf");
+    jsond_config *conf = jsond_config_load(path, errs);
+    const jsond_error *e = jsond_errors_get(errs, 0);
+    ck_assert_msg(conf != NULL, "%s:%d: %s", e ? e->file : path, e ? e->line : 0, e ? e->text : "");
+    ck_assert_ptr_nonnull(def);
+    ck_assert_str_eq(jsond_config_source(def), "(built-in)");
+    ck_assert_str_eq(jsond_config_source(conf), path);
+    ck_assert(jsond_config_equal(def, conf));
+    ck_assert(jsond_config_equal(conf, def));
+
+    /* What the default is, as DESIGN.md states it. */
+    char buf[64];
+    ck_assert_uint_eq(def->nlistens, 2);
+    ck_assert_str_eq(def->listens[0].name, "v4");
+    ck_assert_str_eq(jsond_addr_format(&def->listens[0].address, buf, sizeof buf), "0.0.0.0:25000");
+    ck_assert_str_eq(def->listens[1].name, "v6");
+    ck_assert_str_eq(jsond_addr_format(&def->listens[1].address, buf, sizeof buf), "[::]:25000");
+    for (size_t i = 0; i < 2; i++) {
+        ck_assert_str_eq(def->listens[i].on_connect, "hello");
+        ck_assert_int_eq(def->listens[i].requests, 0);
+    }
+    ck_assert_uint_eq(def->nroutes, 1);
+    ck_assert_str_eq(jsond_config_route(def, "hello")->handler, "builtin:hello");
+
+    /* The default text is what jsond_config_default() parses. */
+    const char *text = jsond_config_default_text();
+    jsond_config *again = jsond_config_parse("x", text, strlen(text), errs);
+    ck_assert(jsond_config_equal(def, again));
+    ck_assert_uint_eq(jsond_errors_count(errs), 0);
+    jsond_config_unref(again);
+    jsond_config_unref(conf);
+    jsond_config_unref(def);
+    jsond_errors_free(errs);
+}
+END_TEST
+
+/* A config made of the sections of `equal_base`, section `at` replaced. */
+static const char *const equal_base[] = {
+    "[server]\nmax_connections = 5\n",
+    "[listen a]\naddress = 127.0.0.1:1\non_connect = r\n",
+    "[listen b]\n",
+    "[route r]\nhandler = builtin:hello\nargs = {\"a\": 1, \"b\": 2}\n",
+    "[route s]\nhandler = builtin:big\n",
+};
+
+static const struct {
+    size_t at;
+    const char *with;
+} equal_differ[] = {
+    {0, "[server]\nmax_connections = 6\n"},
+    {0, "[server]\nlog_level = debug\n"},
+    {1, "[listen a]\naddress = 127.0.0.1:2\non_connect = r\n"},
+    {1, "[listen a]\naddress = [::1]:1\non_connect = r\n"},
+    {1, "[listen a]\non_connect = r\n"},
+    {1, "[listen a]\naddress = 127.0.0.1:1\non_connect = s\n"},
+    {1, "[listen a]\naddress = 127.0.0.1:1\n"},
+    {2, "[listen c]\n"},
+    {2, ""},
+    {3, "[route r]\nhandler = builtin:big\nargs = {\"a\": 1, \"b\": 2}\n"},
+    {3, "[route r]\nhandler = builtin:hello\nargs = {\"a\": 1}\n"},
+    {3, "[route r]\nhandler = builtin:hello\nargs = {\"a\": 1, \"b\": \"2\"}\n"},
+    {3, "[route r]\nhandler = builtin:hello\n"},
+    {3, "[route r]\nhandler = builtin:hello\nargs = {\"a\": 1, \"b\": 2}\nfixed_args = {}\n"},
+    {4, "[route t]\nhandler = builtin:hello\n"},
+};
+
+START_TEST(test_equal)
+{
+    char text[1024] = "";
+    for (size_t i = 0; i < sizeof equal_base / sizeof equal_base[0]; i++)
+        strcat(text, equal_base[i]);
+    jsond_config *a = parse_ok(text);
+    /* Same values, other order, other spelling, comments: the same effect. */
+    jsond_config *b = parse_ok("[route s]\nhandler = builtin:big\n"
+                               "[route r] ; moved\nargs = {\"b\": 2,\n \"a\": 1}\n"
+                               "handler = builtin:hello\n"
+                               "[listen b]\n"
+                               "[listen a]\non_connect = r\naddress = 127.0.0.1:1\n"
+                               "[server]\nmax_connections = 5\nwrite_timeout = 30000ms\n");
+    ck_assert(jsond_config_equal(a, b));
+    ck_assert(jsond_config_equal(b, a));
+    jsond_config_unref(b);
+
+    for (size_t i = 0; i < sizeof equal_differ / sizeof equal_differ[0]; i++) {
+        text[0] = '\0';
+        for (size_t j = 0; j < sizeof equal_base / sizeof equal_base[0]; j++)
+            strcat(text, j == equal_differ[i].at ? equal_differ[i].with : equal_base[j]);
+        b = parse_ok(text);
+        ck_assert_msg(!jsond_config_equal(a, b), "equal to: %s", text);
+        ck_assert_msg(!jsond_config_equal(b, a), "equal to: %s", text);
+        jsond_config_unref(b);
+    }
+    jsond_config_unref(a);
+}
+END_TEST
+
+START_TEST(test_refcount)
+{
+    jsond_config *cfg = jsond_config_default();
+    ck_assert_int_eq(atomic_load(&cfg->refs), 1);
+    ck_assert_ptr_eq(jsond_config_ref(cfg), cfg);
+    ck_assert_int_eq(atomic_load(&cfg->refs), 2);
+    jsond_config_unref(cfg);
+    /* Still alive: valgrind would see a use after free here otherwise. */
+    ck_assert_int_eq(atomic_load(&cfg->refs), 1);
+    ck_assert_str_eq(cfg->routes[0].handler, "builtin:hello");
+    jsond_config_unref(cfg); /* freed: valgrind would report a leak otherwise */
+    jsond_config_unref(NULL);
+}
+END_TEST
+
+START_TEST(test_load_missing)
+{
+    jsond_errors *errs = jsond_errors_new();
+    ck_assert_ptr_null(jsond_config_load("/nonexistent/dir/jsond.conf", errs));
+    ck_assert_uint_eq(jsond_errors_count(errs), 1);
+    const jsond_error *e = jsond_errors_get(errs, 0);
+    ck_assert_str_eq(e->file, "/nonexistent/dir/jsond.conf");
+    ck_assert_int_eq(e->line, 0);
+    ck_assert_str_eq(e->text, "cannot open: No such file or directory");
+    jsond_errors_free(errs);
+}
+END_TEST
+
+START_TEST(test_load_file)
+{
+    char dir[] = "/tmp/check_config.XXXXXX", path[64];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/jsond.conf", dir);
+
+    /* A directory is no config file. */
+    jsond_errors *errs = jsond_errors_new();
+    ck_assert_ptr_null(jsond_config_load(dir, errs));
+    ck_assert_uint_eq(jsond_errors_count(errs), 1);
+    ck_assert_str_eq(jsond_errors_get(errs, 0)->text, "cannot read: Is a directory");
+    jsond_errors_free(errs);
+
+    /* Bigger than any read chunk, so the file is read in several pieces. */
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("[server]\nmax_connections = 42\n", f);
+    for (int i = 0; i < 20000; i++)
+        fputs("; padding padding padding padding padding padding padding\n", f);
+    fputs("[listen a]\naddress = 127.0.0.1:0\nbogus = 1\n", f);
+    ck_assert_int_eq(fclose(f), 0);
+
+    errs = jsond_errors_new();
+    ck_assert_ptr_null(jsond_config_load(path, errs));
+    ck_assert_uint_eq(jsond_errors_count(errs), 1);
+    const jsond_error *e = jsond_errors_get(errs, 0);
+    ck_assert_str_eq(e->file, path);
+    ck_assert_int_eq(e->line, 20005);
+    ck_assert_str_eq(e->text, "unknown key 'bogus' in [listen]");
+    jsond_errors_free(errs);
+
+    /* Fixed, with mkstemp's unpredictable name this time. */
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "%s/XXXXXX", dir);
+    int fd = mkstemp(tmp);
+    ck_assert_int_ge(fd, 0);
+    static const char good[] = "[server]\nmax_connections = 42\n[listen a]\n";
+    ck_assert_int_eq(write(fd, good, sizeof good - 1), (ssize_t)(sizeof good - 1));
+    close(fd);
+    jsond_config *cfg = jsond_config_load(tmp, NULL);
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_str_eq(jsond_config_source(cfg), tmp);
+    ck_assert_uint_eq(jsond_config_max_connections(cfg), 42);
+    ck_assert_str_eq(cfg->listens[0].name, "a");
+    jsond_config_unref(cfg);
+
+    ck_assert_int_eq(unlink(tmp), 0);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* ---- logging ------------------------------------------------------------ */
+
+static char logged[8][1100];
+static int nlogged;
+
+static void capture_sink(jsond_log_level level, const char *msg, void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(level, JSOND_LOG_INFO);
+    if (nlogged < 8)
+        snprintf(logged[nlogged], sizeof logged[0], "%s", msg);
+    nlogged++;
+}
+
+START_TEST(test_log)
+{
+    jsond_config *cfg = jsond_config_default();
+    nlogged = 0;
+    jsond_log_set_sink(capture_sink, NULL);
+    jsond_config_log(cfg);
+    ck_assert_int_eq(nlogged, 4);
+    ck_assert_str_eq(logged[0], "[server] max_connections=10000 write_timeout=30s "
+                                "output_buffer=1M shutdown_timeout=10s linger_timeout=5s "
+                                "log_level=info");
+    ck_assert_str_eq(logged[1], "[listen v4] address=0.0.0.0:25000 on_connect=hello requests=no");
+    ck_assert_str_eq(logged[2], "[listen v6] address=[::]:25000 on_connect=hello requests=no");
+    ck_assert_str_eq(logged[3], "[route hello] handler=builtin:hello");
+    jsond_config_unref(cfg);
+
+    /* Odd values print in their best unit; huge JSON is cut, not dumped. */
+    char *text = malloc(20000 + 256);
+    int n = sprintf(text, "[server]\nwrite_timeout = 1500ms\noutput_buffer = 5000\n"
+                          "[listen x]\n[route r]\nhandler = builtin:big\nargs = {\"s\": \"");
+    memset(text + n, 'y', 20000);
+    strcpy(text + n + 20000, "\"}\n");
+    cfg = parse_ok(text);
+    free(text);
+    nlogged = 0;
+    jsond_config_log(cfg);
+    jsond_log_set_sink(NULL, NULL);
+    ck_assert_int_eq(nlogged, 3);
+    ck_assert_ptr_nonnull(strstr(logged[0], " write_timeout=1500ms output_buffer=5000 "));
+    ck_assert_str_eq(logged[1], "[listen x] requests=no");
+    ck_assert_ptr_nonnull(strstr(logged[2], "[route r] handler=builtin:big args={\"s\":\"yyy"));
+    ck_assert_uint_lt(strlen(logged[2]), 1024);
+    ck_assert_str_eq(logged[2] + strlen(logged[2]) - 4, "y...");
+    jsond_config_unref(cfg);
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("values");
+    tcase_add_test(tc, test_every_key);
+    tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_empty_sections);
+    tcase_add_loop_test(tc, test_sizes, 0, sizeof sizes / sizeof sizes[0]);
+    tcase_add_loop_test(tc, test_durations, 0, sizeof durations / sizeof durations[0]);
+    tcase_add_test(tc, test_uint_and_bool_and_level);
+    tcase_add_test(tc, test_addresses);
+    tcase_add_loop_test(tc, test_out_of_range, 0, sizeof out_of_range / sizeof out_of_range[0]);
+    tcase_add_test(tc, test_range_maxima);
+    tcase_add_loop_test(tc, test_bad_values, 0, sizeof bad_values / sizeof bad_values[0]);
+    tcase_add_test(tc, test_json_values);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("errors");
+    tcase_add_loop_test(tc, test_structure, 0, sizeof structure / sizeof structure[0]);
+    tcase_add_test(tc, test_all_errors_reported);
+    tcase_add_test(tc, test_too_many_errors);
+    tcase_add_test(tc, test_nul_bytes);
+    tcase_add_test(tc, test_errs_null);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("grammar");
+    tcase_add_test(tc, test_comments);
+    tcase_add_test(tc, test_json_multiline);
+    tcase_add_test(tc, test_json_errors);
+    tcase_add_test(tc, test_crlf);
+    tcase_add_test(tc, test_long_line);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("snapshot");
+    tcase_add_test(tc, test_default_equals_conf);
+    tcase_add_test(tc, test_equal);
+    tcase_add_test(tc, test_refcount);
+    tcase_add_test(tc, test_load_missing);
+    tcase_add_test(tc, test_load_file);
+    tcase_add_test(tc, test_log);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
