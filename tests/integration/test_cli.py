@@ -102,8 +102,13 @@ class Cli(unittest.TestCase):
             resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
         with Daemon(GOOD, preexec=low_limit) as d:
             log = d.wait_log(lambda log: "max_connections lowered" in log, 30)
-            self.assertRegex(log, r"max_connections lowered from 10000 to 32: "
-                                  r"the descriptor limit is 64")
+            m = re.search(r"max_connections lowered from 10000 to (\d+): "
+                          r"the descriptor limit is (\d+)", log)
+            self.assertIsNotNone(m, log)
+            # valgrind keeps a few descriptors of the 64 for itself.
+            fit, limit = int(m.group(1)), int(m.group(2))
+            self.assertLessEqual(limit, 64)
+            self.assertEqual(fit, limit - 32)
             self.assertEqual(d.stop(), 0)
 
 
