@@ -1,14 +1,19 @@
 /* builtin.c: the handlers compiled into jsond.
  *
+ * All of them are async: they run on the loop thread and never block. One
+ * that waits (sleep) arms a timer on the loop and replies from it.
+ *
  * SPDX-License-Identifier: MIT
  */
 #include "autoconfig.h"
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "builtin.h"
 #include "output.h"
 #include "req.h"
+#include "stats.h"
 
 struct jsond_builtin {
     const char *name;
@@ -68,9 +73,15 @@ static void big_stop(void *self)
 
 static const jsond_producer_ops big_ops = {big_proceed, big_stop};
 
-/* Reads an optional non-negative integer arg; -1 with an error reply sent. */
+/* Reads an optional non-negative integer arg; -1 with an error reply sent.
+ * Named args need an object: JSON-RPC params by position are refused. The
+ * messages name only our own keys, never the client's bytes. */
 static int int_arg(jsond_req *req, json_t *args, const char *key, json_int_t dflt, json_int_t *out)
 {
+    if (!json_is_object(args)) {
+        jsond_reply_error(req, JSOND_BAD_REQUEST, "args must be a JSON object");
+        return -1;
+    }
     json_t *v = json_object_get(args, key);
     if (!v) {
         *out = dflt;
@@ -106,11 +117,123 @@ static void big_run(jsond_req *req, json_t *args)
     jsond_reply_producer(req, &big_ops, b);
 }
 
+/* ---- echo: the args as they came (merged with the route's) ----------- */
+
+static void echo_run(jsond_req *req, json_t *args)
+{
+    jsond_reply(req, json_incref(args));
+}
+
+/* ---- health: up, or on the way down --------------------------------- */
+
+static void health_run(jsond_req *req, json_t *args)
+{
+    (void)args;
+    jsond_reply(req, json_pack("{s:s}", "status", req->env.stats->draining ? "draining" : "ok"));
+}
+
+/* ---- stats: the server's counters (shape in jsond(8)) --------------- */
+
+static void stats_run(jsond_req *req, json_t *args)
+{
+    (void)args;
+    jsond_reply(req, jsond_stats_json(req->env.stats));
+}
+
+/* ---- routes: the routes of the request's config, in file order ------- */
+
+static json_t *route_json(const cfg_route *r)
+{
+    /* The config accepts only KIND:ARG handlers, so the colon is there. */
+    size_t kind = strcspn(r->handler, ":");
+    /* Every handler of this version is a builtin, and every builtin is
+     * async: it runs on the loop, in no pool. */
+    return json_pack("{s:s,s:s,s:s%,s:s,s:n}", "name", r->name, "handler", r->handler, "kind",
+                     r->handler, kind, "color", "async", "pool");
+}
+
+static void routes_run(jsond_req *req, json_t *args)
+{
+    (void)args;
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < req->cfg->nroutes; i++) {
+        if (json_array_append_new(list, route_json(&req->cfg->routes[i])) < 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    /* A NULL reply (out of memory) becomes an internal error. */
+    jsond_reply(req, json_pack("{s:o}", "routes", list));
+}
+
+/* ---- sleep: reply after `ms` milliseconds, from a timer ---------------- */
+
+#define SLEEP_MAX_MS 3600000 /* one hour */
+
+typedef struct sleeper {
+    jsond_req *req;
+    struct event *timer;
+    json_int_t ms;
+} sleeper;
+
+static void sleeper_free(sleeper *sl)
+{
+    event_free(sl->timer); /* deletes it if still pending */
+    free(sl);
+}
+
+static void sleep_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    sleeper *sl = arg;
+    jsond_req *req = sl->req;
+    json_int_t ms = sl->ms;
+    (void)fd;
+    (void)what;
+    jsond_req_on_cancel(req, NULL, NULL); /* nothing left to cancel */
+    sleeper_free(sl);
+    jsond_reply(req, json_pack("{s:I}", "slept_ms", ms));
+}
+
+/* The connection went away mid-sleep: the reply is owed all the same (it
+ * is what frees the request), but nobody reads it, so it is empty. */
+static void sleep_cancel_cb(jsond_req *req, void *arg)
+{
+    sleeper_free(arg);
+    jsond_reply(req, NULL);
+}
+
+static void sleep_run(jsond_req *req, json_t *args)
+{
+    json_int_t ms;
+    if (int_arg(req, args, "ms", 0, &ms) < 0)
+        return;
+    if (ms > SLEEP_MAX_MS) {
+        jsond_reply_error(req, JSOND_BAD_REQUEST, "'ms' must be at most %d", SLEEP_MAX_MS);
+        return;
+    }
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000 * 1000)};
+    sleeper *sl = calloc(1, sizeof *sl);
+    if (!sl)
+        goto fail;
+    sl->req = req;
+    sl->ms = ms;
+    if (!(sl->timer = evtimer_new(req->env.base, sleep_timer_cb, sl)) ||
+        evtimer_add(sl->timer, &tv) < 0)
+        goto fail;
+    jsond_req_on_cancel(req, sleep_cancel_cb, sl);
+    return;
+fail:
+    if (sl && sl->timer)
+        event_free(sl->timer);
+    free(sl);
+    jsond_reply_error(req, JSOND_INTERNAL, "cannot arm a timer");
+}
+
 /* ---- the table ------------------------------------------------------- */
 
 static const jsond_builtin builtins[] = {
-    {"hello", hello_run},
-    {"big", big_run},
+    {"hello", hello_run},   {"big", big_run},     {"echo", echo_run},   {"health", health_run},
+    {"routes", routes_run}, {"sleep", sleep_run}, {"stats", stats_run},
 };
 
 const jsond_builtin *jsond_builtin_find(const char *name)

@@ -10,9 +10,16 @@
  * The parser never prints: problems go to a jsond_errors list, and a config
  * with any problem is freed and never returned.
  *
+ * `include = GLOB` reads other files in place (see include()). Each file read
+ * is an entry of the parser's file table, which knows who included it where:
+ * that is enough to name every problem's own FILE:LINE, to refuse cycles,
+ * and to sort the problems in reading order.
+ *
  * SPDX-License-Identifier: MIT
  */
+#include "autoconfig.h"
 #include <errno.h>
+#include <glob.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,14 +29,13 @@
 #include "builtin.h"
 #include "config.h" /* lib/config.h: same directory, so not autoconf's */
 
-/* Section kinds, as bits so a key can belong to several (include: any). */
+/* Section kinds, as bits so a key can belong to several. */
 enum {
     S_TOP = 1, /* before any section, or in one whose header was bad */
     S_SERVER = 2,
     S_LISTEN = 4,
     S_POOL = 8,
     S_ROUTE = 16,
-    S_ANY = 31,
 };
 
 /* Value types; each says how its field is stored (see store_number()). */
@@ -38,10 +44,12 @@ enum {
     T_UINT,     /* unsigned */
     T_SIZE,     /* size_t, bytes */
     T_DURATION, /* unsigned, milliseconds */
-    T_BOOL,     /* int 0/1; max 0 means "yes" is not supported yet */
+    T_BOOL,     /* int 0/1 */
     T_LEVEL,    /* jsond_log_level */
+    T_PROTOCOL, /* int, JSOND_PROTOCOL_* */
     T_ADDR,     /* jsond_addr, in a cfg_listen (sets has_address) */
     T_ROUTE,    /* char *, a route name that must be defined in the file */
+    T_ROUTES,   /* char **, in a cfg_listen with all_routes (default 1: "*") and nroutes */
     T_HANDLER,  /* char *, "KIND:ARG" */
     T_JSON,     /* json_t *, an object */
 };
@@ -81,30 +89,28 @@ typedef struct key_def {
 static const key_def keys[] = {
     /*     name                type        min      max        default   field, flags */
     SERVER("max_connections",  T_UINT,     1,       1000000,   10000,    max_connections, 0),
+    SERVER("max_request_size", T_SIZE,     1,       GIB,       64 * KIB, max_request_size, 0),
+    SERVER("idle_timeout",     T_DURATION, 0,       24 * HOUR, 60 * SEC, idle_timeout_ms, 0),
     SERVER("write_timeout",    T_DURATION, 0,       24 * HOUR, 30 * SEC, write_timeout_ms, 0),
     SERVER("output_buffer",    T_SIZE,     4 * KIB, GIB,       MIB,      output_buffer, 0),
     SERVER("shutdown_timeout", T_DURATION, 0,       HOUR,      10 * SEC, shutdown_timeout_ms, 0),
     SERVER("linger_timeout",   T_DURATION, 0,       HOUR,      5 * SEC,  linger_timeout_ms, 0),
+    SERVER("max_pipeline",     T_UINT,     1,       65536,     128,      max_pipeline, 0),
     SERVER("log_level",        T_LEVEL,    0,       0,  JSOND_LOG_INFO,  log_level, 0),
-    UNSUPPORTED(S_SERVER, "max_request_size"),
-    UNSUPPORTED(S_SERVER, "idle_timeout"),
-    UNSUPPORTED(S_SERVER, "max_pipeline"),
     UNSUPPORTED(S_SERVER, "policy"),
     UNSUPPORTED(S_SERVER, "stall_warning"),
 
     LISTEN("address",          T_ADDR,     0,       0,         0,        address, 0),
     LISTEN("on_connect",       T_ROUTE,    0,       0,         0,        on_connect, 0),
     LISTEN("requests",         T_BOOL,     0,       0,         0,        requests, 0),
-    UNSUPPORTED(S_LISTEN, "routes"),
-    UNSUPPORTED(S_LISTEN, "protocol"),
+    LISTEN("routes",           T_ROUTES,   0,       0,         1,        routes, 0),
+    LISTEN("protocol",         T_PROTOCOL, 0,       0, JSOND_PROTOCOL_AUTO, protocol, 0),
 
     ROUTE("handler",           T_HANDLER,  0,       0,         0,        handler, F_REQUIRED),
     ROUTE("args",              T_JSON,     0,       0,         0,        args, 0),
     ROUTE("fixed_args",        T_JSON,     0,       0,         0,        fixed_args, 0),
     UNSUPPORTED(S_ROUTE, "pool"),
     UNSUPPORTED(S_ROUTE, "timeout"),
-
-    UNSUPPORTED(S_ANY, "include"),
 };
 /* clang-format on */
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -147,9 +153,16 @@ static const struct type_def {
     [T_DURATION] = {"duration", " (e.g. 500ms, 30s, 5m, 1h)", duration_units},
     [T_BOOL] = {"boolean", " (yes/no, on/off, true/false)", NULL},
     [T_LEVEL] = {"log level", " (debug, info, notice, warning, error)", NULL},
+    [T_PROTOCOL] = {"protocol", " (auto, jsonrpc)", NULL},
     [T_ROUTE] = {"route name", " (1 to 64 of A-Z a-z 0-9 _ . -)", NULL},
+    [T_ROUTES] = {"route list", " (* or route names separated by commas or blanks)", NULL},
     [T_HANDLER] = {"handler", " (builtin:NAME, file:PATH, exec:COMMAND or module:PATH.so:NAME)",
                    NULL},
+};
+
+static const char *const protocol_names[] = {
+    [JSOND_PROTOCOL_AUTO] = "auto",
+    [JSOND_PROTOCOL_JSONRPC] = "jsonrpc",
 };
 
 /* Echoed input is cut to this many bytes and made printable: a config can be
@@ -160,34 +173,68 @@ static const struct type_def {
 /* More than this and the file is probably not a config at all. */
 #define MAX_ERRORS 100
 
+/* Safety nets for include: a cycle is caught by itself, but files that each
+ * include the next one twice would read 2^depth files. */
+#define MAX_DEPTH 16
+#define MAX_FILES 1000
+
+/* Shown paths are cut to this many bytes (see show()). */
+#define PATH_SHOW 256
+
+/* One file read: the top file, or one read by an include line. The same
+ * file included twice is two entries. Its name is cfg->files[i]. */
+typedef struct src {
+    char *real;    /* realpath(), to detect cycles; NULL for text from memory */
+    size_t parent; /* the entry that included it; the top file is its own */
+    int line;      /* of the include line, in the parent */
+    int depth;     /* 0 for the top file */
+    size_t dirlen; /* relative includes are relative to name[0..dirlen) */
+} src;
+
 /* A route name to check once every [route] is known. */
 typedef struct route_ref {
     const char *name; /* owned by the config */
+    size_t file;      /* a src */
     int line;
 } route_ref;
 
 typedef struct parser {
-    const char *file;
-    const char *p, *end; /* text not read yet */
-    int lineno;          /* of the last line read */
-    jsond_errors *errs;  /* sorted by line into the caller's list at the end */
-    int failed;          /* an error was reported */
-    int stop;            /* out of memory or too many errors */
+    const char *top; /* the top file's name, for errors with no entry */
+    src *files;      /* every file read, in reading order */
+    size_t nfiles, files_cap;
+    size_t cur;          /* the file being read */
+    const char *p, *end; /* its text not read yet */
+    int lineno;          /* its last line read */
+    jsond_errors *errs;  /* sorted into the caller's list at the end */
+    size_t *err_file;    /* the src of each error in errs */
+    size_t err_cap;
+    int failed; /* an error was reported */
+    int stop;   /* out of memory or too many errors */
+    int lost;   /* an error could not be recorded: out of memory */
     jsond_config *cfg;
-    size_t listen_cap, route_cap;
-    /* The section being read. */
+    size_t listen_cap, route_cap, names_cap;
+    /* The section being read; a section never spans files (an include line
+     * ends it, and so does the end of a file). */
     unsigned kind; /* S_TOP outside any section */
     int skip;      /* its header was bad: ignore its keys, do not cascade */
     size_t index;  /* into cfg->listens or cfg->routes */
     int header_line;
-    int server_line; /* of [server], 0 if none yet */
-    int seen[NKEYS]; /* line each key was set at in this section, or 0 */
+    int server_line;    /* of [server], 0 if none yet */
+    size_t server_file; /* and its src */
+    int seen[NKEYS];    /* line each key was set at in this section, or 0 */
+    int section_failed; /* one of its lines was in error */
+    /* The include line since the last header, or 0, and the section it
+     * ended ("[route r]", or ""): keys after it get a hint. */
+    int include_line;
+    char ended[JSOND_NAME_MAX + 16];
     route_ref *refs;
     size_t nrefs, refs_cap;
     char *buf; /* the current value, comments stripped, NUL-terminated */
     size_t buflen, bufcap;
 } parser;
 
+/* No include line: it has no directory to be relative to, and conf.d/ is
+ * empty where the installed file is the default. */
 static const char default_text[] = "; jsond built-in default config: equals conf/jsond.conf.\n"
                                    "[listen v4]\n"
                                    "address = 0.0.0.0:25000\n"
@@ -264,6 +311,24 @@ static const char *show(char *out, size_t size, const char *s, size_t n)
     return out;
 }
 
+/* A line of text built piece by piece, cut (not overflowed) when full. */
+typedef struct line_buf {
+    char s[1024];
+    size_t n;
+} line_buf;
+
+static void line_add(line_buf *lb, const char *fmt, ...) JSOND_PRINTF(2, 3);
+
+static void line_add(line_buf *lb, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vsnprintf(lb->s + lb->n, sizeof lb->s - lb->n, fmt, ap);
+    va_end(ap);
+    if (r > 0)
+        lb->n += (size_t)r < sizeof lb->s - lb->n ? (size_t)r : sizeof lb->s - lb->n - 1;
+}
+
 static int valid_name(const char *s, size_t n)
 {
     if (n == 0 || n > JSOND_NAME_MAX)
@@ -335,6 +400,7 @@ static void store_number(const key_def *k, void *field, unsigned long long v)
         *(size_t *)field = (size_t)v;
         break;
     case T_BOOL:
+    case T_PROTOCOL:
         *(int *)field = (int)v;
         break;
     case T_LEVEL:
@@ -352,6 +418,7 @@ static unsigned long long load_number(const key_def *k, const void *field)
     case T_SIZE:
         return *(const size_t *)field;
     case T_BOOL:
+    case T_PROTOCOL:
         return (unsigned long long)*(const int *)field;
     default: /* T_LEVEL */
         return (unsigned long long)*(const jsond_log_level *)field;
@@ -361,16 +428,30 @@ static unsigned long long load_number(const key_def *k, const void *field)
 static int is_number_type(int type)
 {
     return type == T_UINT || type == T_SIZE || type == T_DURATION || type == T_BOOL ||
-           type == T_LEVEL;
+           type == T_LEVEL || type == T_PROTOCOL;
 }
 
 /* ---- per-section walks over the table ----------------------------------- */
 
 static void apply_defaults(unsigned kind, void *base)
 {
-    for (size_t i = 0; i < NKEYS; i++)
-        if ((keys[i].section & kind) && is_number_type(keys[i].type))
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (!(keys[i].section & kind))
+            continue;
+        if (is_number_type(keys[i].type))
             store_number(&keys[i], (char *)base + keys[i].offset, keys[i].def);
+        else if (keys[i].type == T_ROUTES)
+            ((cfg_listen *)base)->all_routes = (int)keys[i].def;
+    }
+}
+
+static void free_route_list(cfg_listen *l)
+{
+    for (size_t i = 0; i < l->nroutes; i++)
+        free(l->routes[i]);
+    free(l->routes);
+    l->routes = NULL;
+    l->nroutes = 0;
 }
 
 static void free_values(unsigned kind, void *base)
@@ -381,9 +462,31 @@ static void free_values(unsigned kind, void *base)
             continue;
         if (keys[i].type == T_ROUTE || keys[i].type == T_HANDLER)
             free(*(char **)field);
+        else if (keys[i].type == T_ROUTES)
+            free_route_list(base);
         else if (keys[i].type == T_JSON)
             json_decref(*(json_t **)field);
     }
+}
+
+static int listed(const cfg_listen *l, const char *name, size_t n)
+{
+    for (size_t i = 0; i < l->nroutes; i++)
+        if (strlen(l->routes[i]) == n && memcmp(l->routes[i], name, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* The same set of routes: the order of a list has no effect. Names are
+ * unique in each list, so equal counts make inclusion a bijection. */
+static int route_lists_equal(const cfg_listen *a, const cfg_listen *b)
+{
+    if (a->all_routes != b->all_routes || a->nroutes != b->nroutes)
+        return 0;
+    for (size_t i = 0; i < a->nroutes; i++)
+        if (!listed(b, a->routes[i], strlen(a->routes[i])))
+            return 0;
+    return 1;
 }
 
 static int values_equal(unsigned kind, const void *a, const void *b)
@@ -398,6 +501,9 @@ static int values_equal(unsigned kind, const void *a, const void *b)
                 return 0;
         } else if (k->type == T_ADDR) {
             if (!jsond_addr_equal(fa, fb))
+                return 0;
+        } else if (k->type == T_ROUTES) {
+            if (!route_lists_equal(a, b))
                 return 0;
         } else if (k->type == T_JSON) {
             const json_t *ja = *(json_t *const *)fa, *jb = *(json_t *const *)fb;
@@ -414,24 +520,62 @@ static int values_equal(unsigned kind, const void *a, const void *b)
 
 /* ---- errors ------------------------------------------------------------ */
 
+static const char *file_name(const parser *P, size_t file)
+{
+    return P->cfg->files[file];
+}
+
+static void perr_at(parser *P, size_t file, int line, const char *fmt, ...) JSOND_PRINTF(4, 5);
 static void perr(parser *P, int line, const char *fmt, ...) JSOND_PRINTF(3, 4);
 
-static void perr(parser *P, int line, const char *fmt, ...)
+static void vperr(parser *P, size_t file, int line, const char *fmt, va_list ap) JSOND_PRINTF(4, 0);
+
+/* Records a problem at `line` of src `file`. */
+static void vperr(parser *P, size_t file, int line, const char *fmt, va_list ap)
 {
     char text[512]; /* jsond_error.text's size */
-    va_list ap;
     P->failed = 1;
+    P->section_failed = 1;
     if (P->stop)
         return;
-    va_start(ap, fmt);
+    /* Room for this error and a "too many errors" after it. */
+    size_t n = jsond_errors_count(P->errs);
+    size_t *nf = grow(P->err_file, &P->err_cap, n + 2, sizeof *nf);
+    if (!nf) {
+        P->lost = P->stop = 1;
+        return;
+    }
+    P->err_file = nf;
     vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    if (jsond_errors_add(P->errs, P->file, line, "%s", text) < 0)
-        P->stop = 1;
-    else if (jsond_errors_count(P->errs) == MAX_ERRORS) {
-        jsond_errors_add(P->errs, P->file, line, "too many errors, giving up");
+    if (jsond_errors_add(P->errs, file_name(P, file), line, "%s", text) < 0) {
+        P->lost = P->stop = 1;
+        return;
+    }
+    nf[n] = file;
+    if (n + 1 == MAX_ERRORS) {
+        if (jsond_errors_add(P->errs, file_name(P, file), line, "too many errors, giving up") < 0)
+            P->lost = 1;
+        else
+            nf[n + 1] = file;
         P->stop = 1;
     }
+}
+
+static void perr_at(parser *P, size_t file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vperr(P, file, line, fmt, ap);
+    va_end(ap);
+}
+
+/* Records a problem at `line` of the file being read. */
+static void perr(parser *P, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vperr(P, P->cur, line, fmt, ap);
+    va_end(ap);
 }
 
 static void oom(parser *P)
@@ -440,38 +584,82 @@ static void oom(parser *P)
     P->stop = 1;
 }
 
-typedef struct found {
-    const jsond_error *e;
-    size_t order; /* makes the sort stable: same line, order of finding */
-} found;
-
-static int by_line(const void *a, const void *b)
+/* " (first at line N)" when `file` is the file being read, else
+ * " (first at FILE:N)": a duplicate names both places. */
+static const char *first_at(char *buf, size_t size, const parser *P, const char *file, int line)
 {
-    const found *x = a, *y = b;
-    if (x->e->line != y->e->line)
-        return x->e->line < y->e->line ? -1 : 1;
-    return x->order < y->order ? -1 : 1;
+    if (file == file_name(P, P->cur))
+        snprintf(buf, size, " (first at line %d)", line);
+    else
+        snprintf(buf, size, " (first at %s:%d)", file, line);
+    return buf;
 }
 
-/* Appends the errors found to `out` in line order (an undefined route, say,
- * is only found at the end of the file). */
+typedef struct found {
+    const jsond_error *e;
+    const src *files; /* the parser's, so that the sort needs no global */
+    size_t file;      /* the src of e */
+    size_t order;     /* makes the sort stable: same place, order of finding */
+} found;
+
+/* Reading order, as if every included file were pasted in place of its
+ * include line (a problem with the include line itself comes first). Both
+ * places are walked up to the file that holds both, then compared there. */
+static int by_place(const void *a, const void *b)
+{
+    const found *x = a, *y = b;
+    const src *f = x->files;
+    size_t fx = x->file, fy = y->file, cx = SIZE_MAX, cy = SIZE_MAX; /* came up from */
+    int lx = x->e->line, ly = y->e->line;
+    while (f[fx].depth > f[fy].depth) {
+        cx = fx;
+        lx = f[fx].line;
+        fx = f[fx].parent;
+    }
+    while (f[fy].depth > f[fx].depth) {
+        cy = fy;
+        ly = f[fy].line;
+        fy = f[fy].parent;
+    }
+    while (fx != fy) {
+        cx = fx;
+        lx = f[fx].line;
+        fx = f[fx].parent;
+        cy = fy;
+        ly = f[fy].line;
+        fy = f[fy].parent;
+    }
+    if (lx != ly)
+        return lx < ly ? -1 : 1;
+    if (cx != cy) {
+        if (cx == SIZE_MAX || cy == SIZE_MAX) /* the include line itself */
+            return cx == SIZE_MAX ? -1 : 1;
+        return cx < cy ? -1 : 1; /* two files of one glob: reading order */
+    }
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Appends the errors found to `out` in reading order (an undefined route,
+ * say, is only found at the end). */
 static void flush_errors(parser *P, jsond_errors *out)
 {
     size_t n = jsond_errors_count(P->errs);
     if (!out || !P->failed)
         return;
     found *v = n ? malloc(n * sizeof *v) : NULL;
-    /* Failed with nothing recorded: the list itself ran out of memory. */
-    if (!v) {
-        jsond_errors_add(out, P->file, 0, "out of memory");
-        return;
+    for (size_t i = 0; v && i < n; i++)
+        v[i] = (found){jsond_errors_get(P->errs, i), P->files, P->err_file[i], i};
+    if (v)
+        qsort(v, n, sizeof *v, by_place);
+    /* Without the memory to sort them, in the order found. */
+    for (size_t i = 0; i < n; i++) {
+        const jsond_error *e = v ? v[i].e : jsond_errors_get(P->errs, i);
+        jsond_errors_add(out, e->file, e->line, "%s", e->text);
     }
-    for (size_t i = 0; i < n; i++)
-        v[i] = (found){jsond_errors_get(P->errs, i), i};
-    qsort(v, n, sizeof *v, by_line);
-    for (size_t i = 0; i < n; i++)
-        jsond_errors_add(out, v[i].e->file, v[i].e->line, "%s", v[i].e->text);
     free(v);
+    /* Failed with nothing recorded: the list itself ran out of memory. */
+    if (!n || P->lost)
+        jsond_errors_add(out, P->top, 0, "out of memory");
 }
 
 /* ---- lines and values -------------------------------------------------- */
@@ -652,6 +840,22 @@ static void set_json(parser *P, const key_def *k, json_t **field, const char *v,
     *field = j;
 }
 
+/* Copies route name s[0..n) for the config and remembers to check, once
+ * every [route] is known, that it is defined. NULL when out of memory. */
+static char *route_ref_new(parser *P, const char *s, size_t n, int line)
+{
+    route_ref *nr = grow(P->refs, &P->refs_cap, P->nrefs + 1, sizeof *nr);
+    char *name = nr ? dupn(s, n) : NULL;
+    if (nr)
+        P->refs = nr;
+    if (!name) {
+        oom(P);
+        return NULL;
+    }
+    P->refs[P->nrefs++] = (route_ref){name, P->cur, line};
+    return name;
+}
+
 static void set_route(parser *P, const key_def *k, char **field, const char *v, int line)
 {
     char s[SHOW_BUF];
@@ -661,14 +865,65 @@ static void set_route(parser *P, const key_def *k, char **field, const char *v, 
              types[k->type].hint);
         return;
     }
-    route_ref *nr = grow(P->refs, &P->refs_cap, P->nrefs + 1, sizeof *nr);
-    if (nr)
-        P->refs = nr;
-    if (!nr || !(*field = dupn(v, n))) {
-        oom(P);
-        return;
+    *field = route_ref_new(P, v, n, line);
+}
+
+/* `*`, or route names separated by a comma, blanks, or both ("a, b c"):
+ * each must be a defined route, listed once. On a problem the list is left
+ * empty, so a bad list is one error, not one per name. */
+static void set_routes(parser *P, const key_def *k, cfg_listen *l, const char *v, int line)
+{
+    char s[SHOW_BUF];
+    const char *p = v, *end = v + strlen(v); /* v is trimmed */
+    size_t cap = 0, refs = P->nrefs;
+    if (strcmp(v, "*") == 0)
+        return; /* all_routes is the default */
+    l->all_routes = 0;
+    for (;;) {
+        size_t n = strcspn(p, ", \t\f\v\r");
+        if (n == 0) /* empty: the whole list, or between commas */
+            goto bad_list;
+        if (!valid_name(p, n)) {
+            perr(P, line, "bad route name '%s' in %s%s", show(s, sizeof s, p, n), k->name,
+                 types[T_ROUTE].hint);
+            goto fail;
+        }
+        if (listed(l, p, n)) {
+            perr(P, line, "route '%s' is listed twice in %s", show(s, sizeof s, p, n), k->name);
+            goto fail;
+        }
+        char **nl = grow(l->routes, &cap, l->nroutes + 1, sizeof *nl);
+        if (!nl) {
+            oom(P);
+            goto fail;
+        }
+        l->routes = nl;
+        if (!(l->routes[l->nroutes] = route_ref_new(P, p, n, line)))
+            goto fail;
+        l->nroutes++;
+        p = skip_blanks(p + n, end);
+        if (p == end)
+            return;
+        if (*p == ',')
+            p = skip_blanks(p + 1, end);
     }
-    P->refs[P->nrefs++] = (route_ref){*field, line};
+bad_list:
+    perr(P, line, "bad %s '%s' for %s%s", types[k->type].what, show(s, sizeof s, v, strlen(v)),
+         k->name, types[k->type].hint);
+fail:
+    P->nrefs = refs;
+    free_route_list(l);
+}
+
+static int parse_word(const char *v, const char *const *words, size_t n, int *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v, words[i]) == 0) {
+            *out = (int)i;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 /* Parses value v of key k (set at `line`) into its field of `base`. */
@@ -700,10 +955,11 @@ static void set_value(parser *P, const key_def *k, void *base, const char *v, in
     case T_BOOL:
         if (parse_bool(v, &b) < 0)
             break;
-        if ((unsigned long long)b > k->max) {
-            perr(P, line, "%s = %s is not supported by this version", k->name, v);
-            return;
-        }
+        store_number(k, field, (unsigned long long)b);
+        return;
+    case T_PROTOCOL:
+        if (parse_word(v, protocol_names, sizeof protocol_names / sizeof protocol_names[0], &b) < 0)
+            break;
         store_number(k, field, (unsigned long long)b);
         return;
     case T_LEVEL:
@@ -722,6 +978,9 @@ static void set_value(parser *P, const key_def *k, void *base, const char *v, in
         return;
     case T_ROUTE:
         set_route(P, k, field, v, line);
+        return;
+    case T_ROUTES:
+        set_routes(P, k, base, v, line);
         return;
     case T_HANDLER:
         if (check_handler(P, v, line) == 0 && !(*(char **)field = dupn(v, strlen(v))))
@@ -755,6 +1014,20 @@ static void *section_base(const parser *P)
     return &P->cfg->server;
 }
 
+/* A listener that neither pushes nor reads requests would accept and
+ * close: surely a mistake. A [listen NAME] without keys only declares its
+ * name, and a section with a bad line has been reported already (its
+ * on_connect or requests may be that line). */
+static void check_listen(parser *P)
+{
+    const cfg_listen *l = &P->cfg->listens[P->index];
+    int empty = 1;
+    for (size_t i = 0; i < NKEYS && empty; i++)
+        empty = !P->seen[i];
+    if (!empty && !P->section_failed && !l->on_connect && !l->requests)
+        perr(P, P->header_line, "listener %s has neither on_connect nor requests = yes", l->name);
+}
+
 /* Checks the section just finished for keys it must have. */
 static void close_section(parser *P)
 {
@@ -767,20 +1040,27 @@ static void close_section(parser *P)
                  name ? name : "", keys[i].name);
         }
     }
+    if (P->kind == S_LISTEN)
+        check_listen(P);
 }
 
-/* Opens [KIND NAME] as the current section; 0 or the line of the first one
- * of that name. */
-static int open_named(parser *P, unsigned kind, const char *name, size_t n, int line)
+/* Opens [KIND NAME] as the current section; 0, or the line of the first one
+ * of that name and its file in *first. */
+static int open_named(parser *P, unsigned kind, const char *name, size_t n, int line,
+                      const char **first)
 {
     jsond_config *cfg = P->cfg;
+    const char *file = file_name(P, P->cur);
     char nm[JSOND_NAME_MAX + 1];
     memcpy(nm, name, n);
     nm[n] = '\0';
     if (kind == S_LISTEN) {
-        for (size_t i = 0; i < cfg->nlistens; i++)
-            if (strcmp(cfg->listens[i].name, nm) == 0)
+        for (size_t i = 0; i < cfg->nlistens; i++) {
+            if (strcmp(cfg->listens[i].name, nm) == 0) {
+                *first = cfg->listens[i].file;
                 return cfg->listens[i].line;
+            }
+        }
         cfg_listen *nl = grow(cfg->listens, &P->listen_cap, cfg->nlistens + 1, sizeof *nl);
         if (!nl)
             goto fail;
@@ -788,11 +1068,14 @@ static int open_named(parser *P, unsigned kind, const char *name, size_t n, int 
         P->index = cfg->nlistens++;
         memset(&nl[P->index], 0, sizeof nl[P->index]);
         memcpy(nl[P->index].name, nm, n + 1);
+        nl[P->index].file = file;
         nl[P->index].line = line;
     } else {
         const cfg_route *r = jsond_config_route(cfg, nm);
-        if (r)
+        if (r) {
+            *first = r->file;
             return r->line;
+        }
         cfg_route *nr = grow(cfg->routes, &P->route_cap, cfg->nroutes + 1, sizeof *nr);
         if (!nr)
             goto fail;
@@ -800,6 +1083,7 @@ static int open_named(parser *P, unsigned kind, const char *name, size_t n, int 
         P->index = cfg->nroutes++;
         memset(&nr[P->index], 0, sizeof nr[P->index]);
         memcpy(nr[P->index].name, nm, n + 1);
+        nr[P->index].file = file;
         nr[P->index].line = line;
     }
     P->kind = kind;
@@ -813,9 +1097,9 @@ fail:
 
 static void section(parser *P, const char *s, size_t n)
 {
-    const char *end = s + n, *close = memchr(s, ']', n);
+    const char *end = s + n, *close = memchr(s, ']', n), *first_file = NULL;
     int line = P->lineno, first;
-    char shown[SHOW_BUF];
+    char shown[SHOW_BUF], at[PATH_SHOW + 32];
 
     close_section(P);
     /* Until the header proves good, the keys that follow are ignored: one
@@ -823,6 +1107,8 @@ static void section(parser *P, const char *s, size_t n)
     P->kind = S_TOP;
     P->skip = 1;
     P->header_line = line;
+    P->section_failed = 0;
+    P->include_line = 0;
     memset(P->seen, 0, sizeof P->seen);
     if (!close) {
         perr(P, line, "missing ']' in section header");
@@ -852,9 +1138,11 @@ static void section(parser *P, const char *s, size_t n)
         if (namelen) {
             perr(P, line, "[%s] takes no name", sd->name);
         } else if (P->server_line) {
-            perr(P, line, "duplicate section [%s] (first at line %d)", sd->name, P->server_line);
+            perr(P, line, "duplicate section [%s]%s", sd->name,
+                 first_at(at, sizeof at, P, file_name(P, P->server_file), P->server_line));
         } else {
             P->server_line = line;
+            P->server_file = P->cur;
             P->kind = sd->kind;
             P->skip = 0;
         }
@@ -871,9 +1159,9 @@ static void section(parser *P, const char *s, size_t n)
                memcmp(name, sd->reserved, strlen(sd->reserved)) == 0) {
         perr(P, line, "%s name '%.*s' is reserved (%s prefix)", sd->name, (int)namelen, name,
              sd->reserved);
-    } else if ((first = open_named(P, sd->kind, name, namelen, line)) != 0) {
-        perr(P, line, "duplicate section [%s %.*s] (first at line %d)", sd->name, (int)namelen,
-             name, first);
+    } else if ((first = open_named(P, sd->kind, name, namelen, line, &first_file)) != 0) {
+        perr(P, line, "duplicate section [%s %.*s]%s", sd->name, (int)namelen, name,
+             first_at(at, sizeof at, P, first_file, first));
     }
 }
 
@@ -884,6 +1172,228 @@ static const key_def *find_key(unsigned kind, const char *name, size_t n)
             memcmp(keys[i].name, name, n) == 0)
             return &keys[i];
     return NULL;
+}
+
+/* ---- include ------------------------------------------------------------ */
+
+static void parse_file(parser *P, size_t file, const char *text, size_t len);
+
+/* Outside any section, as at the start of a file. */
+static void no_section(parser *P)
+{
+    P->kind = S_TOP;
+    P->skip = 0;
+    P->section_failed = 0;
+    P->include_line = 0;
+    memset(P->seen, 0, sizeof P->seen);
+}
+
+/* Reads the whole file at `path`. NULL when it cannot, with errno set and
+ * *what naming the step that failed. */
+static char *read_all(const char *path, size_t *len, const char **what)
+{
+    char *buf = NULL;
+    size_t cap = 0;
+    int err;
+    *len = 0;
+    *what = "cannot open";
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    *what = "cannot read";
+    for (;;) {
+        char *nb = grow(buf, &cap, *len + 65536, 1);
+        if (!nb) {
+            errno = ENOMEM;
+            goto fail;
+        }
+        buf = nb;
+        size_t want = cap - *len, got = fread(buf + *len, 1, want, f);
+        *len += got;
+        if (got < want) {
+            if (ferror(f))
+                goto fail;
+            break;
+        }
+    }
+    fclose(f);
+    return buf;
+fail:
+    err = errno;
+    free(buf);
+    fclose(f);
+    errno = err;
+    return NULL;
+}
+
+/* Adds the entry of a file about to be read: the top file (the first
+ * entry), or one included at `line` of the file being read. Takes `real`.
+ * Its index, or SIZE_MAX when out of memory. */
+static size_t add_file(parser *P, const char *name, char *real, int line, int relative)
+{
+    jsond_config *cfg = P->cfg;
+    src *nf = grow(P->files, &P->files_cap, P->nfiles + 1, sizeof *nf);
+    if (nf)
+        P->files = nf;
+    char **nn = nf ? grow(cfg->files, &P->names_cap, cfg->nfiles + 1, sizeof *nn) : NULL;
+    if (nn)
+        cfg->files = nn;
+    char *copy = nn ? dupn(name, strlen(name)) : NULL;
+    if (!copy) {
+        free(real);
+        return SIZE_MAX;
+    }
+    const char *slash = relative ? strrchr(name, '/') : NULL;
+    size_t i = P->nfiles++, parent = i ? P->cur : 0;
+    cfg->files[cfg->nfiles++] = copy;
+    P->files[i] = (src){.real = real,
+                        .parent = parent,
+                        .line = line,
+                        .depth = i ? P->files[parent].depth + 1 : 0,
+                        .dirlen = slash ? (size_t)(slash - name) + 1 : 0};
+    return i;
+}
+
+/* "include cycle: a.conf -> b.conf -> a.conf": from src `from` down to the
+ * file being read, then `shown`, the file that would come again. */
+static void report_cycle(parser *P, size_t from, const char *shown, int line)
+{
+    size_t chain[MAX_DEPTH + 1], n = 0;
+    char s[PATH_SHOW];
+    line_buf lb = {.n = 0};
+    /* Depths are at most MAX_DEPTH, so the chain fits. */
+    for (size_t i = P->cur; n < MAX_DEPTH + 1; i = P->files[i].parent) {
+        chain[n++] = i;
+        if (i == from)
+            break;
+    }
+    while (n--) {
+        const char *name = file_name(P, chain[n]);
+        line_add(&lb, "%s -> ", show(s, sizeof s, name, strlen(name)));
+    }
+    line_add(&lb, "%s", shown);
+    perr(P, line, "include cycle: %s", lb.s);
+}
+
+/* Reads one file named by the include at `line` of the file being read. */
+static void include_file(parser *P, const char *path, int line)
+{
+    char shown[PATH_SHOW], *text = NULL, *real;
+    const char *what;
+    size_t len, f;
+
+    show(shown, sizeof shown, path, strlen(path));
+    if (!(real = realpath(path, NULL))) {
+        perr(P, line, "cannot open included file '%s': %s", shown, strerror(errno));
+        return;
+    }
+    /* The same file on the way from the top file to here: a cycle. */
+    for (f = P->cur;; f = P->files[f].parent) {
+        if (P->files[f].real && strcmp(P->files[f].real, real) == 0) {
+            report_cycle(P, f, shown, line);
+            goto done;
+        }
+        if (f == P->files[f].parent)
+            break;
+    }
+    if (P->files[P->cur].depth >= MAX_DEPTH) {
+        perr(P, line, "includes nested too deeply (more than %d levels)", MAX_DEPTH);
+        goto done;
+    }
+    if (P->nfiles > MAX_FILES) {
+        perr(P, line, "too many included files (more than %d)", MAX_FILES);
+        goto done;
+    }
+    if (!(text = read_all(path, &len, &what))) {
+        perr(P, line, "%s included file '%s': %s", what, shown, strerror(errno));
+        goto done;
+    }
+    f = add_file(P, path, real, line, 1);
+    real = NULL; /* taken, even on failure */
+    if (f == SIZE_MAX)
+        oom(P);
+    else
+        parse_file(P, f, text, len);
+done:
+    free(text);
+    free(real);
+}
+
+/* dir[0..dirlen) followed by s[0..n), NUL-terminated; with `escape`, the
+ * directory's own glob characters are escaped so that only s is a pattern. */
+static char *join(const char *dir, size_t dirlen, const char *s, size_t n, int escape)
+{
+    char *out = malloc(2 * dirlen + n + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < dirlen; i++) {
+        if (escape && strchr("*?[\\", dir[i]))
+            *o++ = '\\';
+        *o++ = dir[i];
+    }
+    memcpy(o, s, n);
+    o[n] = '\0';
+    return out;
+}
+
+/* `include = GLOB` at `line`, v[0..n) the rest of the line. It ends the
+ * section before it; the matching files are read here, in sorted order,
+ * each starting outside any section; after them, this file is outside any
+ * section until its next header. So every file is whole sections, and
+ * pasting a file in place of the line has the same effect. */
+static void include(parser *P, const char *v, size_t n, int line)
+{
+    const char *dir = file_name(P, P->cur);
+    char ended[sizeof P->ended] = "", shown[PATH_SHOW], *path = NULL, *pattern = NULL;
+    long depth = 0;
+    glob_t g;
+
+    close_section(P);
+    if (!P->skip && P->kind != S_TOP) {
+        const char *name = section_name(P);
+        snprintf(ended, sizeof ended, "[%s%s%s]", kind_name(P->kind), name ? " " : "",
+                 name ? name : "");
+    }
+    no_section(P);
+    /* One line, never JSON: a glob may start with '['. */
+    n = trim_len(v, scan(v, n, &depth));
+    if (!n) {
+        perr(P, line, "include needs a file name or a glob");
+        goto done;
+    }
+    /* Relative to the directory of the including file. */
+    size_t dirlen = *v == '/' ? 0 : P->files[P->cur].dirlen;
+    if (!(path = join(dir, dirlen, v, n, 0))) {
+        oom(P);
+        goto done;
+    }
+    if (!memchr(v, '*', n) && !memchr(v, '?', n) && !memchr(v, '[', n)) {
+        /* A plain path: it must exist. */
+        include_file(P, path, line);
+        goto done;
+    }
+    if (!(pattern = join(dir, dirlen, v, n, 1))) {
+        oom(P);
+        goto done;
+    }
+    memset(&g, 0, sizeof g);
+    /* No GLOB_ERR: an unreadable directory matches nothing, like a missing
+     * one; no GLOB_NOCHECK: a glob matching nothing reads nothing. Sorted. */
+    int rc = glob(pattern, 0, NULL, &g);
+    for (size_t i = 0; rc == 0 && i < g.gl_pathc && !P->stop; i++)
+        include_file(P, g.gl_pathv[i], line);
+    if (rc == GLOB_NOSPACE)
+        oom(P);
+    else if (rc != 0 && rc != GLOB_NOMATCH)
+        perr(P, line, "cannot read the files of '%s'",
+             show(shown, sizeof shown, path, strlen(path)));
+    if (g.gl_pathv)
+        globfree(&g);
+done:
+    P->include_line = line;
+    memcpy(P->ended, ended, sizeof ended);
+    free(pattern);
+    free(path);
 }
 
 static void key_value(parser *P, const char *s, size_t n)
@@ -898,6 +1408,10 @@ static void key_value(parser *P, const char *s, size_t n)
         return;
     }
     const char *v = skip_blanks(eq + 1, s + n);
+    if (klen == 7 && memcmp(s, "include", 7) == 0) {
+        include(P, v, (size_t)(s + n - v), line);
+        return;
+    }
     /* Read the whole value first: a JSON value's lines must be consumed
      * whatever becomes of the key. */
     int ok = read_value(P, v, (size_t)(s + n - v), line) == 0;
@@ -906,7 +1420,13 @@ static void key_value(parser *P, const char *s, size_t n)
     const key_def *k = find_key(P->kind, s, klen);
     if (!k) {
         show(shown, sizeof shown, s, klen);
-        if (P->kind == S_TOP)
+        if (P->kind == S_TOP && P->include_line && P->ended[0])
+            perr(P, line, "key '%s' outside any section (the include at line %d ended %s)", shown,
+                 P->include_line, P->ended);
+        else if (P->kind == S_TOP && P->include_line)
+            perr(P, line, "key '%s' outside any section (after the include at line %d)", shown,
+                 P->include_line);
+        else if (P->kind == S_TOP)
             perr(P, line, "key '%s' outside any section", shown);
         else
             perr(P, line, "unknown key '%s' in [%s]", shown, kind_name(P->kind));
@@ -926,28 +1446,40 @@ static void key_value(parser *P, const char *s, size_t n)
         set_value(P, k, section_base(P), P->buf, line);
 }
 
-static void parse_lines(parser *P)
+/* Reads the lines of src `file` from `text`, then goes back to the file
+ * being read (an include is parsed recursively, at most MAX_DEPTH deep). */
+static void parse_file(parser *P, size_t file, const char *text, size_t len)
 {
+    size_t cur = P->cur;
+    const char *p = P->p, *end = P->end;
+    int lineno = P->lineno;
     const char *s;
     size_t n;
+
+    P->cur = file;
+    P->p = text;
+    P->end = text + len;
+    P->lineno = 0;
+    no_section(P);
     while (next_line(P, &s, &n)) {
         if (has_nul(P, s, n))
             continue;
-        const char *end = s + n;
-        s = skip_blanks(s, end);
-        if (s == end || *s == ';' || *s == '#')
+        const char *e = s + n;
+        s = skip_blanks(s, e);
+        if (s == e || *s == ';' || *s == '#')
             continue;
         if (*s == '[')
-            section(P, s, (size_t)(end - s));
+            section(P, s, (size_t)(e - s));
         else
-            key_value(P, s, (size_t)(end - s));
+            key_value(P, s, (size_t)(e - s));
     }
-    if (P->stop)
-        return;
-    close_section(P);
-    for (size_t i = 0; i < P->nrefs; i++)
-        if (!jsond_config_route(P->cfg, P->refs[i].name))
-            perr(P, P->refs[i].line, "route '%s' is not defined", P->refs[i].name);
+    if (!P->stop)
+        close_section(P);
+    P->cur = cur;
+    P->p = p;
+    P->end = end;
+    P->lineno = lineno;
+    no_section(P);
 }
 
 /* ---- the public interface ---------------------------------------------- */
@@ -960,76 +1492,79 @@ static void config_free(jsond_config *cfg)
         free_values(S_LISTEN, &cfg->listens[i]);
     for (size_t i = 0; i < cfg->nroutes; i++)
         free_values(S_ROUTE, &cfg->routes[i]);
+    for (size_t i = 0; i < cfg->nfiles; i++)
+        free(cfg->files[i]);
+    free(cfg->files);
     free(cfg->listens);
     free(cfg->routes);
     free(cfg->source);
     free(cfg);
 }
 
-jsond_config *jsond_config_parse(const char *name, const char *text, size_t len, jsond_errors *errs)
+/* Parses the top file `name`: `real` is its realpath() (taken; NULL for
+ * text from memory), and with `relative` its includes are relative to its
+ * directory, else to the current directory. */
+static jsond_config *parse_top(const char *name, char *real, int relative, const char *text,
+                               size_t len, jsond_errors *errs)
 {
     parser P = {0};
-    P.file = name ? name : "(string)";
-    P.p = text ? text : "";
-    P.end = P.p + (text ? len : 0);
-    P.kind = S_TOP;
+    size_t top = SIZE_MAX;
+    P.top = name;
     P.errs = jsond_errors_new();
     P.cfg = calloc(1, sizeof *P.cfg);
-    if (!P.errs || !P.cfg || !(P.cfg->source = dupn(P.file, strlen(P.file)))) {
+    if (P.errs && P.cfg && (P.cfg->source = dupn(name, strlen(name))))
+        top = add_file(&P, name, real, 0, relative); /* takes real */
+    else
+        free(real);
+    if (top == SIZE_MAX) {
         P.failed = 1;
         if (errs)
-            jsond_errors_add(errs, P.file, 0, "out of memory");
+            jsond_errors_add(errs, name, 0, "out of memory");
         goto done;
     }
     atomic_init(&P.cfg->refs, 1);
     apply_defaults(S_SERVER, &P.cfg->server);
-    parse_lines(&P);
+    parse_file(&P, 0, text, len);
+    for (size_t i = 0; i < P.nrefs && !P.stop; i++)
+        if (!jsond_config_route(P.cfg, P.refs[i].name))
+            perr_at(&P, P.refs[i].file, P.refs[i].line, "route '%s' is not defined",
+                    P.refs[i].name);
     flush_errors(&P, errs);
 done:
     if (P.failed) {
         config_free(P.cfg);
         P.cfg = NULL;
     }
+    for (size_t i = 0; i < P.nfiles; i++)
+        free(P.files[i].real);
+    free(P.files);
+    free(P.err_file);
     free(P.refs);
     free(P.buf);
     jsond_errors_free(P.errs);
     return P.cfg;
 }
 
+jsond_config *jsond_config_parse(const char *name, const char *text, size_t len, jsond_errors *errs)
+{
+    return parse_top(name ? name : "(string)", NULL, 0, text ? text : "", text ? len : 0, errs);
+}
+
 jsond_config *jsond_config_load(const char *path, jsond_errors *errs)
 {
-    jsond_config *cfg = NULL;
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    const char *what = "cannot open";
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        goto fail;
-    what = "cannot read";
-    for (;;) {
-        char *nb = grow(buf, &cap, len + 65536, 1);
-        if (!nb) {
-            errno = ENOMEM;
-            goto fail;
-        }
-        buf = nb;
-        size_t want = cap - len, got = fread(buf + len, 1, want, f);
-        len += got;
-        if (got < want) {
-            if (ferror(f))
-                goto fail;
-            break;
-        }
+    const char *what;
+    size_t len;
+    char *text = read_all(path, &len, &what);
+    if (!text) {
+        if (errs)
+            jsond_errors_add(errs, path, 0, "%s: %s", what, strerror(errno));
+        return NULL;
     }
-    cfg = jsond_config_parse(path, buf, len, errs);
-    goto done;
-fail:
-    if (errs)
-        jsond_errors_add(errs, path, 0, "%s: %s", what, strerror(errno));
-done:
-    free(buf);
-    if (f)
-        fclose(f);
+    /* Without it (realpath() failed), a cycle through the top file is
+     * caught one round later. */
+    char *real = realpath(path, NULL);
+    jsond_config *cfg = parse_top(path, real, 1, text, len, errs);
+    free(text);
     return cfg;
 }
 
@@ -1079,23 +1614,6 @@ int jsond_config_equal(const jsond_config *a, const jsond_config *b)
     return 1;
 }
 
-typedef struct line_buf {
-    char s[1024];
-    size_t n;
-} line_buf;
-
-static void line_add(line_buf *lb, const char *fmt, ...) JSOND_PRINTF(2, 3);
-
-static void line_add(line_buf *lb, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int r = vsnprintf(lb->s + lb->n, sizeof lb->s - lb->n, fmt, ap);
-    va_end(ap);
-    if (r > 0)
-        lb->n += (size_t)r < sizeof lb->s - lb->n ? (size_t)r : sizeof lb->s - lb->n - 1;
-}
-
 /* json_dump_callback sink that keeps a prefix of a value of any size. */
 static int dump_prefix(const char *s, size_t n, void *data)
 {
@@ -1124,6 +1642,13 @@ static void log_values(line_buf *lb, unsigned kind, const void *base)
         } else if (k->type == T_LEVEL) {
             line_add(lb, " %s=%s", k->name,
                      jsond_log_level_name((jsond_log_level)load_number(k, field)));
+        } else if (k->type == T_PROTOCOL) {
+            line_add(lb, " %s=%s", k->name, protocol_names[load_number(k, field)]);
+        } else if (k->type == T_ROUTES) {
+            const cfg_listen *l = base;
+            line_add(lb, " %s=%s", k->name, l->all_routes ? "*" : "");
+            for (size_t j = 0; j < l->nroutes; j++)
+                line_add(lb, "%s%s", j ? "," : "", l->routes[j]);
         } else if (k->type == T_ADDR && ((const jsond_addr *)field)->len) {
             line_add(lb, " %s=%s", k->name, jsond_addr_format(field, addr, sizeof addr));
         } else if ((k->type == T_ROUTE || k->type == T_HANDLER) && *(char *const *)field) {
@@ -1179,4 +1704,9 @@ const cfg_route *jsond_config_route(const jsond_config *cfg, const char *name)
         if (strcmp(cfg->routes[i].name, name) == 0)
             return &cfg->routes[i];
     return NULL;
+}
+
+int jsond_listen_allows(const cfg_listen *lst, const char *name)
+{
+    return lst->all_routes || listed(lst, name, strlen(name));
 }

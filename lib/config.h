@@ -24,20 +24,32 @@ typedef struct cfg_server {
     unsigned shutdown_timeout_ms;
     unsigned linger_timeout_ms;
     jsond_log_level log_level;
+    size_t max_request_size;  /* request line, without its line ending */
+    unsigned idle_timeout_ms; /* request mode: no request for this long */
+    unsigned max_pipeline;    /* requests in flight per connection */
 } cfg_server;
+
+/* [listen] protocol */
+enum { JSOND_PROTOCOL_AUTO = 0, JSOND_PROTOCOL_JSONRPC = 1 };
 
 typedef struct cfg_listen {
     char name[JSOND_NAME_MAX + 1];
-    int line;        /* of its [listen NAME] header, for messages */
-    int has_address; /* 0: declared only (no socket of its own) */
+    const char *file; /* where its [listen NAME] header is (in cfg->files), */
+    int line;         /* and its line, for messages */
+    int has_address;  /* 0: declared only (no socket of its own) */
     jsond_addr address;
     char *on_connect; /* route name, or NULL */
-    int requests;     /* boolean; only 0 in this version */
+    int requests;     /* boolean: read requests (after the push, if any) */
+    int all_routes;   /* routes = * (the default) */
+    char **routes;    /* otherwise the route names callable here */
+    size_t nroutes;
+    int protocol; /* JSOND_PROTOCOL_* */
 } cfg_listen;
 
 typedef struct cfg_route {
     char name[JSOND_NAME_MAX + 1];
-    int line;           /* of its [route NAME] header, for messages */
+    const char *file;   /* where its [route NAME] header is (in cfg->files), */
+    int line;           /* and its line, for messages */
     char *handler;      /* as written, e.g. "builtin:hello" */
     json_t *args;       /* object or NULL: defaults under request args */
     json_t *fixed_args; /* object or NULL: merged over request args */
@@ -46,6 +58,8 @@ typedef struct cfg_route {
 struct jsond_config {
     atomic_int refs;
     char *source; /* file name, or "(built-in)" */
+    char **files; /* every file read: source, then the included ones */
+    size_t nfiles;
     cfg_server server;
     cfg_listen *listens; /* in file order */
     size_t nlistens;
@@ -55,5 +69,8 @@ struct jsond_config {
 
 /* The route called NAME, or NULL. */
 const cfg_route *jsond_config_route(const jsond_config *cfg, const char *name);
+
+/* 1 when route NAME may be called on listener `lst` (its `routes` list). */
+int jsond_listen_allows(const cfg_listen *lst, const char *name);
 
 #endif /* JSOND_CONFIG_H */

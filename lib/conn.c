@@ -1,28 +1,64 @@
-/* conn.c: a connection's life: push, drain, close without losing output.
+/* conn.c: a connection's life: requests in, replies out in order, and a
+ * close that never loses output.
+ *
+ * Each request line becomes a slot in a FIFO; a slot holds one reply per
+ * call (a batch has several). Handlers fill slots in any order; only the
+ * slots at the head that are complete go to the output, so replies leave in
+ * request order. Reading stops while the output is full or max_pipeline
+ * slots are waiting, and resumes from a deferred event, never from inside a
+ * handler's reply.
  *
  * SPDX-License-Identifier: MIT
  */
 #include "autoconfig.h"
+
 #include <errno.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "conn.h"
 #include "output.h"
+#include "proto.h"
 #include "router.h"
 #include "timeout.h"
 
-/* Bounded work per read event while lingering, so a peer streaming garbage
- * at us cannot hold the loop. */
+/* Bytes read per readable event: bounded work per callback, so a client
+ * streaming requests cannot hold the loop. */
+#define READ_SLICE (64 * 1024)
+/* Reads per event while discarding input during a linger. */
 #define DISCARD_READS 16
 
+typedef struct slot slot;
+
+/* One call's reply, once its handler has given it. */
+typedef struct reply {
+    slot *s;
+    jsond_call *call;
+    jsond_req *req;                /* running, until it replies */
+    json_t *doc;                   /* the reply document, or */
+    const jsond_producer_ops *ops; /* a producer, with the envelope around it */
+    void *self;
+    char *prefix, *suffix;
+} reply;
+
+struct slot {
+    slot *next;
+    jsond_conn *c;
+    jsond_request request;
+    reply *replies;
+    size_t owed; /* replies not given yet (+1 while the slot is being filled) */
+};
+
 typedef enum conn_state {
-    REPLYING,  /* a reply is being made or written */
+    SERVING,   /* reading requests, or making the push reply */
+    CLOSING,   /* no more requests: finish the replies, then the closing rule */
     LINGERING, /* output sent and shut; discarding input until EOF */
 } conn_state;
 
@@ -30,55 +66,89 @@ struct jsond_conn {
     evutil_socket_t fd;
     struct event_base *base;
     conn_state state;
-    jsond_config *cfg;
+    jsond_config *cfg; /* the snapshot at accept: the connection's settings */
     const cfg_listen *lst;
+    jsond_config *const *current; /* the config in force: requests route on it */
+    jsond_stats *stats;
     char peer[64];
     jsond_output *out;
-    jsond_req *req; /* the reply being made, until handed to the output */
-    int reply_queued;
-    struct event *read_ev;
-    struct event *linger_timer;
+    struct evbuffer *in;
+    struct event *read_ev;   /* reading requests, or discarding while lingering */
+    struct event *resume_ev; /* deferred: parse what is buffered, re-arm reading */
+    struct event *timer;     /* idle_timeout while serving, linger_timeout after */
+    slot *head, *tail;
+    unsigned nslots;
+    int eof;      /* the client shut its side: no more input */
+    int draining; /* the server is shutting down */
+    int rpc_seen; /* the client has sent a JSON-RPC request */
+    /* Set deep inside a reply's path, where closing would free the
+     * connection under its callers; the resume event closes it. */
+    int doomed;
+    jsond_conn_end doom_how;
     jsond_conn_closed_fn closed;
     void *closed_arg;
 };
 
 static const char *const end_names[] = {"done", "dropped", "reset", "cut"};
 
-void jsond_conn_close(jsond_conn *c, jsond_conn_end how)
+static void slot_free(slot *s)
 {
-    jsond_log(JSOND_LOG_DEBUG, "connection from %s closed (%s, %llu bytes out)", c->peer,
-              end_names[how], (unsigned long long)jsond_output_sent(c->out));
-    c->closed(c, how, jsond_output_sent(c->out), c->closed_arg);
-    if (c->req)
-        jsond_req_cancel(c->req);
+    for (size_t i = 0; i < s->request.ncalls; i++) {
+        reply *r = &s->replies[i];
+        if (r->req)
+            jsond_req_cancel(r->req);
+        if (r->ops)
+            r->ops->stop(r->self);
+        json_decref(r->doc);
+        free(r->prefix);
+        free(r->suffix);
+    }
+    free(s->replies);
+    jsond_request_fini(&s->request);
+    free(s);
+}
+
+/* Releases everything the connection holds, whatever it got to. */
+static void conn_free(jsond_conn *c)
+{
+    while (c->head) {
+        slot *s = c->head;
+        c->head = s->next;
+        slot_free(s);
+    }
     jsond_output_free(c->out);
+    if (c->in)
+        evbuffer_free(c->in);
     if (c->read_ev)
         event_free(c->read_ev);
-    if (c->linger_timer)
-        event_free(c->linger_timer);
+    if (c->resume_ev)
+        event_free(c->resume_ev);
+    if (c->timer)
+        event_free(c->timer);
     close(c->fd);
     jsond_config_unref(c->cfg);
     free(c);
 }
 
-static void conn_discard_cb(evutil_socket_t fd, short what, void *arg)
+void jsond_conn_close(jsond_conn *c, jsond_conn_end how)
 {
-    jsond_conn *c = arg;
-    if (what & EV_TIMEOUT) {
-        jsond_conn_close(c, JSOND_CONN_DONE);
-        return;
-    }
-    char buf[16384];
-    for (int i = 0; i < DISCARD_READS; i++) {
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
-        if (n > 0)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            return;
-        jsond_conn_close(c, JSOND_CONN_DONE); /* end-of-stream, or the peer reset */
-        return;
+    jsond_log(JSOND_LOG_DEBUG, "connection from %s closed (%s, %llu bytes out)", c->peer,
+              end_names[how], (unsigned long long)jsond_output_sent(c->out));
+    c->closed(c, how, c->closed_arg);
+    conn_free(c);
+}
+
+static void arm_timer(jsond_conn *c, unsigned ms)
+{
+    if (ms) {
+        struct timeval tv = jsond_ms_tv(ms);
+        event_add(c->timer, &tv);
+    } else {
+        event_del(c->timer);
     }
 }
+
+/* ---- closing ---------------------------------------------------------- */
 
 /* 1 when the peer has acknowledged every byte we sent. */
 static int all_acked(evutil_socket_t fd)
@@ -90,31 +160,413 @@ static int all_acked(evutil_socket_t fd)
 /* The closing rule. Output is drained when this runs. */
 static void begin_close(jsond_conn *c)
 {
-    shutdown(c->fd, SHUT_WR);
     char b;
-    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    /* Close at once on end-of-stream or an error, or when nothing is pending
-     * and the peer has every byte. If bytes are still in flight, input that
-     * arrives before they are acknowledged would make close() send a reset
-     * that destroys them, so wait for end-of-stream as if input were
-     * pending. */
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) ||
-        (n < 0 && all_acked(c->fd))) {
+    ssize_t n = c->eof ? 0 : recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    int close_now;
+    if (n > 0)
+        close_now = 0; /* input pending: close() would reset, so linger */
+    else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        /* Nothing pending, but input arriving before our bytes are
+         * acknowledged would make close() send a reset that destroys them:
+         * linger unless the peer has them all. Asked before the shutdown,
+         * whose FIN would count as unacknowledged. */
+        close_now = all_acked(c->fd);
+    else
+        close_now = 1; /* end-of-stream, or an error */
+    shutdown(c->fd, SHUT_WR);
+    if (close_now) {
         jsond_conn_close(c, JSOND_CONN_DONE);
         return;
-    }
-    c->read_ev = event_new(c->base, c->fd, EV_READ | EV_PERSIST, conn_discard_cb, c);
-    c->linger_timer = evtimer_new(c->base, conn_discard_cb, c);
-    if (!c->read_ev || !c->linger_timer || event_add(c->read_ev, NULL) < 0) {
-        jsond_conn_close(c, JSOND_CONN_DONE);
-        return;
-    }
-    unsigned ms = c->cfg->server.linger_timeout_ms;
-    if (ms) {
-        struct timeval tv = jsond_ms_tv(ms);
-        event_add(c->linger_timer, &tv);
     }
     c->state = LINGERING;
+    event_del(c->resume_ev);
+    if (event_add(c->read_ev, NULL) < 0) {
+        jsond_conn_close(c, JSOND_CONN_DONE);
+        return;
+    }
+    arm_timer(c, c->cfg->server.linger_timeout_ms);
+}
+
+static void schedule_resume(jsond_conn *c)
+{
+    event_active(c->resume_ev, EV_TIMEOUT, 1);
+}
+
+/* Done with requests: the closing rule runs once every reply is out. */
+static void stop_requests(jsond_conn *c)
+{
+    if (c->state == SERVING)
+        c->state = CLOSING;
+    event_del(c->read_ev);
+    event_del(c->timer);
+    schedule_resume(c);
+}
+
+static void doom(jsond_conn *c, jsond_conn_end how)
+{
+    if (!c->doomed) {
+        c->doomed = 1;
+        c->doom_how = how;
+    }
+    schedule_resume(c);
+}
+
+static void discard(jsond_conn *c)
+{
+    char buf[16384];
+    for (int i = 0; i < DISCARD_READS; i++) {
+        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        jsond_conn_close(c, JSOND_CONN_DONE); /* end-of-stream, or the peer reset */
+        return;
+    }
+}
+
+/* ---- replies, in order ------------------------------------------------ */
+
+static const char oom_reply[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+
+static int write_doc(jsond_output *out, const json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    if (!text)
+        return jsond_output_write(out, oom_reply, sizeof oom_reply - 1);
+    int rc = jsond_output_write(out, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+static int write_reply(jsond_output *out, reply *r)
+{
+    if (!r->ops)
+        return write_doc(out, r->doc);
+    const jsond_producer_ops *ops = r->ops;
+    r->ops = NULL; /* the output owns the producer from here, even on failure */
+    if (jsond_output_write(out, r->prefix, strlen(r->prefix)) < 0) {
+        ops->stop(r->self);
+        return -1;
+    }
+    if (jsond_output_produce(out, ops, r->self) < 0)
+        return -1;
+    return jsond_output_write(out, r->suffix, strlen(r->suffix));
+}
+
+/* A slot's replies as one line: a single reply, or a batch's array; a
+ * notification, or a batch of them, writes nothing at all. */
+static int write_slot(jsond_conn *c, slot *s)
+{
+    int n = 0;
+    for (size_t i = 0; i < s->request.ncalls; i++) {
+        reply *r = &s->replies[i];
+        if (r->call->silent)
+            continue;
+        const char *sep = !s->request.batch ? "" : n == 0 ? "[" : ",";
+        if (jsond_output_write(c->out, sep, strlen(sep)) < 0 || write_reply(c->out, r) < 0)
+            return -1;
+        n++;
+    }
+    if (n == 0)
+        return 0;
+    return jsond_output_write(c->out, s->request.batch ? "]\n" : "\n", s->request.batch ? 2 : 1);
+}
+
+/* Moves the complete slots at the head to the output. */
+static void flush(jsond_conn *c)
+{
+    while (c->head && c->head->owed == 0) {
+        slot *s = c->head;
+        c->head = s->next;
+        if (!c->head)
+            c->tail = NULL;
+        c->nslots--;
+        int rc = write_slot(c, s);
+        slot_free(s);
+        if (rc < 0) {
+            jsond_log(JSOND_LOG_ERROR, "cannot queue a reply to %s", c->peer);
+            doom(c, JSOND_CONN_RESET);
+            return;
+        }
+    }
+    /* Idleness counts from the last reply, not from a request that took
+     * longer than idle_timeout to answer. */
+    if (!c->head && c->state == SERVING && c->lst->requests)
+        arm_timer(c, c->cfg->server.idle_timeout_ms);
+    schedule_resume(c);
+}
+
+/* One reply fewer owed by `s`; a complete slot at the head goes out. */
+static void release(slot *s)
+{
+    if (--s->owed == 0 && s == s->c->head)
+        flush(s->c);
+}
+
+/* Gives an error reply; `route` names the stats bucket (NULL: unknown). */
+static void give_error(reply *r, const char *route, jsond_code code, int params,
+                       const char *message)
+{
+    jsond_stats_error(r->s->c->stats, route, code);
+    r->doc = jsond_proto_error(r->call, code, params, message);
+    release(r->s);
+}
+
+static void reply_done_cb(jsond_req *req, void *arg)
+{
+    reply *r = arg;
+    r->req = NULL;
+    if (req->failed) {
+        jsond_stats_error(r->s->c->stats, req->route->name, req->code);
+        r->doc = jsond_proto_error(r->call, req->code, 1, req->message);
+    } else if (req->ops) {
+        r->ops = req->ops;
+        r->self = req->self;
+        req->ops = NULL;
+        if (jsond_proto_wrap(r->call, &r->prefix, &r->suffix) < 0) {
+            r->ops->stop(r->self);
+            r->ops = NULL;
+        }
+    } else if (req->reply) {
+        r->doc = jsond_proto_result(r->call, json_incref(req->reply));
+    }
+    /* Out of memory on any path above leaves no doc: write_doc says so. */
+    jsond_req_free(req);
+    release(r->s);
+}
+
+/* Runs one call; its reply may be given before this returns. */
+static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
+{
+    jsond_call *call = r->call;
+    if (call->failed) {
+        give_error(r, NULL, call->code, 0, call->message);
+        return;
+    }
+    jsond_config *cfg = *c->current;
+    const cfg_route *route = jsond_config_route(cfg, call->route);
+    const char *bucket = route ? route->name : NULL;
+    jsond_stats_request(c->stats, bucket);
+    if (c->draining) {
+        give_error(r, bucket, JSOND_SHUTTING_DOWN, 0, "the server is shutting down");
+        return;
+    }
+    jsond_code code = JSOND_NOT_FOUND;
+    jsond_req_env env = {c->base, c->stats};
+    jsond_req *req = NULL;
+    /* JSON-RPC reserves rpc.* method names; no route may take them. */
+    if (strncmp(call->route, "rpc.", 4) != 0) {
+        req = jsond_router_route(cfg, lst, call->route, call->args, &env, reply_done_cb, r, &code);
+        call->args = NULL; /* the router took them */
+    }
+    if (!req) {
+        char msg[128] = "no such route";
+        if (jsond_proto_valid_name(call->route, strlen(call->route)))
+            snprintf(msg, sizeof msg, "no route '%s'", call->route);
+        give_error(r, bucket, code, 0, code == JSOND_NOT_FOUND ? msg : "out of memory");
+        return;
+    }
+    r->req = req;
+    jsond_req_run(req);
+}
+
+/* Queues one request line and runs its calls. -1: out of memory. */
+static int run_line(jsond_conn *c, const char *line, size_t len, const cfg_listen *lst)
+{
+    int mode = (c->rpc_seen ? JSOND_PROTO_RPC_SEEN : 0) |
+               (lst && lst->protocol == JSOND_PROTOCOL_JSONRPC ? JSOND_PROTO_RPC_ONLY : 0);
+    slot *s = calloc(1, sizeof *s);
+    if (!s)
+        return -1;
+    if (jsond_proto_parse(line, len, mode, &s->request) < 0 ||
+        !(s->replies = calloc(s->request.ncalls, sizeof *s->replies))) {
+        jsond_request_fini(&s->request);
+        free(s);
+        return -1;
+    }
+    c->rpc_seen |= s->request.rpc;
+    s->c = c;
+    s->owed = s->request.ncalls + 1; /* held until every call is dispatched */
+    if (c->tail)
+        c->tail->next = s;
+    else
+        c->head = s;
+    c->tail = s;
+    c->nslots++;
+    for (size_t i = 0; i < s->request.ncalls; i++) {
+        s->replies[i].s = s;
+        s->replies[i].call = &s->request.calls[i];
+        dispatch(c, &s->replies[i], lst);
+    }
+    release(s);
+    return 0;
+}
+
+/* The reply to a line over max_request_size; no more requests after it. */
+static int too_large(jsond_conn *c)
+{
+    jsond_log(JSOND_LOG_INFO, "%s sent a request line over %zu bytes: closing", c->peer,
+              c->cfg->server.max_request_size);
+    slot *s = calloc(1, sizeof *s);
+    jsond_call *call = calloc(1, sizeof *call);
+    reply *r = calloc(1, sizeof *r);
+    if (!s || !call || !r) {
+        free(s);
+        free(call);
+        free(r);
+        return -1;
+    }
+    /* The line is never parsed, so its id is unknown: the error is shaped by
+     * the protocol the client speaks, with id null under JSON-RPC. */
+    call->rpc = c->rpc_seen || c->lst->protocol == JSOND_PROTOCOL_JSONRPC;
+    s->request.calls = call;
+    s->request.ncalls = 1;
+    s->replies = r;
+    s->c = c;
+    s->owed = 1;
+    r->s = s;
+    r->call = call;
+    if (c->tail)
+        c->tail->next = s;
+    else
+        c->head = s;
+    c->tail = s;
+    c->nslots++;
+    evbuffer_drain(c->in, evbuffer_get_length(c->in));
+    stop_requests(c);
+    give_error(r, NULL, JSOND_TOO_LARGE, 0, "request line too long");
+    return 0;
+}
+
+/* 1 when no more requests may be started now. */
+static int paused(const jsond_conn *c)
+{
+    return c->nslots >= c->cfg->server.max_pipeline || jsond_output_full(c->out);
+}
+
+/* Runs the complete lines buffered, as far as back-pressure allows.
+ * Returns 1 when it stopped for back-pressure, 0 when no complete line is
+ * left (at end-of-stream a last line without '\n' counts as complete). */
+static int process(jsond_conn *c)
+{
+    size_t max = c->cfg->server.max_request_size;
+    while (c->state == SERVING && !c->doomed) {
+        if (paused(c))
+            return 1;
+        size_t eol;
+        struct evbuffer_ptr p = evbuffer_search_eol(c->in, NULL, &eol, EVBUFFER_EOL_LF);
+        size_t buffered = evbuffer_get_length(c->in);
+        int last = p.pos < 0 && c->eof && !c->draining && buffered > 0;
+        if (p.pos < 0 && !last) {
+            /* +1: a line of exactly max bytes may still get its '\r' */
+            if (buffered > max + 1 && too_large(c) < 0)
+                doom(c, JSOND_CONN_RESET);
+            return 0;
+        }
+        size_t len = last ? buffered : (size_t)p.pos;
+        size_t take = last ? buffered : len + eol;
+        const char *line = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)take);
+        if (len > 0 && line[len - 1] == '\r')
+            len--;
+        if (len > max) {
+            if (too_large(c) < 0)
+                doom(c, JSOND_CONN_RESET);
+            return 0;
+        }
+        int blank = 1;
+        for (size_t i = 0; i < len && blank; i++)
+            blank = line[i] == ' ' || line[i] == '\t';
+        if (!blank) {
+            arm_timer(c, c->cfg->server.idle_timeout_ms);
+            if (run_line(c, line, len, c->lst) < 0) {
+                doom(c, JSOND_CONN_RESET);
+                return 0;
+            }
+        }
+        evbuffer_drain(c->in, take);
+    }
+    return 0;
+}
+
+/* Re-evaluates everything after a change: buffered lines, whether to read,
+ * whether to close. The only place, with the event callbacks, that closes:
+ * reply paths run deep inside handlers and must not free the connection. */
+static void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    jsond_conn *c = arg;
+    if (c->doomed) {
+        jsond_conn_close(c, c->doom_how);
+        return;
+    }
+    if (c->state == LINGERING)
+        return;
+    if (c->state == SERVING && !c->lst->requests) {
+        c->state = CLOSING; /* push only: the push slot is all there is */
+    } else if (c->state == SERVING) {
+        int held = process(c);
+        if (c->doomed) {
+            jsond_conn_close(c, c->doom_how);
+            return;
+        }
+        if (c->state == SERVING) {
+            if (!held && (c->eof || c->draining))
+                stop_requests(c);
+            else if (held || c->draining)
+                event_del(c->read_ev);
+            else
+                event_add(c->read_ev, NULL);
+        }
+    }
+    if (c->state == CLOSING && !c->head && jsond_output_idle(c->out))
+        begin_close(c);
+}
+
+/* ---- events --------------------------------------------------------- */
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    jsond_conn *c = arg;
+    if (c->state == LINGERING) {
+        discard(c);
+        return;
+    }
+    int n = evbuffer_read(c->in, fd, READ_SLICE);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n < 0) {
+        jsond_conn_close(c, JSOND_CONN_RESET);
+        return;
+    }
+    if (n == 0) {
+        c->eof = 1;
+        event_del(c->read_ev);
+    }
+    c->stats->bytes_in += (uint64_t)n;
+    conn_resume_cb(fd, 0, c);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    jsond_conn *c = arg;
+    if (c->state == LINGERING) {
+        jsond_conn_close(c, JSOND_CONN_DONE);
+        return;
+    }
+    if (c->head || !jsond_output_idle(c->out)) {
+        /* Requests in flight are not idleness. */
+        arm_timer(c, c->cfg->server.idle_timeout_ms);
+        return;
+    }
+    jsond_log(JSOND_LOG_DEBUG, "%s idle for %u ms: closing", c->peer,
+              c->cfg->server.idle_timeout_ms);
+    stop_requests(c);
+    conn_resume_cb(fd, 0, c);
 }
 
 static void conn_output_cb(jsond_output *out, jsond_output_event ev, void *arg)
@@ -123,8 +575,8 @@ static void conn_output_cb(jsond_output *out, jsond_output_event ev, void *arg)
     jsond_conn *c = arg;
     switch (ev) {
     case JSOND_OUTPUT_DRAINED:
-        if (c->reply_queued && !c->lst->requests)
-            begin_close(c);
+    case JSOND_OUTPUT_ROOM:
+        conn_resume_cb(c->fd, 0, c);
         break;
     case JSOND_OUTPUT_TIMEOUT:
         jsond_log(JSOND_LOG_INFO, "dropped %s: it took nothing for %u ms", c->peer,
@@ -137,65 +589,11 @@ static void conn_output_cb(jsond_output *out, jsond_output_event ev, void *arg)
     }
 }
 
-static const char oom_reply[] =
-    "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}\n";
-
-/* Serializes a JSON reply as one compact line. */
-static int queue_json(jsond_output *out, const json_t *reply)
-{
-    char *text = reply ? json_dumps(reply, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    if (!text)
-        return jsond_output_write(out, oom_reply, sizeof oom_reply - 1);
-    size_t len = strlen(text);
-    text[len] = '\n'; /* replaces the terminator: one write for the whole line */
-    int r = jsond_output_write(out, text, len + 1);
-    free(text);
-    return r;
-}
-
-static void conn_reply_cb(jsond_req *req, void *arg)
-{
-    jsond_conn *c = arg;
-    int r;
-    c->req = NULL;
-    if (req->ops) {
-        r = jsond_output_produce(c->out, req->ops, req->self);
-        req->ops = NULL; /* the output owns the producer now */
-        if (r == 0)
-            r = jsond_output_write(c->out, "\n", 1);
-    } else {
-        r = queue_json(c->out, req->reply);
-    }
-    jsond_req_free(req);
-    c->reply_queued = 1;
-    if (r < 0) {
-        jsond_log(JSOND_LOG_ERROR, "cannot queue the reply to %s", c->peer);
-        jsond_conn_close(c, JSOND_CONN_RESET);
-    }
-}
-
-/* Runs the on_connect route. The reply may come back before this returns. */
-static void push(jsond_conn *c)
-{
-    jsond_code code;
-    jsond_req *req = jsond_router_route(c->cfg, c->lst->on_connect, NULL, conn_reply_cb, c, &code);
-    if (!req) {
-        json_t *err = json_pack("{s:{s:s,s:s}}", "error", "code", jsond_code_name(code), "message",
-                                "cannot run the on_connect route");
-        int r = queue_json(c->out, err);
-        json_decref(err);
-        c->reply_queued = 1;
-        if (r < 0)
-            jsond_conn_close(c, JSOND_CONN_RESET);
-        return;
-    }
-    c->req = req;
-    jsond_req_run(req);
-}
+/* ---- life ----------------------------------------------------------- */
 
 jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const char *peer,
-                           jsond_config *cfg, const cfg_listen *lst, jsond_conn_closed_fn closed,
-                           void *arg)
+                           jsond_config *cfg, const cfg_listen *lst, jsond_config *const *current,
+                           jsond_stats *stats, jsond_conn_closed_fn closed, void *arg)
 {
     jsond_conn *c = calloc(1, sizeof *c);
     if (!c) {
@@ -204,19 +602,29 @@ jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const ch
     }
     c->fd = fd;
     c->base = base;
-    c->state = REPLYING;
+    c->state = SERVING;
     c->cfg = jsond_config_ref(cfg);
     c->lst = lst;
+    c->current = current;
+    c->stats = stats;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     c->closed = closed;
     c->closed_arg = arg;
-    jsond_output_opts opts = {cfg->server.output_buffer, cfg->server.write_timeout_ms};
+    jsond_output_opts opts = {cfg->server.output_buffer, cfg->server.write_timeout_ms,
+                              &stats->conns.bytes_out};
     c->out = jsond_output_new(base, fd, &opts, conn_output_cb, c);
-    if (!c->out) {
-        jsond_config_unref(c->cfg);
-        close(fd);
-        free(c);
+    c->in = evbuffer_new();
+    c->read_ev = event_new(base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+    c->resume_ev = event_new(base, -1, 0, conn_resume_cb, c);
+    c->timer = evtimer_new(base, conn_timer_cb, c);
+    if (!c->out || !c->in || !c->read_ev || !c->resume_ev || !c->timer) {
+        conn_free(c);
         return NULL;
+    }
+    if (lst->requests && lst->address.ss.ss_family != AF_UNIX) {
+        /* Replies are whole lines, written once: Nagle would only delay them. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     return c;
 }
@@ -224,15 +632,28 @@ jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const ch
 void jsond_conn_start(jsond_conn *c)
 {
     if (c->lst->on_connect) {
-        push(c);
-    } else {
-        c->reply_queued = 1;
-        begin_close(c);
+        /* The push is a request like any other, without an id. */
+        const char *name = c->lst->on_connect;
+        if (run_line(c, name, strlen(name), NULL) < 0) {
+            jsond_conn_close(c, JSOND_CONN_RESET);
+            return;
+        }
     }
+    if (c->lst->requests)
+        arm_timer(c, c->cfg->server.idle_timeout_ms);
+    conn_resume_cb(c->fd, 0, c);
 }
 
 void jsond_conn_shutdown(jsond_conn *c)
 {
-    if (c->state == LINGERING)
+    if (c->state == LINGERING) {
         jsond_conn_close(c, JSOND_CONN_DONE);
+        return;
+    }
+    /* Lines read but not parsed yet are answered with shutting_down; the
+     * connection closes once its replies are out. */
+    c->draining = 1;
+    event_del(c->read_ev);
+    event_del(c->timer);
+    conn_resume_cb(c->fd, 0, c);
 }

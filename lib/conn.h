@@ -1,9 +1,11 @@
 /* conn.h: one client connection, from accept to close.
  *
- * A connection runs its listener's on_connect route, hands the reply to its
- * output, and closes by the closing rule (DESIGN.md, "Closing a
- * connection"): drain, shutdown(SHUT_WR), discard pending input until
- * end-of-stream or linger_timeout, close. Loop thread only.
+ * A connection pushes its listener's on_connect reply, then (requests =
+ * yes) reads request lines, runs them, and writes their replies in request
+ * order whatever order handlers finish in. It stops reading while its
+ * output is full or max_pipeline requests are in flight, so a client that
+ * floods requests meets TCP back-pressure. Every close follows the closing
+ * rule (DESIGN.md, "Closing a connection"). Loop thread only.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -11,9 +13,9 @@
 #define JSOND_CONN_H
 
 #include <event2/event.h>
-#include <stdint.h>
 
 #include "config.h"
+#include "stats.h"
 
 typedef struct jsond_conn jsond_conn;
 
@@ -26,22 +28,25 @@ typedef enum jsond_conn_end {
 } jsond_conn_end;
 
 /* Called once, as the connection closes, just before it is freed. */
-typedef void (*jsond_conn_closed_fn)(jsond_conn *c, jsond_conn_end how, uint64_t bytes_out,
-                                     void *arg);
+typedef void (*jsond_conn_closed_fn)(jsond_conn *c, jsond_conn_end how, void *arg);
 
 /* Takes over the accepted, nonblocking socket `fd` (closed with the
- * connection) to serve it by `lst` of `cfg` (a reference is held). `peer`
- * names the client in logs. NULL on failure (fd closed). */
+ * connection) to serve it by `lst` of `cfg` (a reference is held: its
+ * settings last the connection's life), counting into `stats`. Each request
+ * is routed on `*current`, the config in force when its line is parsed
+ * (reloads change it). `peer` names the client in logs. NULL on failure
+ * (fd closed). */
 jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const char *peer,
-                           jsond_config *cfg, const cfg_listen *lst, jsond_conn_closed_fn closed,
-                           void *arg);
+                           jsond_config *cfg, const cfg_listen *lst, jsond_config *const *current,
+                           jsond_stats *stats, jsond_conn_closed_fn closed, void *arg);
 
 /* Starts serving. The connection may close (and `closed` run) before this
  * returns, so the caller must be ready for that first. */
 void jsond_conn_start(jsond_conn *c);
 
-/* The server is shutting down: a connection with no reply in progress
- * closes now; one mid-reply finishes first. */
+/* The server is shutting down: a connection with nothing in progress closes
+ * now; one with replies in progress stops reading, answers lines it has
+ * read but not parsed with shutting_down, finishes, then closes. */
 void jsond_conn_shutdown(jsond_conn *c);
 
 /* Closes at once, counted as `how`. */

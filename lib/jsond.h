@@ -102,12 +102,14 @@ int jsond_errors_add(jsond_errors *errs, const char *file, int line, const char 
 
 typedef struct jsond_config jsond_config;
 
-/* Reads and validates FILE. On any problem returns NULL and appends every
- * problem found (not only the first) to `errs`, each naming FILE:LINE.
- * `errs` may be NULL. */
+/* Reads and validates FILE, and the files its include lines name (relative
+ * to FILE's directory). On any problem returns NULL and appends every
+ * problem found (not only the first) to `errs`, each naming its own
+ * FILE:LINE, in reading order. `errs` may be NULL. */
 jsond_config *jsond_config_load(const char *path, jsond_errors *errs);
 
-/* The same, from memory; `name` is used in error messages. */
+/* The same, from memory; `name` is used in error messages. Include lines
+ * are relative to the current directory (the text has none of its own). */
 jsond_config *jsond_config_parse(const char *name, const char *text, size_t len,
                                  jsond_errors *errs);
 
@@ -129,7 +131,8 @@ int jsond_config_equal(const jsond_config *a, const jsond_config *b);
 /* Logs the effective settings at info level, one line per section. */
 void jsond_config_log(const jsond_config *cfg);
 
-/* The file the config was read from ("(built-in)" for the default). */
+/* The file the config was read from, not those it included ("(built-in)"
+ * for the default). */
 const char *jsond_config_source(const jsond_config *cfg);
 
 /* [server] log_level. */
@@ -152,6 +155,22 @@ typedef struct jsond_server jsond_server;
 jsond_server *jsond_server_new(struct event_base *base, jsond_config *cfg, unsigned max_connections,
                                jsond_errors *errs);
 
+/* What a reload changed, for its log line. */
+typedef struct jsond_reload_summary {
+    unsigned routes_added, routes_removed, routes_changed;
+    unsigned listeners_opened, listeners_closed, listeners_kept;
+} jsond_reload_summary;
+
+/* Puts `cfg` (a reference is taken) in force. Listeners are matched by
+ * address: an unchanged address keeps its socket, so no connection attempt
+ * is refused; new addresses are bound before anything changes, and one
+ * that fails fails the whole reload (-1, reasons in `errs`, the old config
+ * untouched). Removed listeners stop accepting; their connections carry
+ * on. Requests parsed from now on use `cfg`; requests already running keep
+ * the snapshot they hold. Loop thread. */
+int jsond_server_reload(jsond_server *srv, jsond_config *cfg, jsond_reload_summary *sum,
+                        jsond_errors *errs);
+
 /* Graceful stop: listeners close and idle connections close at once;
  * replies in progress get shutdown_timeout to finish, then are cut. `done`
  * runs on the loop once no connection is left. Loop thread. */
@@ -171,7 +190,7 @@ typedef struct jsond_server_stats {
     unsigned open;
 } jsond_server_stats;
 
-/* Counters so far (bytes of open connections are counted when they close). */
+/* Counters so far. */
 void jsond_server_get_stats(const jsond_server *srv, jsond_server_stats *st);
 
 /* ---- Handlers ------------------------------------------------------------ */

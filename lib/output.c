@@ -112,6 +112,11 @@ int jsond_output_idle(const jsond_output *out)
     return !out->ops && !out->head && evbuffer_get_length(out->buf) == 0;
 }
 
+int jsond_output_full(const jsond_output *out)
+{
+    return out->ops || out->head || evbuffer_get_length(out->buf) >= out->opts.high_water;
+}
+
 static void arm_timer(jsond_output *out)
 {
     if (out->opts.timeout_ms) {
@@ -132,6 +137,7 @@ static void output_write_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     jsond_output *out = arg;
+    int was_full = jsond_output_full(out);
     if (fill(out) < 0) {
         fail(out, JSOND_OUTPUT_ERROR);
         return;
@@ -144,6 +150,8 @@ static void output_write_cb(evutil_socket_t fd, short what, void *arg)
         }
         if (n > 0) {
             out->sent += (uint64_t)n;
+            if (out->opts.bytes_out)
+                *out->opts.bytes_out += (unsigned long long)n;
             arm_timer(out); /* progress: the peer is reading */
         }
         if (fill(out) < 0) {
@@ -162,6 +170,8 @@ static void output_write_cb(evutil_socket_t fd, short what, void *arg)
         if (!event_pending(out->timer, EV_TIMEOUT, NULL))
             arm_timer(out);
     }
+    if (was_full && !jsond_output_full(out))
+        out->cb(out, JSOND_OUTPUT_ROOM, out->arg); /* may free out */
 }
 
 static void output_timeout_cb(evutil_socket_t fd, short what, void *arg)

@@ -36,6 +36,7 @@ typedef struct jsond_producer_ops {
 
 typedef enum jsond_output_event {
     JSOND_OUTPUT_DRAINED, /* everything queued has been written */
+    JSOND_OUTPUT_ROOM,    /* no longer full (see jsond_output_full) */
     JSOND_OUTPUT_TIMEOUT, /* the peer took nothing for timeout_ms */
     JSOND_OUTPUT_ERROR,   /* the socket failed (reset, EPIPE) or a producer failed */
 } jsond_output_event;
@@ -43,8 +44,9 @@ typedef enum jsond_output_event {
 typedef void (*jsond_output_cb)(jsond_output *out, jsond_output_event ev, void *arg);
 
 typedef struct jsond_output_opts {
-    size_t high_water;   /* producers are asked for more only below this */
-    unsigned timeout_ms; /* no progress for this long: TIMEOUT (0: never) */
+    size_t high_water;             /* producers are asked for more only below this */
+    unsigned timeout_ms;           /* no progress for this long: TIMEOUT (0: never) */
+    unsigned long long *bytes_out; /* a shared counter to add to, or NULL */
 } jsond_output_opts;
 
 /* Creates the output for a connected, nonblocking socket it does not own.
@@ -70,6 +72,11 @@ size_t jsond_output_buffered(const jsond_output *out);
 
 /* 1 when nothing is queued and no producer is pending. */
 int jsond_output_idle(const jsond_output *out);
+
+/* 1 while `high_water` bytes are buffered or a producer is pending: the
+ * caller should stop making more output (stop reading requests) until the
+ * ROOM or DRAINED event. */
+int jsond_output_full(const jsond_output *out);
 
 /* Bytes handed to the kernel so far. */
 uint64_t jsond_output_sent(const jsond_output *out);

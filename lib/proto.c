@@ -21,8 +21,7 @@ static int is_space(char c)
     return c == ' ' || c == '\t';
 }
 
-/* Route names as the config allows them: safe to repeat in messages. */
-static int valid_name(const char *s, size_t len)
+int jsond_proto_valid_name(const char *s, size_t len)
 {
     if (len == 0 || len > 64)
         return 0;
@@ -41,6 +40,20 @@ static void fail(jsond_call *c, jsond_code code, int rpc_code, const char *messa
     c->code = code;
     c->rpc_code = rpc_code;
     c->message = message;
+}
+
+/* A line that is not a request and not JSON: bad_request, or a JSON-RPC
+ * parse error (id null) once JSON-RPC is in use, so a JSON-RPC client
+ * always gets a JSON-RPC answer. */
+static void not_json(jsond_call *c, int mode, const char *message)
+{
+    if (mode & (JSOND_PROTO_RPC_SEEN | JSOND_PROTO_RPC_ONLY)) {
+        c->rpc = 1;
+        c->id = json_null();
+        fail(c, JSOND_BAD_REQUEST, RPC_PARSE_ERROR, "parse error");
+    } else {
+        fail(c, JSOND_BAD_REQUEST, 0, message);
+    }
 }
 
 static int set_route(jsond_call *c, const char *name)
@@ -129,13 +142,7 @@ static int parse_json(const char *line, size_t len, int mode, jsond_request *r)
     if (!doc) {
         if (alloc_calls(r, 1) < 0)
             return -1;
-        if (rpc) {
-            r->calls[0].rpc = 1;
-            r->calls[0].id = json_null();
-            fail(&r->calls[0], JSOND_BAD_REQUEST, RPC_PARSE_ERROR, "parse error");
-        } else {
-            fail(&r->calls[0], JSOND_BAD_REQUEST, 0, "request is not valid JSON");
-        }
+        not_json(&r->calls[0], mode, "request is not valid JSON");
         return 0;
     }
     if (json_is_object(doc)) {
@@ -175,17 +182,23 @@ static int parse_json(const char *line, size_t len, int mode, jsond_request *r)
     return rc;
 }
 
-/* hello   or   big {"size": 10} */
-static int parse_shorthand(const char *line, size_t len, jsond_request *r)
+/* hello   or   big {"size": 10}. A jsonrpc listener speaks JSON-RPC only:
+ * there, as a plain request object is an invalid request, a line that is
+ * not JSON at all is a parse error. */
+static int parse_shorthand(const char *line, size_t len, int mode, jsond_request *r)
 {
     if (alloc_calls(r, 1) < 0)
         return -1;
     jsond_call *c = &r->calls[0];
     size_t n = 0;
+    if (mode & JSOND_PROTO_RPC_ONLY) {
+        not_json(c, mode, "not a JSON-RPC request");
+        return 0;
+    }
     while (n < len && !is_space(line[n]))
         n++;
-    if (!valid_name(line, n)) {
-        fail(c, JSOND_BAD_REQUEST, 0, "not a route name or a JSON request");
+    if (!jsond_proto_valid_name(line, n)) {
+        not_json(c, mode, "not a route name or a JSON request");
         return 0;
     }
     const char *rest = line + n;
@@ -199,7 +212,7 @@ static int parse_shorthand(const char *line, size_t len, jsond_request *r)
         if (!json_is_object(c->args)) {
             json_decref(c->args);
             c->args = NULL;
-            fail(c, JSOND_BAD_REQUEST, 0, "args after a route name must be a JSON object");
+            not_json(c, mode, "args after a route name must be a JSON object");
             return 0;
         }
     }
@@ -217,7 +230,7 @@ int jsond_proto_parse(const char *line, size_t len, int mode, jsond_request *out
     while (len && is_space(line[len - 1]))
         len--;
     int rc = (len && (line[0] == '{' || line[0] == '[')) ? parse_json(line, len, mode, out)
-                                                         : parse_shorthand(line, len, out);
+                                                         : parse_shorthand(line, len, mode, out);
     if (rc < 0)
         jsond_request_fini(out);
     return rc;
@@ -263,17 +276,75 @@ json_t *jsond_proto_result(const jsond_call *call, json_t *result)
     return json_pack("{s:s,s:o,s:o}", "jsonrpc", "2.0", "result", result, "id", rpc_id(call));
 }
 
+/* Bytes of the valid UTF-8 sequence at s (n > 0 bytes left), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        len = 2;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        len = 3;
+        lo = s[0] == 0xe0 ? 0xa0 : 0x80; /* no overlong forms */
+        hi = s[0] == 0xed ? 0x9f : 0xbf; /* no surrogates */
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        len = 4;
+        lo = s[0] == 0xf0 ? 0x90 : 0x80;
+        hi = s[0] == 0xf4 ? 0x8f : 0xbf; /* up to U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return len;
+}
+
+/* The message as a JSON string. A message is text of ours, but it may quote
+ * a name cut to fit, perhaps in the middle of a character: each byte that
+ * is not valid UTF-8 becomes '?', so the reply is never lost to its text. */
+static json_t *message_string(const char *message)
+{
+    json_t *str = json_string(message);
+    if (str)
+        return str;
+    size_t n = strlen(message);
+    char *copy = malloc(n + 1);
+    if (!copy)
+        return NULL;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_len((const unsigned char *)message + i, n - i);
+        if (len == 0) {
+            copy[i++] = '?';
+        } else {
+            memcpy(copy + i, message + i, len);
+            i += len;
+        }
+    }
+    copy[n] = '\0';
+    str = json_string(copy);
+    free(copy);
+    return str;
+}
+
 json_t *jsond_proto_error(const jsond_call *call, jsond_code code, int params, const char *message)
 {
+    json_t *text = message_string(message);
+    if (!text)
+        return NULL;
     if (call->rpc) {
         int rpc_code =
             call->failed && call->rpc_code ? call->rpc_code : jsond_proto_rpc_code(code, params);
-        return json_pack("{s:s,s:{s:i,s:s,s:{s:s}},s:o}", "jsonrpc", "2.0", "error", "code",
-                         rpc_code, "message", message, "data", "code", jsond_code_name(code), "id",
+        return json_pack("{s:s,s:{s:i,s:o,s:{s:s}},s:o}", "jsonrpc", "2.0", "error", "code",
+                         rpc_code, "message", text, "data", "code", jsond_code_name(code), "id",
                          rpc_id(call));
     }
     json_t *err =
-        json_pack("{s:{s:s,s:s}}", "error", "code", jsond_code_name(code), "message", message);
+        json_pack("{s:{s:s,s:o}}", "error", "code", jsond_code_name(code), "message", text);
     if (err && call->id && json_object_set(err, "id", call->id) < 0) {
         json_decref(err);
         return NULL;

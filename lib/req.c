@@ -24,7 +24,7 @@ const char *jsond_code_name(jsond_code code)
 }
 
 jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, jsond_async_fn fn, json_t *args,
-                         jsond_req_done_fn done, void *arg)
+                         const jsond_req_env *env, jsond_req_done_fn done, void *arg)
 {
     jsond_req *req = calloc(1, sizeof *req);
     if (!req) {
@@ -35,6 +35,7 @@ jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, jsond_async_
     req->route = route;
     req->fn = fn;
     req->args = args;
+    req->env = *env;
     req->done = done;
     req->done_arg = arg;
     return req;
@@ -57,15 +58,26 @@ void jsond_req_run(jsond_req *req)
     req->fn(req, req->args);
 }
 
-void jsond_req_cancel(jsond_req *req)
+void jsond_req_on_cancel(jsond_req *req, jsond_req_cancel_fn fn, void *arg)
 {
-    if (req->replied)
-        jsond_req_free(req);
-    else
-        req->done = NULL;
+    req->cancel = fn;
+    req->cancel_arg = arg;
 }
 
-/* Hands the reply over, or drops it if nobody waits any more. */
+void jsond_req_cancel(jsond_req *req)
+{
+    if (req->replied) {
+        jsond_req_free(req);
+        return;
+    }
+    req->done = NULL;
+    if (req->cancel)
+        req->cancel(req, req->cancel_arg); /* replies, which frees req */
+}
+
+/* Hands the reply over, or drops it if nobody waits any more. Handlers
+ * reply exactly once: the receiver may free `req` at once, so a second
+ * reply could not even be detected. */
 static void complete(jsond_req *req)
 {
     req->replied = 1;
@@ -77,33 +89,23 @@ static void complete(jsond_req *req)
 
 void jsond_reply(jsond_req *req, json_t *reply)
 {
-    if (req->replied) {
-        jsond_log(JSOND_LOG_ERROR, "route '%s' replied twice; the second reply is dropped",
-                  req->route->name);
-        json_decref(reply);
-        return;
-    }
     req->reply = reply; /* NULL (out of memory) becomes an internal error */
     complete(req);
 }
 
 void jsond_reply_error(jsond_req *req, jsond_code code, const char *fmt, ...)
 {
-    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(req->message, sizeof req->message, fmt, ap);
     va_end(ap);
-    jsond_reply(req,
-                json_pack("{s:{s:s,s:s}}", "error", "code", jsond_code_name(code), "message", msg));
+    req->failed = 1;
+    req->code = code;
+    complete(req);
 }
 
 void jsond_reply_producer(jsond_req *req, const jsond_producer_ops *ops, void *self)
 {
-    if (req->replied) {
-        ops->stop(self);
-        return;
-    }
     req->ops = ops;
     req->self = self;
     complete(req);

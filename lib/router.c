@@ -22,6 +22,8 @@ static jsond_async_fn resolve(const cfg_route *route)
 
 static json_t *merge_args(const cfg_route *route, json_t *args)
 {
+    if (json_is_array(args))
+        return args;
     json_t *merged = route->args ? json_deep_copy(route->args) : json_object();
     if (!merged)
         goto fail;
@@ -37,18 +39,19 @@ fail:
     return NULL;
 }
 
-jsond_req *jsond_router_route(jsond_config *cfg, const char *name, json_t *args,
-                              jsond_req_done_fn done, void *arg, jsond_code *code)
+jsond_req *jsond_router_route(jsond_config *cfg, const cfg_listen *lst, const char *name,
+                              json_t *args, const jsond_req_env *env, jsond_req_done_fn done,
+                              void *arg, jsond_code *code)
 {
     const cfg_route *route = jsond_config_route(cfg, name);
-    if (!route) {
+    if (!route || (lst && !jsond_listen_allows(lst, name))) {
         json_decref(args);
         *code = JSOND_NOT_FOUND;
         return NULL;
     }
     jsond_async_fn fn = resolve(route);
     json_t *merged = merge_args(route, args);
-    jsond_req *req = fn && merged ? jsond_req_new(cfg, route, fn, merged, done, arg) : NULL;
+    jsond_req *req = fn && merged ? jsond_req_new(cfg, route, fn, merged, env, done, arg) : NULL;
     if (!req) {
         if (!fn)
             json_decref(merged);

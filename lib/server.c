@@ -13,6 +13,7 @@
 
 #include "conn.h"
 #include "jsond.h"
+#include "stats.h"
 #include "timeout.h"
 
 /* Accepts per readable event: enough to empty a burst, few enough that one
@@ -27,7 +28,8 @@ typedef struct listener {
     const cfg_listen *cfg;
     evutil_socket_t fd;
     struct event *ev;
-    int unlink_path; /* a unix socket file we created */
+    int unlink_path;  /* a unix socket file we created */
+    jsond_addr bound; /* the address it got: port 0 in the config is a real port here */
 } listener;
 
 typedef struct node {
@@ -38,8 +40,9 @@ typedef struct node {
 
 struct jsond_server {
     struct event_base *base;
-    jsond_config *cfg;
-    listener *ls;
+    jsond_config *cfg;      /* the config in force; connections hold their own */
+    unsigned max_conns_cap; /* from the descriptor limit; 0: none */
+    listener **ls;          /* one per [listen] of cfg, in its order */
     size_t nls;
     node *conns;
     unsigned max_conns;
@@ -50,37 +53,36 @@ struct jsond_server {
     struct event *drain_check;
     void (*drained)(void *arg);
     void *drained_arg;
-    jsond_server_stats st;
+    jsond_stats stats;
 };
 
-static void close_listener(listener *l)
+/* Stops accepting and releases the socket; NULL is fine. Connections it
+ * accepted carry on. */
+static void listener_free(listener *l)
 {
-    if (l->ev) {
+    if (!l)
+        return;
+    if (l->ev)
         event_free(l->ev);
-        l->ev = NULL;
-    }
-    if (l->fd >= 0) {
+    if (l->fd >= 0)
         close(l->fd);
-        l->fd = -1;
-    }
-    if (l->unlink_path) {
+    if (l->unlink_path)
         unlink(((const struct sockaddr_un *)&l->cfg->address.ss)->sun_path);
-        l->unlink_path = 0;
-    }
+    free(l);
 }
 
 /* ---- connections ------------------------------------------------------ */
 
 static void finish_drain(jsond_server *srv)
 {
-    if (srv->draining && srv->st.open == 0 && srv->drained) {
+    if (srv->draining && srv->stats.conns.open == 0 && srv->drained) {
         void (*done)(void *) = srv->drained;
         srv->drained = NULL;
         done(srv->drained_arg);
     }
 }
 
-static void conn_closed_cb(jsond_conn *c, jsond_conn_end how, uint64_t bytes_out, void *arg)
+static void conn_closed_cb(jsond_conn *c, jsond_conn_end how, void *arg)
 {
     (void)c;
     node *n = arg;
@@ -92,19 +94,18 @@ static void conn_closed_cb(jsond_conn *c, jsond_conn_end how, uint64_t bytes_out
     if (n->next)
         n->next->prev = n->prev;
     free(n);
-    srv->st.open--;
-    srv->st.bytes_out += bytes_out;
+    srv->stats.conns.open--;
     switch (how) {
     case JSOND_CONN_DONE:
         break;
     case JSOND_CONN_DROPPED:
-        srv->st.dropped++;
+        srv->stats.conns.dropped++;
         break;
     case JSOND_CONN_RESET:
-        srv->st.reset++;
+        srv->stats.conns.reset++;
         break;
     case JSOND_CONN_CUT:
-        srv->st.cut++;
+        srv->stats.conns.cut++;
         break;
     }
     finish_drain(srv);
@@ -120,14 +121,15 @@ static void serve(listener *l, evutil_socket_t fd, const struct sockaddr_storage
         jsond_addr_format(&a, peer, sizeof peer);
     }
     node *n = calloc(1, sizeof *n);
-    jsond_conn *c =
-        n ? jsond_conn_new(srv->base, fd, peer, srv->cfg, l->cfg, conn_closed_cb, n) : NULL;
+    jsond_conn *c = n ? jsond_conn_new(srv->base, fd, peer, srv->cfg, l->cfg, &srv->cfg,
+                                       &srv->stats, conn_closed_cb, n)
+                      : NULL;
     if (!c) {
         jsond_log(JSOND_LOG_ERROR, "out of memory: connection from %s closed", peer);
         if (!n)
             close(fd);
         free(n);
-        srv->st.refused++;
+        srv->stats.conns.refused++;
         return;
     }
     n->srv = srv;
@@ -136,8 +138,8 @@ static void serve(listener *l, evutil_socket_t fd, const struct sockaddr_storage
     if (srv->conns)
         srv->conns->prev = n;
     srv->conns = n;
-    srv->st.open++;
-    srv->st.accepted++;
+    srv->stats.conns.open++;
+    srv->stats.conns.accepted++;
     jsond_conn_start(c);
 }
 
@@ -146,12 +148,12 @@ static void serve(listener *l, evutil_socket_t fd, const struct sockaddr_storage
 static void set_accepting(jsond_server *srv, int on)
 {
     for (size_t i = 0; i < srv->nls; i++) {
-        if (!srv->ls[i].ev)
+        if (!srv->ls[i] || !srv->ls[i]->ev)
             continue;
         if (on)
-            event_add(srv->ls[i].ev, NULL);
+            event_add(srv->ls[i]->ev, NULL);
         else
-            event_del(srv->ls[i].ev);
+            event_del(srv->ls[i]->ev);
     }
 }
 
@@ -197,10 +199,10 @@ static void listener_accept_cb(evutil_socket_t fd, short what, void *arg)
             jsond_log(JSOND_LOG_NOTICE, "accepting again");
             srv->paused_logged = 0;
         }
-        if (srv->st.open >= srv->max_conns) {
+        if (srv->stats.conns.open >= srv->max_conns) {
             /* Nothing was read or written: the close is a plain FIN. */
             close(cfd);
-            srv->st.refused++;
+            srv->stats.conns.refused++;
             continue;
         }
         serve(l, cfd, &ss, len);
@@ -221,7 +223,7 @@ static int unix_stale(const jsond_addr *a)
     return stale;
 }
 
-static int bind_listener(listener *l, jsond_errors *errs, const char *source)
+static int bind_listener(listener *l, jsond_errors *errs)
 {
     const jsond_addr *a = &l->cfg->address;
     char text[160];
@@ -246,17 +248,143 @@ static int bind_listener(listener *l, jsond_errors *errs, const char *source)
         l->unlink_path = 1;
     if (listen(l->fd, SOMAXCONN) < 0)
         goto fail;
+    l->bound = *a;
     jsond_addr bound = {.len = sizeof bound.ss};
-    if (getsockname(l->fd, (struct sockaddr *)&bound.ss, &bound.len) == 0 && family != AF_UNIX)
+    if (family != AF_UNIX && getsockname(l->fd, (struct sockaddr *)&bound.ss, &bound.len) == 0) {
+        l->bound = bound;
         jsond_addr_format(&bound, text, sizeof text);
+    }
     jsond_log(JSOND_LOG_NOTICE, "listening on %s %s", l->cfg->name, text);
     return 0;
 fail:
     if (errs)
-        jsond_errors_add(errs, source, l->cfg->line, "listener %s: cannot listen on %s: %s",
+        jsond_errors_add(errs, l->cfg->file, l->cfg->line, "listener %s: cannot listen on %s: %s",
                          l->cfg->name, text, strerror(errno));
-    close_listener(l);
     return -1;
+}
+
+/* A listener for `lc`, bound and accepting; NULL with the reason in errs. */
+static listener *listener_open(jsond_server *srv, const cfg_listen *lc, jsond_errors *errs)
+{
+    listener *l = calloc(1, sizeof *l);
+    if (!l) {
+        if (errs)
+            jsond_errors_add(errs, lc->file, lc->line, "listener %s: out of memory", lc->name);
+        return NULL;
+    }
+    l->srv = srv;
+    l->cfg = lc;
+    l->fd = -1;
+    if (bind_listener(l, errs) < 0)
+        goto fail;
+    l->ev = event_new(srv->base, l->fd, EV_READ | EV_PERSIST, listener_accept_cb, l);
+    if (!l->ev || (!srv->draining && event_add(l->ev, NULL) < 0)) {
+        if (errs)
+            jsond_errors_add(errs, lc->file, lc->line, "listener %s: cannot watch its socket",
+                             lc->name);
+        goto fail;
+    }
+    return l;
+fail:
+    listener_free(l);
+    return NULL;
+}
+
+/* The open listener, not yet `taken` by another of the new config's
+ * listeners, that `lc` keeps in matching pass `pass`, or -1. Pass 0: the
+ * same configured address and name (several listeners may say port 0 on one
+ * host); 1: a bound address that is what `lc` asks for (the config now
+ * names the port that port 0 got); 2: the same configured address. The one
+ * found is marked taken. */
+static ssize_t find_listener(listener **ls, size_t n, char *taken, const cfg_listen *lc, int pass)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!ls[i] || taken[i])
+            continue;
+        int match = pass == 1 ? jsond_addr_equal(&ls[i]->bound, &lc->address)
+                              : jsond_addr_equal(&ls[i]->cfg->address, &lc->address) &&
+                                    (pass == 2 || strcmp(ls[i]->cfg->name, lc->name) == 0);
+        if (match) {
+            taken[i] = 1;
+            return (ssize_t)i;
+        }
+    }
+    return -1;
+}
+
+/* Makes the listeners of `cfg` out of the current ones: a listener whose
+ * address is unchanged keeps its socket (no connection attempt is refused
+ * across a reload), new addresses are bound first, and only when every one
+ * is bound do removed ones close. On failure nothing has changed. */
+static int switch_listeners(jsond_server *srv, jsond_config *cfg, jsond_errors *errs,
+                            jsond_reload_summary *sum)
+{
+    size_t n = cfg->nlistens;
+    listener **ls = calloc(n ? n : 1, sizeof(listener *));
+    ssize_t *kept = calloc(n ? n : 1, sizeof *kept);
+    char *taken = calloc(srv->nls ? srv->nls : 1, 1);
+    int failed = !ls || !kept || !taken;
+    for (size_t i = 0; !failed && i < n; i++)
+        kept[i] = -1;
+    for (int pass = 0; !failed && pass < 3; pass++)
+        for (size_t i = 0; i < n; i++)
+            if (kept[i] < 0 && cfg->listens[i].has_address)
+                kept[i] = find_listener(srv->ls, srv->nls, taken, &cfg->listens[i], pass);
+    for (size_t i = 0; !failed && i < n; i++) {
+        const cfg_listen *lc = &cfg->listens[i];
+        if (kept[i] >= 0 || !lc->has_address)
+            continue;
+        /* Bind them all, so one run reports every address that fails. */
+        if (!(ls[i] = listener_open(srv, lc, errs)))
+            failed = 1;
+    }
+    if (failed) {
+        for (size_t i = 0; ls && i < n; i++)
+            listener_free(ls[i]);
+        free(ls);
+        free(kept);
+        free(taken);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const cfg_listen *lc = &cfg->listens[i];
+        if (kept[i] >= 0) {
+            ls[i] = srv->ls[kept[i]];
+            srv->ls[kept[i]] = NULL;
+            ls[i]->cfg = lc; /* new connections get the new keys */
+            sum->listeners_kept++;
+        } else if (ls[i]) {
+            sum->listeners_opened++;
+        } else {
+            jsond_log(JSOND_LOG_WARNING, "listener %s has no address and no socket: ignored",
+                      lc->name);
+        }
+    }
+    for (size_t i = 0; i < srv->nls; i++) {
+        if (srv->ls[i]) {
+            char text[160];
+            jsond_log(JSOND_LOG_NOTICE, "stopped listening on %s %s", srv->ls[i]->cfg->name,
+                      jsond_addr_format(&srv->ls[i]->bound, text, sizeof text));
+            listener_free(srv->ls[i]);
+            sum->listeners_closed++;
+        }
+    }
+    free(srv->ls);
+    free(kept);
+    free(taken);
+    srv->ls = ls;
+    srv->nls = n;
+    return 0;
+}
+
+static void set_config(jsond_server *srv, jsond_config *cfg)
+{
+    jsond_config *old = srv->cfg;
+    srv->cfg = jsond_config_ref(cfg);
+    jsond_config_unref(old); /* freed when its last connection and request let go */
+    srv->max_conns = cfg->server.max_connections;
+    if (srv->max_conns_cap && srv->max_conns_cap < srv->max_conns)
+        srv->max_conns = srv->max_conns_cap;
 }
 
 jsond_server *jsond_server_new(struct event_base *base, jsond_config *cfg, unsigned max_connections,
@@ -266,41 +394,47 @@ jsond_server *jsond_server_new(struct event_base *base, jsond_config *cfg, unsig
     if (!srv)
         return NULL;
     srv->base = base;
-    srv->cfg = jsond_config_ref(cfg);
-    srv->max_conns = cfg->server.max_connections;
-    if (max_connections && max_connections < srv->max_conns)
-        srv->max_conns = max_connections;
-    srv->ls = calloc(cfg->nlistens ? cfg->nlistens : 1, sizeof *srv->ls);
+    srv->max_conns_cap = max_connections;
+    jsond_reload_summary sum = {0};
+    if (jsond_stats_init(&srv->stats) < 0)
+        goto fail;
     srv->backoff = evtimer_new(base, backoff_cb, srv);
-    if (!srv->ls || !srv->backoff)
+    if (!srv->backoff || switch_listeners(srv, cfg, errs, &sum) < 0)
         goto fail;
-    int failed = 0;
-    for (size_t i = 0; i < cfg->nlistens; i++) {
-        listener *l = &srv->ls[srv->nls++];
-        l->srv = srv;
-        l->cfg = &cfg->listens[i];
-        l->fd = -1;
-        if (!l->cfg->has_address) {
-            jsond_log(JSOND_LOG_WARNING, "listener %s has no address and no socket: ignored",
-                      l->cfg->name);
-            continue;
-        }
-        /* Bind them all, so one run reports every address that fails. */
-        if (bind_listener(l, errs, cfg->source) < 0) {
-            failed = 1;
-            continue;
-        }
-        l->ev = event_new(base, l->fd, EV_READ | EV_PERSIST, listener_accept_cb, l);
-        if (!l->ev || event_add(l->ev, NULL) < 0)
-            goto fail;
-    }
-    if (failed)
-        goto fail;
+    set_config(srv, cfg);
     jsond_context_set(JSOND_CTX_LOOP);
     return srv;
 fail:
     jsond_server_free(srv);
     return NULL;
+}
+
+static int route_equal(const cfg_route *a, const cfg_route *b)
+{
+    return strcmp(a->handler, b->handler) == 0 &&
+           (a->args ? b->args && json_equal(a->args, b->args) : !b->args) &&
+           (a->fixed_args ? b->fixed_args && json_equal(a->fixed_args, b->fixed_args)
+                          : !b->fixed_args);
+}
+
+int jsond_server_reload(jsond_server *srv, jsond_config *cfg, jsond_reload_summary *sum,
+                        jsond_errors *errs)
+{
+    memset(sum, 0, sizeof *sum);
+    if (switch_listeners(srv, cfg, errs, sum) < 0)
+        return -1;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const cfg_route *old = jsond_config_route(srv->cfg, cfg->routes[i].name);
+        if (!old)
+            sum->routes_added++;
+        else if (!route_equal(old, &cfg->routes[i]))
+            sum->routes_changed++;
+    }
+    for (size_t i = 0; i < srv->cfg->nroutes; i++)
+        if (!jsond_config_route(cfg, srv->cfg->routes[i].name))
+            sum->routes_removed++;
+    set_config(srv, cfg);
+    return 0;
 }
 
 /* ---- stopping --------------------------------------------------------- */
@@ -316,7 +450,7 @@ static void drain_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     jsond_server *srv = arg;
-    jsond_log(JSOND_LOG_WARNING, "shutdown_timeout: cutting %u connections", srv->st.open);
+    jsond_log(JSOND_LOG_WARNING, "shutdown_timeout: cutting %u connections", srv->stats.conns.open);
     cut_all(srv);
 }
 
@@ -332,19 +466,22 @@ void jsond_server_shutdown(jsond_server *srv, void (*done)(void *arg), void *arg
     if (srv->draining)
         return;
     srv->draining = 1;
+    srv->stats.draining = 1;
     srv->drained = done;
     srv->drained_arg = arg;
     event_del(srv->backoff);
-    for (size_t i = 0; i < srv->nls; i++)
-        close_listener(&srv->ls[i]);
+    for (size_t i = 0; i < srv->nls; i++) {
+        listener_free(srv->ls[i]);
+        srv->ls[i] = NULL;
+    }
     for (node *n = srv->conns, *next; n; n = next) {
         next = n->next; /* the shutdown may close and unlink n */
         jsond_conn_shutdown(n->c);
     }
     unsigned ms = srv->cfg->server.shutdown_timeout_ms;
-    if (srv->st.open)
-        jsond_log(JSOND_LOG_NOTICE, "waiting for %u replies in progress", srv->st.open);
-    if (srv->st.open && ms) {
+    if (srv->stats.conns.open)
+        jsond_log(JSOND_LOG_NOTICE, "waiting for %u replies in progress", srv->stats.conns.open);
+    if (srv->stats.conns.open && ms) {
         struct timeval tv = jsond_ms_tv(ms);
         srv->drain_timer = evtimer_new(srv->base, drain_timer_cb, srv);
         if (srv->drain_timer)
@@ -363,7 +500,7 @@ void jsond_server_free(jsond_server *srv)
     srv->drained = NULL;
     cut_all(srv);
     for (size_t i = 0; i < srv->nls; i++)
-        close_listener(&srv->ls[i]);
+        listener_free(srv->ls[i]);
     if (srv->drain_timer)
         event_free(srv->drain_timer);
     if (srv->drain_check)
@@ -371,11 +508,12 @@ void jsond_server_free(jsond_server *srv)
     if (srv->backoff)
         event_free(srv->backoff);
     free(srv->ls);
+    jsond_stats_fini(&srv->stats);
     jsond_config_unref(srv->cfg);
     free(srv);
 }
 
 void jsond_server_get_stats(const jsond_server *srv, jsond_server_stats *st)
 {
-    *st = srv->st;
+    *st = srv->stats.conns;
 }

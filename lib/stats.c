@@ -75,11 +75,14 @@ void jsond_stats_error(jsond_stats *st, const char *route, jsond_code code)
 json_t *jsond_stats_json(const jsond_stats *st)
 {
     const jsond_server_stats *c = &st->conns;
-    return json_pack("{s:f,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:O}}", "uptime_s",
-                     now() - st->started, "connections", "open", (json_int_t)c->open, "total",
-                     (json_int_t)c->accepted, "refused", (json_int_t)c->refused, "dropped",
-                     (json_int_t)c->dropped, "reset", (json_int_t)c->reset, "cut",
-                     (json_int_t)c->cut, "bytes", "in", (json_int_t)st->bytes_in, "out",
-                     (json_int_t)c->bytes_out, "requests", "total", (json_int_t)st->requests,
-                     "errors", (json_int_t)st->errors, "routes", st->routes);
+    /* The routes are copied: a reply is a snapshot, and it may wait behind
+     * slower ones in the pipeline while counting goes on. */
+    return json_pack("{s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:o}}", "uptime_ms",
+                     (json_int_t)((now() - st->started) * 1000), "connections", "open",
+                     (json_int_t)c->open, "total", (json_int_t)c->accepted, "refused",
+                     (json_int_t)c->refused, "dropped", (json_int_t)c->dropped, "reset",
+                     (json_int_t)c->reset, "cut", (json_int_t)c->cut, "bytes", "in",
+                     (json_int_t)st->bytes_in, "out", (json_int_t)c->bytes_out, "requests", "total",
+                     (json_int_t)st->requests, "errors", (json_int_t)st->errors, "routes",
+                     json_deep_copy(st->routes));
 }

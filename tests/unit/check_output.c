@@ -110,7 +110,7 @@ static char *json_text(size_t len)
 }
 
 typedef struct events {
-    int drained, timeout, error;
+    int drained, room, timeout, error;
     double when_ms; /* of the last event */
 } events;
 
@@ -122,6 +122,9 @@ static void record_cb(jsond_output *out, jsond_output_event ev, void *arg)
     switch (ev) {
     case JSOND_OUTPUT_DRAINED:
         e->drained++;
+        break;
+    case JSOND_OUTPUT_ROOM:
+        e->room++;
         break;
     case JSOND_OUTPUT_TIMEOUT:
         e->timeout++;
@@ -279,10 +282,13 @@ START_TEST(test_output_write_returns_at_once_and_delivers)
     ck_assert_uint_lt(jsond_output_sent(out), BOMB_SIZE);
     ck_assert_uint_gt(jsond_output_buffered(out), 0);
     ck_assert_uint_eq(jsond_output_buffered(out) + jsond_output_sent(out), BOMB_SIZE);
-    ck_assert_int_eq(ev.drained + ev.timeout + ev.error, 0);
+    ck_assert_int_eq(ev.drained + ev.room + ev.timeout + ev.error, 0);
+    ck_assert(jsond_output_full(out));
 
-    /* The peer reads: every byte arrives, in order, and DRAINED fires. */
+    /* The peer reads: every byte arrives, in order; the output reports room
+     * once when it falls below its watermark, then DRAINED. */
     pump(base, peer, (const unsigned char *)text, BOMB_SIZE, NULL, NULL);
+    ck_assert_int_eq(ev.room, 1);
     ck_assert_int_eq(ev.drained, 1);
     ck_assert_int_eq(ev.timeout + ev.error, 0);
     ck_assert(jsond_output_idle(out));
