@@ -371,34 +371,47 @@ static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
     jsond_req_run(req);
 }
 
-/* Queues one request line and runs its calls. -1: out of memory. */
-static int run_line(jsond_conn *c, const char *line, size_t len, const cfg_listen *lst)
+/* Queues a slot for `request` (taken over on success), holding `hold`
+ * extra replies so it cannot be flushed before it is filled. */
+static slot *push_slot(jsond_conn *c, const jsond_request *request, size_t hold)
 {
-    int mode = (c->rpc_seen ? JSOND_PROTO_RPC_SEEN : 0) |
-               (lst && lst->protocol == JSOND_PROTOCOL_JSONRPC ? JSOND_PROTO_RPC_ONLY : 0);
     slot *s = calloc(1, sizeof *s);
-    if (!s)
-        return -1;
-    if (jsond_proto_parse(line, len, mode, &s->request) < 0 ||
-        !(s->replies = calloc(s->request.ncalls, sizeof *s->replies))) {
-        jsond_request_fini(&s->request);
+    if (!s || !(s->replies = calloc(request->ncalls, sizeof *s->replies))) {
         free(s);
-        return -1;
+        return NULL;
     }
-    c->rpc_seen |= s->request.rpc;
+    s->request = *request;
     s->c = c;
-    s->owed = s->request.ncalls + 1; /* held until every call is dispatched */
+    s->owed = request->ncalls + hold;
+    for (size_t i = 0; i < request->ncalls; i++) {
+        s->replies[i].s = s;
+        s->replies[i].call = &s->request.calls[i];
+    }
     if (c->tail)
         c->tail->next = s;
     else
         c->head = s;
     c->tail = s;
     c->nslots++;
-    for (size_t i = 0; i < s->request.ncalls; i++) {
-        s->replies[i].s = s;
-        s->replies[i].call = &s->request.calls[i];
-        dispatch(c, &s->replies[i], lst);
+    return s;
+}
+
+/* Queues one request line and runs its calls. -1: out of memory. */
+static int run_line(jsond_conn *c, const char *line, size_t len, const cfg_listen *lst)
+{
+    int mode = (c->rpc_seen ? JSOND_PROTO_RPC_SEEN : 0) |
+               (lst && lst->protocol == JSOND_PROTOCOL_JSONRPC ? JSOND_PROTO_RPC_ONLY : 0);
+    jsond_request request;
+    if (jsond_proto_parse(line, len, mode, &request) < 0)
+        return -1;
+    slot *s = push_slot(c, &request, 1);
+    if (!s) {
+        jsond_request_fini(&request);
+        return -1;
     }
+    c->rpc_seen |= request.rpc;
+    for (size_t i = 0; i < s->request.ncalls; i++)
+        dispatch(c, &s->replies[i], lst);
     release(s);
     return 0;
 }
@@ -408,34 +421,18 @@ static int too_large(jsond_conn *c)
 {
     jsond_log(JSOND_LOG_INFO, "%s sent a request line over %zu bytes: closing", c->peer,
               c->cfg->server.max_request_size);
-    slot *s = calloc(1, sizeof *s);
-    jsond_call *call = calloc(1, sizeof *call);
-    reply *r = calloc(1, sizeof *r);
-    if (!s || !call || !r) {
-        free(s);
-        free(call);
-        free(r);
+    jsond_request request = {.calls = calloc(1, sizeof(jsond_call)), .ncalls = 1};
+    slot *s = request.calls ? push_slot(c, &request, 0) : NULL;
+    if (!s) {
+        free(request.calls);
         return -1;
     }
     /* The line is never parsed, so its id is unknown: the error is shaped by
      * the protocol the client speaks, with id null under JSON-RPC. */
-    call->rpc = c->rpc_seen || c->lst->protocol == JSOND_PROTOCOL_JSONRPC;
-    s->request.calls = call;
-    s->request.ncalls = 1;
-    s->replies = r;
-    s->c = c;
-    s->owed = 1;
-    r->s = s;
-    r->call = call;
-    if (c->tail)
-        c->tail->next = s;
-    else
-        c->head = s;
-    c->tail = s;
-    c->nslots++;
+    s->request.calls[0].rpc = c->rpc_seen || c->lst->protocol == JSOND_PROTOCOL_JSONRPC;
     evbuffer_drain(c->in, evbuffer_get_length(c->in));
     stop_requests(c);
-    give_error(r, NULL, JSOND_TOO_LARGE, 0, "request line too long");
+    give_error(&s->replies[0], NULL, JSOND_TOO_LARGE, 0, "request line too long");
     return 0;
 }
 

@@ -8,13 +8,12 @@ Run with `make bench` (or python3 tests/bench/push.py with JSOND set).
 """
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from jsondtest import JSOND, Daemon, config, recv_all  # noqa: E402
+from jsondtest import Daemon, config, figures, recv_all, version  # noqa: E402
 
 CONF = config("""
     [server]
@@ -33,10 +32,6 @@ CONF = config("""
 """)
 
 
-def figures(values):
-    return "min %.2f  median %.2f  max %.2f" % (min(values), statistics.median(values), max(values))
-
-
 def push_10mb(d):
     times = []
     for _ in range(5):
@@ -45,7 +40,7 @@ def push_10mb(d):
             n = len(recv_all(s))
         times.append((time.perf_counter() - t0) * 1000)
         assert n == 10000000 + 32, n  # the object around the x's, and the newline
-    print("10 MB push to a fast reader (ms):     ", figures(times))
+    print("10 MB push to a fast reader (ms):     ", figures(times, 2))
 
 
 def hello_rate(d):
@@ -56,7 +51,7 @@ def hello_rate(d):
             with d.connect("hello") as s:
                 recv_all(s)
         rates.append(1000 / (time.perf_counter() - t0))
-    print("hello connections/s, one at a time:   ", figures(rates))
+    print("hello connections/s, one at a time:   ", figures(rates, 2))
 
 
 def syscalls_per_connection():
@@ -87,7 +82,7 @@ def syscalls_per_connection():
 
 
 def main():
-    print("jsond:", subprocess.run([JSOND, "-V"], capture_output=True, text=True).stdout.strip())
+    print("jsond:", version())
     with Daemon(CONF, args=["-l", "notice"]) as d:
         push_10mb(d)
         hello_rate(d)

@@ -12,12 +12,10 @@
 Run with `make bench` (or python3 tests/bench/reload.py with JSOND set).
 """
 import os
-import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from jsondtest import JSOND, Daemon  # noqa: E402
+from jsondtest import Daemon, figures, version  # noqa: E402
 from test_reload import load_daemon, reload, report, started, under_load  # noqa: E402
 
 ROUTES = 200
@@ -36,11 +34,6 @@ def make_conf(ports, variant):
         out += ["[route %s]" % name, "handler = builtin:echo",
                 'args = {"i": %d, "v": %d}' % (i, variant if i < 60 else 0)]
     return "\n".join(out) + "\n"
-
-
-def figures(values):
-    return "min %.3f  median %.3f  max %.3f" % (min(values), statistics.median(values),
-                                               max(values))
 
 
 def reload_time():
@@ -74,7 +67,7 @@ def reload_under_load():
 
 
 def main():
-    print("jsond:", subprocess.run([JSOND, "-V"], capture_output=True, text=True).stdout.strip())
+    print("jsond:", version())
     reload_time()
     reload_under_load()
 

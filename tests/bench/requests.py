@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from jsondtest import JSOND, Daemon, config  # noqa: E402
+from jsondtest import Daemon, config, version  # noqa: E402
 
 BUILDDIR = os.environ.get("JSOND_BUILDDIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -50,7 +50,7 @@ def loadgen(d, conns):
 def main():
     if not os.access(LOADGEN, os.X_OK):
         raise SystemExit("no %s: run `make bench` (it builds it)" % LOADGEN)
-    print("jsond:", subprocess.run([JSOND, "-V"], capture_output=True, text=True).stdout.strip())
+    print("jsond:", version())
     print("%d runs of %d s per figure, batches of %d pipelined `hello` requests; median "
           "(min..max)" % (RUNS, SECONDS, BATCH))
     with Daemon(CONF, args=["-l", "notice"]) as d:

@@ -6,18 +6,26 @@ the daemon's "listening on NAME ADDR" log line. Every wait is bounded and
 scaled by SLOW (10x headroom, more under valgrind); every process started is
 stopped, whatever the test's outcome.
 
+Besides the Daemon: Client, a request-mode connection (lines out, reply
+lines in); SharedDaemon, a TestCase base whose tests share one daemon;
+error_of and wait_counted for plain replies and builtin:stats; figures and
+version for the benchmarks in tests/bench.
+
 Environment (set by `make check`): JSOND (the daemon), JSOND_SRCDIR,
 JSOND_WRAPPER (e.g. valgrind), JSOND_SANITIZERS (yes/no).
 """
+import json
 import os
 import re
 import shlex
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import unittest
 
@@ -32,6 +40,9 @@ PLAIN = not VALGRIND and not SANITIZED
 # Waits are inputs times this: generous on a shared, noisy machine, and
 # more so when valgrind runs the daemon 20-50x slower.
 SLOW = 10 * (5 if VALGRIND else 1)
+# Timeouts of the tests' own configs: small, and scaled where valgrind makes
+# the daemon too slow for the figure to mean anything.
+SCALE = SLOW // 10
 HELLO = b'{"msg":"Hello World","data":"x"}\n'
 
 LISTEN_RE = re.compile(r"listening on (\S+) (\S+)")
@@ -91,19 +102,8 @@ class Daemon:
         raise AssertionError("timed out waiting on the log")
 
     def connect(self, name, timeout=None):
-        addr = self.addrs[name]
-        if addr.startswith("unix:"):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(timeout or 3 * SLOW)
-            s.connect(addr[5:])
-            return s
-        host, port = addr.rsplit(":", 1)
-        host = host.strip("[]")
-        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-        s = socket.socket(fam, socket.SOCK_STREAM)
-        s.settimeout(timeout or 3 * SLOW)
-        s.connect((host, int(port)))
-        return s
+        """A connected socket to the listener `name`."""
+        return connect(self.addrs[name], timeout)
 
     def status(self, field):
         """A /proc/PID/status figure in kB (VmRSS, VmHWM)."""
@@ -120,6 +120,15 @@ class Daemon:
 
     def fds(self):
         return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+
+    def wait_fds(self, want, timeout=None):
+        """Polls until the daemon holds `want` descriptors (closes land
+        after the client's side is gone) or the timeout passes; returns
+        the count then, for the caller to check."""
+        deadline = time.monotonic() + (timeout or 3 * SLOW)
+        while self.fds() != want and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling /proc, bounded by the deadline
+        return self.fds()
 
     def send_signal(self, sig):
         self.proc.send_signal(sig)
@@ -153,6 +162,24 @@ class Daemon:
         self.close()
 
 
+def connect(addr, timeout=None):
+    """A connected socket to "HOST:PORT", "[V6]:PORT" or "unix:PATH"."""
+    if addr.startswith("unix:"):
+        fam, to = socket.AF_UNIX, addr[5:]
+    else:
+        host, port = addr.rsplit(":", 1)
+        host = host.strip("[]")
+        fam, to = socket.AF_INET6 if ":" in host else socket.AF_INET, (host, int(port))
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout or 3 * SLOW)
+        s.connect(to)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
 def recv_all(sock, limit=None, timeout=None):
     """Reads until end-of-stream; returns the bytes."""
     sock.settimeout(timeout or 3 * SLOW)
@@ -171,6 +198,166 @@ def run(args, **kw):
     """Runs jsond to completion (for -t, -V, -h); returns CompletedProcess."""
     return subprocess.run(WRAPPER + [JSOND] + list(args), capture_output=True, text=True,
                           timeout=3 * SLOW, **kw)
+
+
+class Closed(AssertionError):
+    """The daemon closed the connection where a reply was expected."""
+
+
+class Client:
+    """A request connection: writes lines, reads reply lines. Every read is
+    bounded by `timeout` (3 * SLOW unless told)."""
+
+    def __init__(self, d, listener="main", timeout=None):
+        self.sock = d.connect(listener)
+        self.timeout = timeout or 3 * SLOW
+        self.buf = bytearray()
+        self.writer = None
+
+    def close(self):
+        if self.writer:
+            self.writer.join(self.timeout)
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def send_in_background(self, data):
+        """Writes `data` from a thread, so a write that meets back-pressure
+        cannot deadlock the test against its own reads. close() joins it."""
+        def run():
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                pass  # the daemon closed first: the reads say what happened
+        self.writer = threading.Thread(target=run, daemon=True)
+        self.writer.start()
+
+    def raw(self, bufsize=1 << 16):
+        """The next reply line, without its newline."""
+        deadline = time.monotonic() + self.timeout
+        start = 0  # where to look for the newline: bytes before have none
+        while True:
+            i = self.buf.find(b"\n", start)
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[:i + 1]
+                return line
+            start = len(self.buf)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no reply within %ss (have %r)" % (self.timeout,
+                                                                       bytes(self.buf[:200])))
+            self.sock.settimeout(left)
+            b = self.sock.recv(bufsize)
+            if not b:
+                raise Closed("connection closed before a reply (have %r)" % bytes(self.buf[:200]))
+            self.buf += b
+
+    def reply(self):
+        """The next reply, parsed. It must be one valid UTF-8 JSON text."""
+        line = self.raw()
+        return json.loads(line.decode("utf-8"))
+
+    def call(self, line):
+        if isinstance(line, str):
+            line = line.encode()
+        self.send(line + b"\n")
+        return self.reply()
+
+    def expect_eof(self):
+        """The daemon closes the connection cleanly (no reset) with no
+        reply left unread."""
+        self.sock.settimeout(self.timeout)
+        rest = bytes(self.buf)
+        for _ in range(1000):
+            try:
+                b = self.sock.recv(1 << 16)
+            except ConnectionResetError:
+                raise AssertionError("connection reset (had %r)" % rest[:200])
+            if not b:
+                break
+            rest += b
+        else:
+            raise AssertionError("no end-of-stream")
+        if rest:
+            raise AssertionError("unexpected bytes before the close: %r" % rest[:200])
+
+
+def error_of(reply, code, id=..., test=None):
+    """Checks a plain error reply: its code, a message, and `id` (... means
+    the reply must have no id member)."""
+    assert set(reply) == ({"error"} if id is ... else {"error", "id"}), reply
+    assert reply["error"]["code"] == code, reply
+    assert isinstance(reply["error"]["message"], str) and reply["error"]["message"], reply
+    if id is not ...:
+        assert reply["id"] == id and type(reply["id"]) is type(id), (reply, id)
+    return reply
+
+
+def wait_counted(c, route, timeout=None):
+    """Polls builtin:stats (the route "stats") over Client c until `route`
+    has counted a request: a request is counted when it is dispatched."""
+    deadline = time.monotonic() + (timeout or 3 * SLOW)
+    while True:
+        routes = c.call("stats")["requests"]["routes"]
+        if routes.get(route, {}).get("requests"):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("no request on %s was ever counted" % route)
+        time.sleep(0.01)  # polling, bounded by the deadline
+
+
+class SharedDaemon(unittest.TestCase):
+    """Tests that share one daemon, self.d, started on `conf` for the class
+    and stopped after it (it must exit 0); none of them may change its state.
+    client() opens a `client_class` on `listener`, closed after the test."""
+
+    conf = None
+    listener = "main"
+    client_class = Client
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(cls.conf)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            status = cls.d.stop()
+        finally:
+            cls.d.close()
+        if status != 0:
+            raise AssertionError("jsond exited %d" % status)
+
+    def setUp(self):
+        self.assertIsNone(self.d.proc.poll(), "jsond is not running")
+
+    def client(self, listener=None):
+        c = self.client_class(self.d, listener or self.listener)
+        self.addCleanup(c.close)
+        return c
+
+
+def figures(values, digits=3):
+    """min, median and max of `values` ("-" when there are none)."""
+    if not values:
+        return "-"
+    f = "%%.%df" % digits
+    return ("min %s  median %s  max %s" % (f, f, f)) % (min(values), statistics.median(values),
+                                                      max(values))
+
+
+def version():
+    """What `jsond -V` prints, for a benchmark's first line."""
+    return subprocess.run([JSOND, "-V"], capture_output=True, text=True,
+                          timeout=3 * SLOW).stdout.strip()
 
 
 def main():

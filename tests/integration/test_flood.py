@@ -14,8 +14,7 @@ not a way to order events; RSS is sampled during it.
 import sys
 import time
 
-from jsondtest import HELLO, PLAIN, SLOW, VALGRIND, Daemon, config, main, unittest
-from test_requests import Client
+from jsondtest import HELLO, PLAIN, SLOW, VALGRIND, Client, Daemon, config, main, unittest
 
 MB = 1024 * 1024
 SIZE = 100000

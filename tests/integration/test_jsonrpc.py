@@ -17,10 +17,9 @@ allocation, so their mapping is checked in tests/unit/check_proto.c.
 """
 import json
 import signal
-import time
 
-from jsondtest import SLOW, Daemon, config, main, unittest
-from test_requests import Client, Closed
+from jsondtest import (SCALE, SLOW, Client, Closed, Daemon, SharedDaemon, config, main, unittest,
+                       wait_counted)
 
 ECHOES = ["subtract", "sum", "update", "notify_hello", "get_data", "echo"]
 
@@ -103,27 +102,10 @@ def rpc_error_of(reply, code, id, name=None):
     return reply
 
 
-class Rpc(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.d = Daemon(CONF)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            status = cls.d.stop()
-        finally:
-            cls.d.close()
-        if status != 0:
-            raise AssertionError("jsond exited %d" % status)
-
-    def setUp(self):
-        self.assertIsNone(self.d.proc.poll(), "jsond is not running")
-
-    def client(self, listener="rpc"):
-        c = RpcClient(self.d, listener)
-        self.addCleanup(c.close)
-        return c
+class Rpc(SharedDaemon):
+    conf = CONF
+    listener = "rpc"
+    client_class = RpcClient
 
     # ---- the specification's examples, in its order -----------------------
 
@@ -397,20 +379,14 @@ class Shutdown(unittest.TestCase):
                             % (3 * SLOW))
         with Daemon(conf) as d:
             c = RpcClient(d, "rpc")
-            ms = 1000 * SLOW // 10
+            ms = 1000 * SCALE
             c.send(b'{"jsonrpc": "2.0", "method": "sleep", "params": {"ms": %d}, "id": 1}\n'
                    b'{"jsonrpc": "2.0", "method": "echo", "id": 2}\n'
                    b'{"jsonrpc": "2.0", "method": "echo", "id": 3}\n' % ms)
             # The sleep is in flight once stats count it; the two lines after
             # it wait, unparsed, behind it (max_pipeline = 1).
             with Client(d, "main") as watcher:
-                for _ in range(int(3 * SLOW / 0.01)):
-                    routes = watcher.call("stats")["requests"]["routes"]
-                    if routes.get("sleep", {}).get("requests"):
-                        break
-                    time.sleep(0.01)  # polling, bounded above
-                else:
-                    self.fail("the sleep request was never counted")
+                wait_counted(watcher, "sleep")
             d.send_signal(signal.SIGTERM)
             result_of(c.reply(), 1, {"slept_ms": ms})
             for id in (2, 3):

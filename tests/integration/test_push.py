@@ -360,6 +360,24 @@ class Push(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
             self.assertEqual(counters(d.log())["reset"], 0)
 
+    def test_linger_timeout_ends_the_discard(self):
+        """A client that sent bytes and then neither sends nor closes is
+        closed after linger_timeout, not kept forever."""
+        linger = 0.3
+        with Daemon(big_config(5 * MB, server="linger_timeout = 300ms")) as d:
+            with d.connect("main") as s:
+                s.sendall(self.JUNK[:self.JUNK_FIRST])
+                self.assertEqual(recv_all(s), HELLO)  # reply, then our FIN
+                t0 = time.monotonic()
+                port = s.getsockname()[1]
+                # Only the timer can end it now: the socket stays open.
+                d.wait_log(lambda log: ":%d closed (done" % port in log, linger * SLOW)
+                waited = time.monotonic() - t0
+            print("lingered %.3f s for linger_timeout = %.3f s" % (waited, linger),
+                  file=sys.stderr)
+            self.assertGreater(waited, linger / 2)
+            self.assertEqual(d.stop(), 0)
+
     # ---- SIGTERM in the middle of a slow 100 MB push ---------------------
 
     def test_sigterm_lets_reply_finish(self):

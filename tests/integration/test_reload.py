@@ -28,24 +28,22 @@ within a bound; no sleep orders events. The reload outcome is the Nth
 "reloaded" / "reload failed" line, read from the log as it grows.
 Valgrind cleanliness comes from `make check-valgrind` running this file too.
 """
+import contextlib
 import json
 import os
 import re
 import select
 import signal
 import socket
-import statistics
 import sys
 import threading
 import time
 
-from jsondtest import (HELLO, PLAIN, SLOW, VALGRIND, Daemon, config, main, recv_all,
-                       run, unittest)
-from test_requests import Client, error_of
+from jsondtest import (HELLO, PLAIN, SCALE, SLOW, VALGRIND, Client, Daemon, SharedDaemon, config,
+                       connect, error_of, figures, main, recv_all, run, unittest, wait_counted)
 
 # The sleep that is in flight across a reload: long enough that the reload
 # (a few ms; far more under valgrind) is surely over before it ends.
-SCALE = SLOW // 10
 SLEEP_MS = 2000 * SCALE
 
 OUTCOME_RE = re.compile(
@@ -139,24 +137,6 @@ def reload(d, text=None, timeout=None):
     return out
 
 
-def connect(addr, timeout=None):
-    """A connected socket to "HOST:PORT", "[V6]:PORT" or "unix:PATH"."""
-    if addr.startswith("unix:"):
-        fam, to = socket.AF_UNIX, addr[5:]
-    else:
-        host, port = addr.rsplit(":", 1)
-        host = host.strip("[]")
-        fam, to = socket.AF_INET6 if ":" in host else socket.AF_INET, (host, int(port))
-    s = socket.socket(fam, socket.SOCK_STREAM)
-    try:
-        s.settimeout(timeout or 3 * SLOW)
-        s.connect(to)
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
 def socket_inodes(d):
     inodes = set()
     fddir = "/proc/%d/fd" % d.proc.pid
@@ -192,6 +172,21 @@ def listen_inode(d, addr):
     return None
 
 
+def listen_inodes(d):
+    """listen_inode() of each of the daemon's listeners, by name."""
+    return {name: listen_inode(d, addr) for name, addr in d.addrs.items()}
+
+
+@contextlib.contextmanager
+def squatter():
+    """Holds a free 127.0.0.1 port (bound and listening); yields its
+    "HOST:PORT": an address in use, for as long as the block runs."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        yield "127.0.0.1:%d" % s.getsockname()[1]
+
+
 def refused(addr):
     """True when nothing listens on `addr` any more."""
     try:
@@ -217,19 +212,6 @@ def check_verdict(test, d, out, path=None):
     r = run(["-t", "-c", path or d.path])
     test.assertEqual(r.returncode, 1, r.stdout + r.stderr)
     test.assertEqual(r.stderr.splitlines(), out.errors)
-
-
-def counted(c, route):
-    """Polls `stats` on Client c until `route` has counted a request: a
-    request is counted when dispatched. Each poll is a round trip."""
-    deadline = time.monotonic() + 3 * SLOW
-    for _ in range(100000):
-        routes = c.call("stats")["requests"]["routes"]
-        if routes.get(route, {}).get("requests"):
-            return
-        if time.monotonic() > deadline:
-            break
-    raise AssertionError("no request on %s was ever counted" % route)
 
 
 def readable(sock):
@@ -302,7 +284,7 @@ class Routes(DaemonTest):
         # A long sleep on the route the reload removes, dispatched first.
         sleeper = self.client(d)
         sleeper.send(b'gone {"ms": %d}\n' % SLEEP_MS)
-        counted(old, "gone")
+        wait_counted(old, "gone")
 
         out = reload(d, ROUTES1)
         self.assertTrue(out.ok, out.log)
@@ -393,53 +375,28 @@ class ConnectionSettings(DaemonTest):
 
 # ---- listeners ---------------------------------------------------------
 
-LISTENERS0 = config("""
-    [listen main]
-    address = 127.0.0.1:0
-    requests = yes
-    [listen other]
-    address = 127.0.0.1:0
-    requests = yes
-    [route hello]
-    handler = builtin:hello
-""")
+def listeners_conf(**addrs):
+    """Request listeners NAME = ADDRESS, in the order given, and a hello
+    route."""
+    return "".join("[listen %s]\naddress = %s\nrequests = yes\n" % kv for kv in addrs.items()) \
+        + "[route hello]\nhandler = builtin:hello\n"
+
+
+LISTENERS0 = listeners_conf(main="127.0.0.1:0", other="127.0.0.1:0")
 
 # main names the port it got, other still says 0: both keep their sockets.
 # Three new ones, one of them a third 127.0.0.1:0.
-LISTENERS1 = config("""
-    [listen main]
-    address = 127.0.0.1:{main_port}
-    requests = yes
-    [listen other]
-    address = 127.0.0.1:0
-    requests = yes
-    [listen v6]
-    address = [::1]:0
-    requests = yes
-    [listen local]
-    address = unix:@DIR@/jsond.sock
-    requests = yes
-    [listen more]
-    address = 127.0.0.1:0
-    requests = yes
-    [route hello]
-    handler = builtin:hello
-""")
+LISTENERS1 = listeners_conf(main="127.0.0.1:{main_port}", other="127.0.0.1:0", v6="[::1]:0",
+                            local="unix:@DIR@/jsond.sock", more="127.0.0.1:0")
 
-LISTENERS2 = config("""
-    [listen main]
-    address = 127.0.0.1:{main_port}
-    requests = yes
-    [route hello]
-    handler = builtin:hello
-""")
+LISTENERS2 = listeners_conf(main="127.0.0.1:{main_port}")
 
 
 class Listeners(DaemonTest):
     def test_add_and_remove_listeners(self):
         d = self.daemon(LISTENERS0)
         port = d.addrs["main"].rsplit(":", 1)[1]
-        before = {name: listen_inode(d, addr) for name, addr in d.addrs.items()}
+        before = listen_inodes(d)
         self.assertNotIn(None, before.values(), d.addrs)
         fds = d.fds()
 
@@ -482,13 +439,13 @@ class Listeners(DaemonTest):
     def test_same_config_again_keeps_everything(self):
         """Several listeners on 127.0.0.1:0: each keeps its own socket."""
         d = self.daemon(LISTENERS0)
-        before = {name: listen_inode(d, addr) for name, addr in d.addrs.items()}
+        before = listen_inodes(d)
         for _ in range(3):
             out = reload(d)
             self.assertTrue(out.ok, out.log)
             self.assertEqual(out.routes(), (0, 0, 0))
             self.assertEqual(out.listeners(), (0, 0, 2))
-        self.assertEqual({name: listen_inode(d, addr) for name, addr in d.addrs.items()}, before)
+        self.assertEqual(listen_inodes(d), before)
         self.stop(d)
 
 
@@ -599,25 +556,19 @@ IN_USE = CHANGED + config("""
 """)
 
 
-class Broken(DaemonTest):
+class Broken(SharedDaemon):
     """One daemon on GOOD; every test feeds it a broken file."""
+
+    conf = GOOD
 
     @classmethod
     def setUpClass(cls):
-        cls.d = started(Daemon(GOOD))
-        cls.inodes = {name: listen_inode(cls.d, addr) for name, addr in cls.d.addrs.items()}
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            status = cls.d.stop()
-        finally:
-            cls.d.close()
-        if status != 0:
-            raise AssertionError("jsond exited %d" % status)
+        super().setUpClass()
+        started(cls.d)
+        cls.inodes = listen_inodes(cls.d)
 
     def setUp(self):
-        self.assertIsNone(self.d.proc.poll(), "jsond is not running")
+        super().setUp()
         self.fds = self.d.fds()
 
     def tearDown(self):
@@ -639,8 +590,7 @@ class Broken(DaemonTest):
     def still_good(self, out):
         d = self.d
         self.assertEqual(out.stopped, {}, out.log)
-        self.assertEqual({name: listen_inode(d, addr) for name, addr in d.addrs.items()},
-                         self.inodes)
+        self.assertEqual(listen_inodes(d), self.inodes)
         with Client(d) as c:
             self.assertEqual(c.call("hello"), json.loads(HELLO))
             self.assertEqual(c.call("x"), json.loads(HELLO))
@@ -649,10 +599,7 @@ class Broken(DaemonTest):
             self.assertEqual(recv_all(s), HELLO)
         # Nothing the failed reload opened is left open (the connections
         # above are closed by the time the count settles).
-        deadline = time.monotonic() + 3 * SLOW
-        while d.fds() != self.fds and time.monotonic() < deadline:
-            time.sleep(0.01)  # polling /proc, bounded by the deadline
-        self.assertEqual(d.fds(), self.fds)
+        self.assertEqual(d.wait_fds(self.fds), self.fds)
 
     def test_syntax_error(self):
         self.reject(SYNTAX, lines_of(SYNTAX, "not ini", "[route unclosed"))
@@ -672,10 +619,7 @@ class Broken(DaemonTest):
         """One listener that cannot bind fails the whole reload: the one that
         could bind is released again. (jsond -t does not bind, so it cannot
         see this problem: no verdict is compared.)"""
-        with socket.socket() as squatter:
-            squatter.bind(("127.0.0.1", 0))
-            squatter.listen(1)
-            addr = "127.0.0.1:%d" % squatter.getsockname()[1]
+        with squatter() as addr:
             text = IN_USE.format(addr=addr)
             taken = lines_of(text, "[listen taken]", addr)
             out = reload(self.d, text)
@@ -837,10 +781,7 @@ class Includes(DaemonTest):
         self.assertEqual(out.listeners(), (1, 0, 1))
         with Client(self.d, "extra") as c:
             self.assertEqual(c.call("hello"), json.loads(HELLO))
-        with socket.socket() as squatter:
-            squatter.bind(("127.0.0.1", 0))
-            squatter.listen(1)
-            addr = "127.0.0.1:%d" % squatter.getsockname()[1]
+        with squatter() as addr:
             self.drop("50-listen.conf", """
                 ; a listener of its own
                 [listen extra]
@@ -1054,13 +995,6 @@ def under_load(d, reloads, pipeliners, connectors, seconds):
     return tally, outcomes
 
 
-def figures(values):
-    if not values:
-        return "-"
-    return "min %.3f  median %.3f  max %.3f" % (min(values), statistics.median(values),
-                                               max(values))
-
-
 def report(tally, outcomes, pipeliners, connectors, out=sys.stderr):
     oks = [o.ms for o in outcomes if o.ok]
     out.write("under load: %d requests by %d pipelining clients, %d connections by %d clients; "
@@ -1086,7 +1020,7 @@ class UnderLoad(DaemonTest):
         # A short warm-up, so that RSS is compared after the allocator has
         # seen this traffic once; the figures are those of the main run.
         under_load(d, 3, PIPELINERS, CONNECTORS, LOAD_SECONDS)
-        self.wait_fds(d, fds0)
+        self.assertEqual(d.wait_fds(fds0), fds0)
         rss0 = d.status("VmRSS")
 
         tally, outcomes = under_load(d, RELOADS, PIPELINERS, CONNECTORS, LOAD_SECONDS)
@@ -1096,18 +1030,12 @@ class UnderLoad(DaemonTest):
         self.assertGreater(tally.requests, 0)
         # Every client closed: the daemon holds its start's descriptors again
         # (the same listeners: the configs keep their addresses).
-        self.wait_fds(d, fds0)
+        self.assertEqual(d.wait_fds(fds0), fds0)
         if PLAIN:
             rss = d.status("VmRSS")
             sys.stderr.write("RSS %d kB before, %d kB after\n" % (rss0, rss))
             self.assertLess(rss - rss0, RSS_MARGIN_KB)
         self.stop(d)
-
-    def wait_fds(self, d, fds0):
-        deadline = time.monotonic() + 3 * SLOW
-        while d.fds() != fds0 and time.monotonic() < deadline:
-            time.sleep(0.01)  # polling /proc for the closes to land, bounded
-        self.assertEqual(d.fds(), fds0)
 
 
 if __name__ == "__main__":

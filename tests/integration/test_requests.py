@@ -15,117 +15,13 @@ import signal
 import socket
 import struct
 import subprocess
-import threading
 import time
 
-from jsondtest import HELLO, SLOW, Daemon, config, main, unittest
+from jsondtest import (HELLO, SCALE, SLOW, Client, Closed, Daemon, SharedDaemon, config, error_of,
+                       main, unittest, wait_counted)
 
 KB = 1024
-# Timeouts of the tests' own configs: small, and scaled where valgrind makes
-# the daemon too slow for the figure to mean anything.
-SCALE = SLOW // 10
 IDLE = 0.3 * SCALE
-
-
-class Closed(AssertionError):
-    """The daemon closed the connection where a reply was expected."""
-
-
-class Client:
-    """A request connection: writes lines, reads reply lines. Every read is
-    bounded by `timeout` (3 * SLOW unless told)."""
-
-    def __init__(self, d, listener="main", timeout=None):
-        self.sock = d.connect(listener)
-        self.timeout = timeout or 3 * SLOW
-        self.buf = bytearray()
-        self.writer = None
-
-    def close(self):
-        if self.writer:
-            self.writer.join(self.timeout)
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def send_in_background(self, data):
-        """Writes `data` from a thread, so a write that meets back-pressure
-        cannot deadlock the test against its own reads. close() joins it."""
-        def run():
-            try:
-                self.sock.sendall(data)
-            except OSError:
-                pass  # the daemon closed first: the reads say what happened
-        self.writer = threading.Thread(target=run, daemon=True)
-        self.writer.start()
-
-    def raw(self, bufsize=1 << 16):
-        """The next reply line, without its newline."""
-        deadline = time.monotonic() + self.timeout
-        start = 0  # where to look for the newline: bytes before have none
-        while True:
-            i = self.buf.find(b"\n", start)
-            if i >= 0:
-                line = bytes(self.buf[:i])
-                del self.buf[:i + 1]
-                return line
-            start = len(self.buf)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no reply within %ss (have %r)" % (self.timeout,
-                                                                       bytes(self.buf[:200])))
-            self.sock.settimeout(left)
-            b = self.sock.recv(bufsize)
-            if not b:
-                raise Closed("connection closed before a reply (have %r)" % bytes(self.buf[:200]))
-            self.buf += b
-
-    def reply(self):
-        """The next reply, parsed. It must be one valid UTF-8 JSON text."""
-        line = self.raw()
-        return json.loads(line.decode("utf-8"))
-
-    def call(self, line):
-        if isinstance(line, str):
-            line = line.encode()
-        self.send(line + b"\n")
-        return self.reply()
-
-    def expect_eof(self):
-        """The daemon closes the connection cleanly (no reset) with no
-        reply left unread."""
-        self.sock.settimeout(self.timeout)
-        rest = bytes(self.buf)
-        for _ in range(1000):
-            try:
-                b = self.sock.recv(1 << 16)
-            except ConnectionResetError:
-                raise AssertionError("connection reset (had %r)" % rest[:200])
-            if not b:
-                break
-            rest += b
-        else:
-            raise AssertionError("no end-of-stream")
-        if rest:
-            raise AssertionError("unexpected bytes before the close: %r" % rest[:200])
-
-
-def error_of(reply, code, id=..., test=None):
-    """Checks a plain error reply: its code, a message, and `id` (... means
-    the reply must have no id member)."""
-    assert set(reply) == ({"error"} if id is ... else {"error", "id"}), reply
-    assert reply["error"]["code"] == code, reply
-    assert isinstance(reply["error"]["message"], str) and reply["error"]["message"], reply
-    if id is not ...:
-        assert reply["id"] == id and type(reply["id"]) is type(id), (reply, id)
-    return reply
 
 
 def big_reply(size):
@@ -171,29 +67,10 @@ CONF = config("""
 IDS = ["s", "", 7, -1, 1.5, None, True, False, {"a": [1, None]}, [1, "x"], {}]
 
 
-class Requests(unittest.TestCase):
+class Requests(SharedDaemon):
     """Tests that share one daemon: none of them changes its state."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.d = Daemon(CONF)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            status = cls.d.stop()
-        finally:
-            cls.d.close()
-        if status != 0:
-            raise AssertionError("jsond exited %d" % status)
-
-    def setUp(self):
-        self.assertIsNone(self.d.proc.poll(), "jsond is not running")
-
-    def client(self, listener="main"):
-        c = Client(self.d, listener)
-        self.addCleanup(c.close)
-        return c
+    conf = CONF
 
     # ---- the request forms ---------------------------------------------
 
@@ -581,13 +458,7 @@ class Shutdown(unittest.TestCase):
             # The sleep is in flight once stats count it; the lines after it
             # wait, unparsed, behind it (max_pipeline = 1).
             with Client(d) as watcher:
-                for _ in range(int(3 * SLOW / 0.01)):
-                    routes = watcher.call("stats")["requests"]["routes"]
-                    if routes.get("sleep", {}).get("requests"):
-                        break
-                    time.sleep(0.01)  # polling, bounded above
-                else:
-                    self.fail("the sleep request was never counted")
+                wait_counted(watcher, "sleep")
             d.send_signal(signal.SIGTERM)
             self.assertEqual(c.reply(), {"slept_ms": ms})
             error_of(c.reply(), "shutting_down", "a")
