@@ -5,8 +5,9 @@
  * or a handler module needs is declared here, every struct behind it is
  * opaque.
  *
- * Thread rules are stated per function. "Loop thread" is the thread running
- * jsond_server_run(); jsond_context() tells any code where it runs.
+ * Thread rules are stated per function. "Loop thread" is the thread that
+ * runs the event base a server was created on; jsond_context() tells any
+ * code where it runs. Only the functions declared here are exported.
  *
  * SPDX-License-Identifier: MIT
  */
