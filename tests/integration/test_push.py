@@ -8,6 +8,7 @@ sleeps pace a deliberately slow reader. Every wait is a bounded input times
 SLOW.
 """
 import json
+import os
 import re
 import select
 import signal
@@ -198,6 +199,43 @@ class Push(unittest.TestCase):
             self.assertEqual(s.family, socket.AF_UNIX)
             return s
         self.hello_on("unix:@DIR@/jsond.sock", connect)
+
+    UNIX_CONF = config("""
+        [listen main]
+        address = unix:@DIR@/jsond.sock
+        on_connect = hello
+        [route hello]
+        handler = builtin:hello
+    """)
+
+    def test_stale_unix_socket_file_is_replaced(self):
+        # A file left by a server that died: nothing answers on it.
+        d = Daemon(self.UNIX_CONF, start=False)
+        with d:
+            path = os.path.join(d.dir.name, "jsond.sock")
+            dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            dead.bind(path)
+            dead.close()
+            self.assertTrue(os.path.exists(path))
+            d.start()
+            with d.connect("main") as s:
+                self.assertEqual(recv_all(s), HELLO)
+            self.assertEqual(d.stop(), 0)
+            self.assertFalse(os.path.exists(path))  # removed at exit
+
+    def test_live_unix_socket_is_left_alone(self):
+        d = Daemon(self.UNIX_CONF, start=False)
+        with d:
+            path = os.path.join(d.dir.name, "jsond.sock")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as live:
+                live.bind(path)
+                live.listen(1)
+                d.start(wait_listeners=False)
+                self.assertEqual(d.proc.wait(3 * SLOW), 1)
+                self.assertIn("jsond.sock: Address already in use", d.log())
+                # The live server still has its socket.
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                    c.connect(path)
 
     # ---- a big reply to a reader that waits does not hold anyone up -----
 
