@@ -70,7 +70,12 @@ class Daemon:
         self.preexec = preexec
         self.wrapper = WRAPPER if wrapper is None else wrapper
         if start:
-            self.start(wait_listeners)
+            try:
+                self.start(wait_listeners)
+            except BaseException:
+                self.dump_log()
+                self.close()  # no `with` owns us yet: stop the process here
+                raise
 
     def start(self, wait_listeners=True):
         self.logf = open(self.logpath, "wb")
@@ -155,10 +160,15 @@ class Daemon:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        if exc[0] is not None and self.proc:
+    def dump_log(self):
+        """The log's tail on stderr, for a failing test's output."""
+        if self.proc:
             tail = "\n".join(self.log().splitlines()[-80:])
             sys.stderr.write("---- jsond log (tail) ----\n%s\n-------------------\n" % tail)
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            self.dump_log()
         self.close()
 
 
