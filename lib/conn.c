@@ -229,9 +229,18 @@ static void discard(jsond_conn *c)
 
 static const char oom_reply[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 
+/* Most replies are small: they are serialized on the stack, and only a
+ * larger one costs a heap buffer. */
+#define SMALL_REPLY 4096
+
 static int write_doc(jsond_output *out, const json_t *doc)
 {
-    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    char small[SMALL_REPLY];
+    size_t len = doc ? json_dumpb(doc, small, sizeof small, flags) : 0;
+    if (len > 0 && len <= sizeof small)
+        return jsond_output_write(out, small, len);
+    char *text = len > 0 ? json_dumps(doc, flags) : NULL;
     if (!text)
         return jsond_output_write(out, oom_reply, sizeof oom_reply - 1);
     int rc = jsond_output_write(out, text, strlen(text));

@@ -534,5 +534,22 @@ class Nesting(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
 
 
+class BigReplies(unittest.TestCase):
+    """Replies of every size come out whole: small ones are serialized on
+    the stack, larger ones on the heap."""
+
+    def test_reply_sizes_around_the_stack_buffer(self):
+        conf = CONF.replace("max_request_size = 1K", "max_request_size = 1M")
+        with Daemon(conf) as d, Client(d) as c:
+            # {"a":"..."} is 8 bytes around the string: cross 4096 both ways.
+            for n in (4000, 4087, 4088, 4089, 5000, 200000):
+                self.assertEqual(c.call(b'echo {"a": "%s"}' % (b"x" * n)), {"a": "x" * n}, n)
+                rpc = c.call(b'{"jsonrpc": "2.0", "method": "echo", "params": ["%s"], "id": %d}'
+                             % (b"y" * n, n))
+                self.assertEqual(rpc, {"jsonrpc": "2.0", "result": ["y" * n], "id": n})
+            c.close()
+            self.assertEqual(d.stop(), 0)
+
+
 if __name__ == "__main__":
     main()
