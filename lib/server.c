@@ -263,6 +263,15 @@ fail:
     return -1;
 }
 
+/* Closes a listener a reload does not keep, saying so, as its opening was. */
+static void stop_listening(listener *l, const char *why)
+{
+    char text[160];
+    jsond_log(JSOND_LOG_NOTICE, "stopped listening on %s %s%s", l->cfg->name,
+              jsond_addr_format(&l->bound, text, sizeof text), why);
+    listener_free(l);
+}
+
 /* A listener for `lc`, bound and accepting; NULL with the reason in errs. */
 static listener *listener_open(jsond_server *srv, const cfg_listen *lc, jsond_errors *errs)
 {
@@ -340,7 +349,8 @@ static int switch_listeners(jsond_server *srv, jsond_config *cfg, jsond_errors *
     }
     if (failed) {
         for (size_t i = 0; ls && i < n; i++)
-            listener_free(ls[i]);
+            if (ls[i])
+                stop_listening(ls[i], " (the reload failed)");
         free(ls);
         free(kept);
         free(taken);
@@ -362,10 +372,7 @@ static int switch_listeners(jsond_server *srv, jsond_config *cfg, jsond_errors *
     }
     for (size_t i = 0; i < srv->nls; i++) {
         if (srv->ls[i]) {
-            char text[160];
-            jsond_log(JSOND_LOG_NOTICE, "stopped listening on %s %s", srv->ls[i]->cfg->name,
-                      jsond_addr_format(&srv->ls[i]->bound, text, sizeof text));
-            listener_free(srv->ls[i]);
+            stop_listening(srv->ls[i], "");
             sum->listeners_closed++;
         }
     }

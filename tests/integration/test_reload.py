@@ -634,6 +634,8 @@ class Broken(SharedDaemon):
             # fresh was bound (and logged) before taken failed: it is gone.
             self.assertEqual(list(out.opened), ["fresh"])
             self.assertTrue(refused(out.opened["fresh"]))
+            self.assertIn("stopped listening on fresh %s (the reload failed)"
+                          % out.opened["fresh"], out.log)
             self.still_good(out)
 
     def test_file_gone(self):
