@@ -14,6 +14,7 @@
 #include "output.h"
 #include "req.h"
 #include "stats.h"
+#include "timeout.h"
 
 struct jsond_builtin {
     const char *name;
@@ -211,7 +212,7 @@ static void sleep_run(jsond_req *req, json_t *args)
         jsond_reply_error(req, JSOND_BAD_REQUEST, "'ms' must be at most %d", SLEEP_MAX_MS);
         return;
     }
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000 * 1000)};
+    struct timeval tv = jsond_ms_tv((unsigned)ms); /* at most an hour: fits */
     sleeper *sl = calloc(1, sizeof *sl);
     if (!sl)
         goto fail;
