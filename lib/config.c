@@ -329,7 +329,7 @@ static void line_add(line_buf *lb, const char *fmt, ...)
         lb->n += (size_t)r < sizeof lb->s - lb->n ? (size_t)r : sizeof lb->s - lb->n - 1;
 }
 
-static int valid_name(const char *s, size_t n)
+int jsond_config_valid_name(const char *s, size_t n)
 {
     if (n == 0 || n > JSOND_NAME_MAX)
         return 0;
@@ -860,7 +860,7 @@ static void set_route(parser *P, const key_def *k, char **field, const char *v, 
 {
     char s[SHOW_BUF];
     size_t n = strlen(v);
-    if (!valid_name(v, n)) {
+    if (!jsond_config_valid_name(v, n)) {
         perr(P, line, "bad %s '%s' for %s%s", types[k->type].what, show(s, sizeof s, v, n), k->name,
              types[k->type].hint);
         return;
@@ -883,7 +883,7 @@ static void set_routes(parser *P, const key_def *k, cfg_listen *l, const char *v
         size_t n = strcspn(p, ", \t\f\v\r");
         if (n == 0) /* empty: the whole list, or between commas */
             goto bad_list;
-        if (!valid_name(p, n)) {
+        if (!jsond_config_valid_name(p, n)) {
             perr(P, line, "bad route name '%s' in %s%s", show(s, sizeof s, p, n), k->name,
                  types[T_ROUTE].hint);
             goto fail;
@@ -1150,7 +1150,7 @@ static void section(parser *P, const char *s, size_t n)
     }
     if (!namelen) {
         perr(P, line, "[%s] needs a name", sd->name);
-    } else if (!valid_name(name, namelen)) {
+    } else if (!jsond_config_valid_name(name, namelen)) {
         perr(P, line, "bad section name '%s' (1 to 64 of A-Z a-z 0-9 _ . -)",
              show(shown, sizeof shown, name, namelen));
     } else if (sd->unsupported) {

@@ -70,6 +70,10 @@ struct jsond_config {
 /* The route called NAME, or NULL. */
 const cfg_route *jsond_config_route(const jsond_config *cfg, const char *name);
 
+/* 1 when s[0..n) is a valid section NAME ([A-Za-z0-9_.-]{1,64}): the only
+ * route names that can exist, and so the only ones a reply may repeat. */
+int jsond_config_valid_name(const char *s, size_t n);
+
 /* 1 when route NAME may be called on listener `lst` (its `routes` list). */
 int jsond_listen_allows(const cfg_listen *lst, const char *name);
 

@@ -371,7 +371,7 @@ static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
     }
     if (!req) {
         char msg[128] = "no such route";
-        if (jsond_proto_valid_name(call->route, strlen(call->route)))
+        if (jsond_config_valid_name(call->route, strlen(call->route)))
             snprintf(msg, sizeof msg, "no route '%s'", call->route);
         give_error(r, bucket, code, 0, code == JSOND_NOT_FOUND ? msg : "out of memory");
         return;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "proto.h"
 
 #define RPC_PARSE_ERROR     (-32700)
@@ -19,19 +20,6 @@
 static int is_space(char c)
 {
     return c == ' ' || c == '\t';
-}
-
-int jsond_proto_valid_name(const char *s, size_t len)
-{
-    if (len == 0 || len > 64)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-'))
-            return 0;
-    }
-    return 1;
 }
 
 static void fail(jsond_call *c, jsond_code code, int rpc_code, const char *message)
@@ -197,7 +185,7 @@ static int parse_shorthand(const char *line, size_t len, int mode, jsond_request
     }
     while (n < len && !is_space(line[n]))
         n++;
-    if (!jsond_proto_valid_name(line, n)) {
+    if (!jsond_config_valid_name(line, n)) {
         not_json(c, mode, "not a route name or a JSON request");
         return 0;
     }

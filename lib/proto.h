@@ -72,11 +72,6 @@ json_t *jsond_proto_error(const jsond_call *call, jsond_code code, int params, c
  * malloc'ed; -1 when out of memory. */
 int jsond_proto_wrap(const jsond_call *call, char **prefix, char **suffix);
 
-/* 1 when s[0..len) is a possible route name (the config's NAME syntax):
- * only such names are ever repeated in a message, so replies never echo
- * bytes a client chose freely. */
-int jsond_proto_valid_name(const char *s, size_t len);
-
 /* The JSON-RPC error code for a jsond code. */
 int jsond_proto_rpc_code(jsond_code code, int params);
 

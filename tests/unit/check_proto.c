@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "proto.h"
 
 #define AUTO 0
@@ -312,16 +313,16 @@ START_TEST(test_valid_name)
 {
     char name[66];
     memset(name, 'n', 65);
-    ck_assert_int_eq(jsond_proto_valid_name("hello", 5), 1);
-    ck_assert_int_eq(jsond_proto_valid_name("Az09_.-", 7), 1);
-    ck_assert_int_eq(jsond_proto_valid_name(name, 64), 1);
-    ck_assert_int_eq(jsond_proto_valid_name(name, 65), 0);
-    ck_assert_int_eq(jsond_proto_valid_name("", 0), 0);
-    ck_assert_int_eq(jsond_proto_valid_name("hello world", 11), 0);
-    ck_assert_int_eq(jsond_proto_valid_name("hello world", 5), 1); /* only `len` bytes count */
-    ck_assert_int_eq(jsond_proto_valid_name("h\xc3\xa9", 3), 0);
-    ck_assert_int_eq(jsond_proto_valid_name("a'b", 3), 0);
-    ck_assert_int_eq(jsond_proto_valid_name("a\0b", 3), 0);
+    ck_assert_int_eq(jsond_config_valid_name("hello", 5), 1);
+    ck_assert_int_eq(jsond_config_valid_name("Az09_.-", 7), 1);
+    ck_assert_int_eq(jsond_config_valid_name(name, 64), 1);
+    ck_assert_int_eq(jsond_config_valid_name(name, 65), 0);
+    ck_assert_int_eq(jsond_config_valid_name("", 0), 0);
+    ck_assert_int_eq(jsond_config_valid_name("hello world", 11), 0);
+    ck_assert_int_eq(jsond_config_valid_name("hello world", 5), 1); /* only `len` bytes count */
+    ck_assert_int_eq(jsond_config_valid_name("h\xc3\xa9", 3), 0);
+    ck_assert_int_eq(jsond_config_valid_name("a'b", 3), 0);
+    ck_assert_int_eq(jsond_config_valid_name("a\0b", 3), 0);
 }
 END_TEST
 
