@@ -350,7 +350,7 @@ static int switch_listeners(jsond_server *srv, jsond_config *cfg, jsond_errors *
     if (failed) {
         for (size_t i = 0; ls && i < n; i++)
             if (ls[i])
-                stop_listening(ls[i], " (the reload failed)");
+                stop_listening(ls[i], " (another listener failed)");
         free(ls);
         free(kept);
         free(taken);

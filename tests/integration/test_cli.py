@@ -2,6 +2,7 @@
 import os
 import re
 import signal
+import socket
 import tempfile
 
 from jsondtest import Daemon, config, main, run, unittest
@@ -52,6 +53,30 @@ class Cli(unittest.TestCase):
         self.assertIn("range", lines[0])
         self.assertIn("nowhere", lines[1])
         self.assertIn("colour", lines[2])
+
+    def test_failed_bind_releases_the_others(self):
+        # One address cannot be bound: jsond exits 1, naming its line, and
+        # the listener it had bound first is released, not left behind.
+        with socket.socket() as squat:
+            squat.bind(("127.0.0.1", 0))
+            squat.listen(1)
+            path = self.write(config("""
+                [listen first]
+                address = 127.0.0.1:0
+                on_connect = hello
+                [listen taken]
+                address = 127.0.0.1:%d
+                on_connect = hello
+                [route hello]
+                handler = builtin:hello
+            """) % squat.getsockname()[1])
+            r = run(["-c", path, "-l", "notice"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("%s:4: listener taken: cannot listen on" % path, r.stderr)
+        self.assertIn("Address already in use", r.stderr)
+        first = re.search(r"listening on first (\S+)", r.stderr).group(1)
+        self.assertIn("stopped listening on first %s (another listener failed)" % first,
+                      r.stderr)
 
     def test_version(self):
         r = run(["-V"])

@@ -634,7 +634,7 @@ class Broken(SharedDaemon):
             # fresh was bound (and logged) before taken failed: it is gone.
             self.assertEqual(list(out.opened), ["fresh"])
             self.assertTrue(refused(out.opened["fresh"]))
-            self.assertIn("stopped listening on fresh %s (the reload failed)"
+            self.assertIn("stopped listening on fresh %s (another listener failed)"
                           % out.opened["fresh"], out.log)
             self.still_good(out)
 
