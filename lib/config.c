@@ -96,6 +96,7 @@ static const key_def keys[] = {
     SERVER("shutdown_timeout", T_DURATION, 0,       HOUR,      10 * SEC, shutdown_timeout_ms, 0),
     SERVER("linger_timeout",   T_DURATION, 0,       HOUR,      5 * SEC,  linger_timeout_ms, 0),
     SERVER("max_pipeline",     T_UINT,     1,       65536,     128,      max_pipeline, 0),
+    SERVER("request_timeout",  T_DURATION, 0,       24 * HOUR, 60 * SEC, request_timeout_ms, 0),
     SERVER("log_level",        T_LEVEL,    0,       0,  JSOND_LOG_INFO,  log_level, 0),
     UNSUPPORTED(S_SERVER, "policy"),
     UNSUPPORTED(S_SERVER, "stall_warning"),
@@ -109,8 +110,8 @@ static const key_def keys[] = {
     ROUTE("handler",           T_HANDLER,  0,       0,         0,        handler, F_REQUIRED),
     ROUTE("args",              T_JSON,     0,       0,         0,        args, 0),
     ROUTE("fixed_args",        T_JSON,     0,       0,         0,        fixed_args, 0),
+    ROUTE("timeout",           T_DURATION, 0,       24 * HOUR, JSOND_TIMEOUT_INHERIT, timeout_ms, 0),
     UNSUPPORTED(S_ROUTE, "pool"),
-    UNSUPPORTED(S_ROUTE, "timeout"),
 };
 /* clang-format on */
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -1634,7 +1635,9 @@ static void log_values(line_buf *lb, unsigned kind, const void *base)
         const void *field = (const char *)base + k->offset;
         if (!(k->section & kind))
             continue;
-        if (k->type == T_UINT || k->type == T_SIZE || k->type == T_DURATION) {
+        if (k->type == T_DURATION && load_number(k, field) == JSOND_TIMEOUT_INHERIT) {
+            continue; /* not given: nothing of its own to show */
+        } else if (k->type == T_UINT || k->type == T_SIZE || k->type == T_DURATION) {
             line_add(lb, " %s=%s", k->name,
                      format_number(num, sizeof num, types[k->type].units, load_number(k, field)));
         } else if (k->type == T_BOOL) {
@@ -1704,6 +1707,12 @@ const cfg_route *jsond_config_route(const jsond_config *cfg, const char *name)
         if (strcmp(cfg->routes[i].name, name) == 0)
             return &cfg->routes[i];
     return NULL;
+}
+
+unsigned jsond_route_timeout(const jsond_config *cfg, const cfg_route *route)
+{
+    return route->timeout_ms == JSOND_TIMEOUT_INHERIT ? cfg->server.request_timeout_ms
+                                                      : route->timeout_ms;
 }
 
 int jsond_listen_allows(const cfg_listen *lst, const char *name)

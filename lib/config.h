@@ -10,6 +10,7 @@
 #define JSOND_CONFIG_H
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdatomic.h>
 
 #include "addr.h"
@@ -24,10 +25,14 @@ typedef struct cfg_server {
     unsigned shutdown_timeout_ms;
     unsigned linger_timeout_ms;
     jsond_log_level log_level;
-    size_t max_request_size;  /* request line, without its line ending */
-    unsigned idle_timeout_ms; /* request mode: no request for this long */
-    unsigned max_pipeline;    /* requests in flight per connection */
+    size_t max_request_size;     /* request line, without its line ending */
+    unsigned idle_timeout_ms;    /* request mode: no request for this long */
+    unsigned max_pipeline;       /* calls in flight per connection (batch members count) */
+    unsigned request_timeout_ms; /* from a request's start to its reply or first byte */
 } cfg_server;
+
+/* A route's timeout when it has none of its own: the server's applies. */
+#define JSOND_TIMEOUT_INHERIT UINT_MAX
 
 /* [listen] protocol */
 enum { JSOND_PROTOCOL_AUTO = 0, JSOND_PROTOCOL_JSONRPC = 1 };
@@ -48,12 +53,16 @@ typedef struct cfg_listen {
 
 typedef struct cfg_route {
     char name[JSOND_NAME_MAX + 1];
-    const char *file;   /* where its [route NAME] header is (in cfg->files), */
-    int line;           /* and its line, for messages */
-    char *handler;      /* as written, e.g. "builtin:hello" */
-    json_t *args;       /* object or NULL: defaults under request args */
-    json_t *fixed_args; /* object or NULL: merged over request args */
+    const char *file;    /* where its [route NAME] header is (in cfg->files), */
+    int line;            /* and its line, for messages */
+    char *handler;       /* as written, e.g. "builtin:hello" */
+    json_t *args;        /* object or NULL: defaults under request args */
+    json_t *fixed_args;  /* object or NULL: merged over request args */
+    unsigned timeout_ms; /* overrides request_timeout; JSOND_TIMEOUT_INHERIT: none given */
 } cfg_route;
+
+/* The deadline of a request for `route` of `cfg`, in ms (0: none). */
+unsigned jsond_route_timeout(const jsond_config *cfg, const cfg_route *route);
 
 struct jsond_config {
     atomic_int refs;

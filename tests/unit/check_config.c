@@ -101,6 +101,7 @@ START_TEST(test_every_key)
                                  "shutdown_timeout = 3s\n"
                                  "linger_timeout = 250ms\n"
                                  "max_pipeline = 16\n"
+                                 "request_timeout = 2s\n"
                                  "log_level = debug\n"
                                  "[listen main]\n"
                                  "address = 127.0.0.1:8080\n"
@@ -111,7 +112,10 @@ START_TEST(test_every_key)
                                  "[route big10m]\n"
                                  "handler = builtin:big\n"
                                  "args = {\"size\": 10000000}\n"
-                                 "fixed_args = {\"max_size\": 104857600}\n");
+                                 "fixed_args = {\"max_size\": 104857600}\n"
+                                 "timeout = 0\n"
+                                 "[route hello]\n"
+                                 "handler = builtin:hello\n");
     char buf[64];
     ck_assert_uint_eq(cfg->server.max_connections, 500);
     ck_assert_uint_eq(jsond_config_max_connections(cfg), 500);
@@ -130,7 +134,7 @@ START_TEST(test_every_key)
     ck_assert_uint_eq(cfg->nlistens, 1);
     const cfg_listen *l = &cfg->listens[0];
     ck_assert_str_eq(l->name, "main");
-    ck_assert_int_eq(l->line, 11);
+    ck_assert_int_eq(l->line, 12);
     ck_assert_int_eq(l->has_address, 1);
     ck_assert_str_eq(jsond_addr_format(&l->address, buf, sizeof buf), "127.0.0.1:8080");
     ck_assert_str_eq(l->on_connect, "big10m");
@@ -140,10 +144,14 @@ START_TEST(test_every_key)
     ck_assert_str_eq(l->routes[0], "big10m");
     ck_assert_int_eq(l->protocol, JSOND_PROTOCOL_JSONRPC);
 
-    ck_assert_uint_eq(cfg->nroutes, 1);
+    ck_assert_uint_eq(cfg->server.request_timeout_ms, 2000);
+    ck_assert_uint_eq(cfg->nroutes, 2);
     const cfg_route *r = jsond_config_route(cfg, "big10m");
     ck_assert_ptr_eq(r, &cfg->routes[0]);
-    ck_assert_int_eq(r->line, 17);
+    ck_assert_int_eq(r->line, 18);
+    /* timeout = 0 is "no deadline", not "the server's". */
+    ck_assert_uint_eq(jsond_route_timeout(cfg, r), 0);
+    ck_assert_uint_eq(jsond_route_timeout(cfg, jsond_config_route(cfg, "hello")), 2000);
     ck_assert_str_eq(r->handler, "builtin:big");
     ck_assert_int_eq(json_integer_value(json_object_get(r->args, "size")), 10000000);
     ck_assert_int_eq(json_integer_value(json_object_get(r->fixed_args, "max_size")), 104857600);
@@ -163,6 +171,7 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(cfg->server.shutdown_timeout_ms, 10000);
     ck_assert_uint_eq(cfg->server.linger_timeout_ms, 5000);
     ck_assert_uint_eq(cfg->server.max_pipeline, 128);
+    ck_assert_uint_eq(cfg->server.request_timeout_ms, 60000);
     ck_assert_int_eq(cfg->server.log_level, JSOND_LOG_INFO);
     ck_assert_uint_eq(cfg->nlistens, 0);
     ck_assert_uint_eq(cfg->nroutes, 0);
@@ -595,7 +604,7 @@ static const struct {
     {"[server]\npolicy = adaptive\n", "2: policy is not supported by this version\n"},
     {"[server]\nstall_warning = 20ms\n", "2: stall_warning is not supported by this version\n"},
     {ROUTE_HELLO "pool = legacy\n", "3: pool is not supported by this version\n"},
-    {ROUTE_HELLO "timeout = 5s\n", "3: timeout is not supported by this version\n"},
+    {ROUTE_HELLO "timeout = 25h\n", "3: timeout = 25h is out of range (0..24h)\n"},
     /* Keys are case-sensitive, and echoed keys are made printable and cut. */
     {"[server]\nLog_Level = info\n", "2: unknown key 'Log_Level' in [server]\n"},
     {"[server]\nk\x01\xff = 1\n", "2: unknown key 'k?"
@@ -629,7 +638,7 @@ START_TEST(test_all_errors_reported)
                        "ignored = 1\n"             /* 15: in a bad section: ignored */
                        "[route ok]\n"              /* 16 */
                        "handler = builtin:hello\n" /* 17 */
-                       "timeout = 5s\n"            /* 18: unsupported */
+                       "pool = legacy\n"           /* 18: unsupported */
                        "[listen a]\n";             /* 19: duplicate section */
     ck_assert_str_eq(errors_of(text), "1: key 'max_connections' outside any section\n"
                                       "3: max_connections = 0 is out of range (1..1000000)\n"
@@ -640,7 +649,7 @@ START_TEST(test_all_errors_reported)
                                       "10: [route r] has no handler\n"
                                       "13: bad JSON in args: unexpected token near ']'\n"
                                       "14: unknown section [weird]\n"
-                                      "18: timeout is not supported by this version\n"
+                                      "18: pool is not supported by this version\n"
                                       "19: duplicate section [listen a] (first at line 7)\n");
 }
 END_TEST
@@ -1460,10 +1469,11 @@ START_TEST(test_log)
     jsond_log_set_sink(capture_sink, NULL);
     jsond_config_log(cfg);
     ck_assert_int_eq(nlogged, 4);
-    ck_assert_str_eq(logged[0], "[server] max_connections=10000 max_request_size=64K "
-                                "idle_timeout=1m write_timeout=30s output_buffer=1M "
-                                "shutdown_timeout=10s linger_timeout=5s max_pipeline=128 "
-                                "log_level=info");
+    ck_assert_str_eq(logged[0],
+                     "[server] max_connections=10000 max_request_size=64K "
+                     "idle_timeout=1m write_timeout=30s output_buffer=1M "
+                     "shutdown_timeout=10s linger_timeout=5s max_pipeline=128 request_timeout=1m "
+                     "log_level=info");
     ck_assert_str_eq(logged[1], "[listen v4] address=0.0.0.0:25000 on_connect=hello requests=no "
                                 "routes=* protocol=auto");
     ck_assert_str_eq(logged[2], "[listen v6] address=[::]:25000 on_connect=hello requests=no "
