@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "builtin.h"
-#include "output.h"
 #include "req.h"
 #include "stats.h"
 #include "timeout.h"
@@ -37,34 +36,42 @@ static void hello_run(jsond_req *req, json_t *args)
 #define BIG_TAIL         "\"}"
 
 /* The x's are referenced, not copied, into the output: a 1 GB reply costs
- * chain headers, never a copy of its payload. */
-static char xs[64 * 1024];
+ * chain headers, never a copy of its payload. Initialised statically: any
+ * thread may read it, and none writes it. */
+#define X16  "xxxxxxxxxxxxxxxx"
+#define X256 X16 X16 X16 X16 X16 X16 X16 X16 X16 X16 X16 X16 X16 X16 X16 X16
+#define X4K  X256 X256 X256 X256 X256 X256 X256 X256 X256 X256 X256 X256 X256 X256 X256 X256
+#define X64K X4K X4K X4K X4K X4K X4K X4K X4K X4K X4K X4K X4K X4K X4K X4K X4K
+static const char xs[] = X64K;
+#define XS_LEN (sizeof xs - 1)
 
 typedef struct big {
     json_int_t left;
     int started;
 } big;
 
-static int big_proceed(void *self, struct evbuffer *out, size_t want)
+static jsond_produce big_proceed(void *self, struct evbuffer *out, size_t want)
 {
     big *b = self;
     if (!b->started) {
         b->started = 1;
         if (evbuffer_add_reference(out, BIG_HEAD, sizeof BIG_HEAD - 1, NULL, NULL) < 0)
-            return -1;
+            return JSOND_PRODUCE_ERROR;
     }
     while (b->left > 0 && want > 0) {
-        size_t n = sizeof xs;
+        size_t n = XS_LEN;
         if ((json_int_t)n > b->left)
             n = (size_t)b->left;
         if (evbuffer_add_reference(out, xs, n, NULL, NULL) < 0)
-            return -1;
+            return JSOND_PRODUCE_ERROR;
         b->left -= (json_int_t)n;
         want = n < want ? want - n : 0;
     }
     if (b->left > 0)
-        return 0;
-    return evbuffer_add_reference(out, BIG_TAIL, sizeof BIG_TAIL - 1, NULL, NULL) < 0 ? -1 : 1;
+        return JSOND_PRODUCE_MORE;
+    if (evbuffer_add_reference(out, BIG_TAIL, sizeof BIG_TAIL - 1, NULL, NULL) < 0)
+        return JSOND_PRODUCE_ERROR;
+    return JSOND_PRODUCE_DONE;
 }
 
 static void big_stop(void *self)
@@ -96,11 +103,31 @@ static int int_arg(jsond_req *req, json_t *args, const char *key, json_int_t dfl
     return 0;
 }
 
+/* The cap comes from the route's config only (fixed_args, else args): a
+ * client that sends its own max_size cannot raise it. */
+static int big_max(jsond_req *req, json_int_t *max)
+{
+    const cfg_route *r = req->route;
+    json_t *v = json_object_get(r->fixed_args, "max_size");
+    if (!v)
+        v = json_object_get(r->args, "max_size");
+    if (!v) {
+        *max = BIG_DEFAULT_MAX;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        jsond_reply_error(req, JSOND_HANDLER_FAILED,
+                          "route %s: 'max_size' must be a non-negative integer", r->name);
+        return -1;
+    }
+    *max = json_integer_value(v);
+    return 0;
+}
+
 static void big_run(jsond_req *req, json_t *args)
 {
     json_int_t size, max;
-    if (int_arg(req, args, "size", BIG_DEFAULT_SIZE, &size) < 0 ||
-        int_arg(req, args, "max_size", BIG_DEFAULT_MAX, &max) < 0)
+    if (int_arg(req, args, "size", BIG_DEFAULT_SIZE, &size) < 0 || big_max(req, &max) < 0)
         return;
     if (size > max) {
         jsond_reply_error(req, JSOND_BAD_REQUEST, "size %lld exceeds max_size %lld",
@@ -112,8 +139,6 @@ static void big_run(jsond_req *req, json_t *args)
         jsond_reply_error(req, JSOND_INTERNAL, "out of memory");
         return;
     }
-    if (!xs[0])
-        memset(xs, 'x', sizeof xs); /* loop thread only: no race */
     b->left = size;
     jsond_reply_producer(req, &big_ops, b);
 }

@@ -34,6 +34,9 @@
 #define READ_SLICE (64 * 1024)
 /* Reads per event while discarding input during a linger. */
 #define DISCARD_READS 16
+/* Batch members started, and written, per pass: a 64 KB line can hold
+ * thousands of calls, and one callback must not run them all. */
+#define BATCH_BURST 64
 
 typedef struct slot slot;
 
@@ -42,18 +45,28 @@ typedef struct reply {
     slot *s;
     jsond_call *call;
     jsond_req *req;                /* running, until it replies */
+    int given;                     /* the outcome below is here */
+    int counted;                   /* in the connection's calls in flight */
+    int begun;                     /* a batch member whose bytes have started */
     json_t *doc;                   /* the reply document, or */
     const jsond_producer_ops *ops; /* a producer, with the envelope around it */
     void *self;
     char *prefix, *suffix;
 } reply;
 
+/* One request line: a single call, or a JSON-RPC batch. A batch at the head
+ * of the queue becomes a producer of the output (streaming): it writes each
+ * member as soon as it and every member before it are done. */
 struct slot {
     slot *next;
     jsond_conn *c;
     jsond_request request;
     reply *replies;
-    size_t owed; /* replies not given yet (+1 while the slot is being filled) */
+    size_t started; /* calls dispatched so far */
+    size_t owed;    /* started calls not answered yet (+1 while a line is filled) */
+    size_t turn;    /* streaming: the next member to write */
+    size_t written; /* streaming: replies written (not notifications) */
+    int streaming;
 };
 
 typedef enum conn_state {
@@ -70,17 +83,22 @@ struct jsond_conn {
     const cfg_listen *lst;
     jsond_config *const *current; /* the config in force: requests route on it */
     jsond_stats *stats;
+    jsond_timeouts *timeouts;
     char peer[64];
     jsond_output *out;
     struct evbuffer *in;
+    size_t scanned;          /* bytes of `in` known to hold no '\n' */
     struct event *read_ev;   /* reading requests, or discarding while lingering */
     struct event *resume_ev; /* deferred: parse what is buffered, re-arm reading */
     struct event *timer;     /* idle_timeout while serving, linger_timeout after */
-    slot *head, *tail;
-    unsigned nslots;
-    int eof;      /* the client shut its side: no more input */
-    int draining; /* the server is shutting down */
-    int rpc_seen; /* the client has sent a JSON-RPC request */
+    slot *head, *tail;       /* lines whose replies are not in the output yet */
+    slot *pending;           /* a batch with members not started yet */
+    slot *batch;             /* the batch the output is streaming */
+    int batch_burst;         /* it stopped at its burst: wake it next pass */
+    unsigned calls;          /* calls started and not written yet: max_pipeline */
+    int eof;                 /* the client shut its side: no more input */
+    int draining;            /* the server is shutting down */
+    int rpc_seen;            /* the client has sent a JSON-RPC request */
     /* Set deep inside a reply's path, where closing would free the
      * connection under its callers; the resume event closes it. */
     int doomed;
@@ -91,18 +109,41 @@ struct jsond_conn {
 
 static const char *const end_names[] = {"done", "dropped", "reset", "cut"};
 
+/* A call leaves the connection's count once its reply is in the output. */
+static void retire(reply *r)
+{
+    if (r->counted) {
+        r->counted = 0;
+        r->s->c->calls--;
+    }
+}
+
+static void drop_outcome(reply *r)
+{
+    if (r->ops)
+        r->ops->stop(r->self);
+    r->ops = NULL;
+    json_decref(r->doc);
+    r->doc = NULL;
+    free(r->prefix);
+    free(r->suffix);
+    r->prefix = r->suffix = NULL;
+}
+
 static void slot_free(slot *s)
 {
+    jsond_conn *c = s->c;
     for (size_t i = 0; i < s->request.ncalls; i++) {
         reply *r = &s->replies[i];
         if (r->req)
             jsond_req_cancel(r->req);
-        if (r->ops)
-            r->ops->stop(r->self);
-        json_decref(r->doc);
-        free(r->prefix);
-        free(r->suffix);
+        retire(r);
+        drop_outcome(r);
     }
+    if (c->pending == s)
+        c->pending = NULL;
+    if (c->batch == s)
+        c->batch = NULL;
     free(s->replies);
     jsond_request_fini(&s->request);
     free(s);
@@ -116,7 +157,7 @@ static void conn_free(jsond_conn *c)
         c->head = s->next;
         slot_free(s);
     }
-    jsond_output_free(c->out);
+    jsond_output_free(c->out); /* stops a streaming batch: its slot goes */
     if (c->in)
         evbuffer_free(c->in);
     if (c->read_ev)
@@ -138,13 +179,29 @@ void jsond_conn_close(jsond_conn *c, jsond_conn_end how)
     conn_free(c);
 }
 
+static void schedule_resume(jsond_conn *c)
+{
+    event_active(c->resume_ev, EV_TIMEOUT, 1);
+}
+
+static void doom(jsond_conn *c, jsond_conn_end how)
+{
+    if (!c->doomed) {
+        c->doomed = 1;
+        c->doom_how = how;
+    }
+    schedule_resume(c);
+}
+
+/* A timer that cannot be armed would leave the connection waiting forever:
+ * it closes instead. */
 static void arm_timer(jsond_conn *c, unsigned ms)
 {
-    if (ms) {
-        struct timeval tv = jsond_ms_tv(ms);
-        event_add(c->timer, &tv);
-    } else {
+    if (!ms) {
         event_del(c->timer);
+    } else if (jsond_timeouts_add(c->timeouts, c->timer, ms) < 0) {
+        jsond_log(JSOND_LOG_ERROR, "%s: cannot arm a timer: closing", c->peer);
+        doom(c, JSOND_CONN_RESET);
     }
 }
 
@@ -187,11 +244,6 @@ static void begin_close(jsond_conn *c)
     arm_timer(c, c->cfg->server.linger_timeout_ms);
 }
 
-static void schedule_resume(jsond_conn *c)
-{
-    event_active(c->resume_ev, EV_TIMEOUT, 1);
-}
-
 /* Done with requests: the closing rule runs once every reply is out. */
 static void stop_requests(jsond_conn *c)
 {
@@ -199,15 +251,6 @@ static void stop_requests(jsond_conn *c)
         c->state = CLOSING;
     event_del(c->read_ev);
     event_del(c->timer);
-    schedule_resume(c);
-}
-
-static void doom(jsond_conn *c, jsond_conn_end how)
-{
-    if (!c->doomed) {
-        c->doomed = 1;
-        c->doom_how = how;
-    }
     schedule_resume(c);
 }
 
@@ -225,33 +268,87 @@ static void discard(jsond_conn *c)
     }
 }
 
-/* ---- replies, in order ------------------------------------------------ */
+/* ---- serializing ------------------------------------------------------ */
 
-static const char oom_reply[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
-
-/* Most replies are small: they are serialized on the stack, and only a
- * larger one costs a heap buffer. */
+/* Most replies are small: they are serialized on the stack in one pass and
+ * copied once into the output; a larger one spills into an evbuffer whose
+ * chains move into the output without a copy. */
 #define SMALL_REPLY 4096
 
-static int write_doc(jsond_output *out, const json_t *doc)
+typedef struct dumper {
+    char buf[SMALL_REPLY];
+    size_t n;
+    struct evbuffer *spill; /* made on first overflow, or given */
+} dumper;
+
+static int dump_cb(const char *p, size_t len, void *data)
 {
-    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
-    char small[SMALL_REPLY];
-    size_t len = doc ? json_dumpb(doc, small, sizeof small, flags) : 0;
-    if (len > 0 && len <= sizeof small)
-        return jsond_output_write(out, small, len);
-    char *text = len > 0 ? json_dumps(doc, flags) : NULL;
-    if (!text)
-        return jsond_output_write(out, oom_reply, sizeof oom_reply - 1);
-    int rc = jsond_output_write(out, text, strlen(text));
-    free(text);
+    dumper *d = data;
+    if (d->n + len <= sizeof d->buf) {
+        memcpy(d->buf + d->n, p, len);
+        d->n += len;
+        return 0;
+    }
+    if (!d->spill && !(d->spill = evbuffer_new()))
+        return -1;
+    if (evbuffer_add(d->spill, d->buf, d->n) < 0)
+        return -1;
+    d->n = 0;
+    if (len > sizeof d->buf)
+        return evbuffer_add(d->spill, p, len);
+    memcpy(d->buf, p, len);
+    d->n = len;
+    return 0;
+}
+
+static int dump(const json_t *doc, dumper *d)
+{
+    return json_dump_callback(doc, dump_cb, d, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* The reply that stands in when even an error reply cannot be made (out of
+ * memory): shaped by the protocol the call speaks, its id unknown. */
+static const char *oom_text(const jsond_call *call)
+{
+    return call->rpc ? "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32603,\"message\":\"out of "
+                       "memory\",\"data\":{\"code\":\"internal\"}},\"id\":null}"
+                     : "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+}
+
+/* Appends `r`'s document to `dst`; on failure part of it may be there. */
+static int dump_to(struct evbuffer *dst, reply *r)
+{
+    dumper d = {.n = 0, .spill = dst};
+    if (!r->doc) {
+        const char *text = oom_text(r->call);
+        return evbuffer_add(dst, text, strlen(text));
+    }
+    return dump(r->doc, &d) < 0 ? -1 : evbuffer_add(dst, d.buf, d.n);
+}
+
+static int write_doc(jsond_output *out, reply *r)
+{
+    dumper d = {.n = 0, .spill = NULL};
+    int rc;
+    if (!r->doc || dump(r->doc, &d) < 0) {
+        const char *text = oom_text(r->call);
+        rc = jsond_output_write(out, text, strlen(text));
+    } else if (!d.spill) {
+        rc = jsond_output_write(out, d.buf, d.n);
+    } else {
+        rc = evbuffer_add(d.spill, d.buf, d.n) < 0 ? -1 : jsond_output_write_buffer(out, d.spill);
+    }
+    if (d.spill)
+        evbuffer_free(d.spill);
     return rc;
 }
+
+/* ---- replies, in order ------------------------------------------------ */
 
 static int write_reply(jsond_output *out, reply *r)
 {
     if (!r->ops)
-        return write_doc(out, r->doc);
+        return write_doc(out, r);
     const jsond_producer_ops *ops = r->ops;
     r->ops = NULL; /* the output owns the producer from here, even on failure */
     if (jsond_output_write(out, r->prefix, strlen(r->prefix)) < 0) {
@@ -263,36 +360,87 @@ static int write_reply(jsond_output *out, reply *r)
     return jsond_output_write(out, r->suffix, strlen(r->suffix));
 }
 
-/* A slot's replies as one line: a single reply, or a batch's array; a
- * notification, or a batch of them, writes nothing at all. */
-static int write_slot(jsond_conn *c, slot *s)
+/* A batch's members, written by the output in order as they are done: the
+ * batch is one JSON array, with nothing at all if every member was a
+ * notification. */
+static jsond_produce batch_proceed(void *self, struct evbuffer *buf, size_t want)
 {
-    int n = 0;
-    for (size_t i = 0; i < s->request.ncalls; i++) {
-        reply *r = &s->replies[i];
-        if (r->call->silent)
-            continue;
-        const char *sep = !s->request.batch ? "" : n == 0 ? "[" : ",";
-        if (jsond_output_write(c->out, sep, strlen(sep)) < 0 || write_reply(c->out, r) < 0)
-            return -1;
-        n++;
+    slot *s = self;
+    jsond_conn *c = s->c;
+    size_t start = evbuffer_get_length(buf);
+    for (int n = 0; s->turn < s->request.ncalls; n++) {
+        reply *r = &s->replies[s->turn];
+        if (!r->given)
+            return JSOND_PRODUCE_WAIT; /* given() wakes us */
+        if (n == BATCH_BURST) {
+            c->batch_burst = 1; /* the resume pass wakes us */
+            schedule_resume(c);
+            return JSOND_PRODUCE_WAIT;
+        }
+        if (r->call->silent) {
+            drop_outcome(r);
+        } else {
+            if (!r->begun) {
+                r->begun = 1;
+                if (evbuffer_add(buf, s->written++ ? "," : "[", 1) < 0 ||
+                    (r->ops ? evbuffer_add(buf, r->prefix, strlen(r->prefix)) : dump_to(buf, r)) <
+                        0)
+                    return JSOND_PRODUCE_ERROR;
+            }
+            if (r->ops) {
+                size_t have = evbuffer_get_length(buf) - start;
+                jsond_produce rc = r->ops->proceed(r->self, buf, want > have ? want - have : 1);
+                if (rc != JSOND_PRODUCE_DONE)
+                    return rc; /* a member that waits is woken like the batch */
+                r->ops->stop(r->self);
+                r->ops = NULL;
+                if (evbuffer_add(buf, r->suffix, strlen(r->suffix)) < 0)
+                    return JSOND_PRODUCE_ERROR;
+            }
+            drop_outcome(r);
+        }
+        retire(r);
+        s->turn++;
+        if (c->pending == s)
+            schedule_resume(c); /* a call fewer in flight: room to start one */
+        if (s->turn < s->request.ncalls && evbuffer_get_length(buf) - start >= want)
+            return JSOND_PRODUCE_MORE;
     }
-    if (n == 0)
-        return 0;
-    return jsond_output_write(c->out, s->request.batch ? "]\n" : "\n", s->request.batch ? 2 : 1);
+    if (s->written && evbuffer_add(buf, "]\n", 2) < 0)
+        return JSOND_PRODUCE_ERROR;
+    return JSOND_PRODUCE_DONE;
 }
 
-/* Moves the complete slots at the head to the output. */
+static void batch_stop(void *self)
+{
+    slot *s = self;
+    s->c->batch = NULL;
+    slot_free(s);
+}
+
+static const jsond_producer_ops batch_ops = {batch_proceed, batch_stop};
+
+/* Moves the slots at the head to the output: complete single replies, and
+ * a batch as soon as it is at the head. */
 static void flush(jsond_conn *c)
 {
-    while (c->head && c->head->owed == 0) {
+    while (c->head && (c->head->request.batch || c->head->owed == 0)) {
         slot *s = c->head;
         c->head = s->next;
         if (!c->head)
             c->tail = NULL;
-        c->nslots--;
-        int rc = write_slot(c, s);
-        slot_free(s);
+        int rc;
+        if (s->request.batch) {
+            s->streaming = 1;
+            c->batch = s;
+            rc = jsond_output_produce(c->out, &batch_ops, s); /* frees s on failure */
+        } else {
+            reply *r = &s->replies[0];
+            rc = r->call->silent ? 0 : write_reply(c->out, r);
+            if (rc == 0 && !r->call->silent)
+                rc = jsond_output_write(c->out, "\n", 1);
+            slot_free(s);
+        }
         if (rc < 0) {
             jsond_log(JSOND_LOG_ERROR, "cannot queue a reply to %s", c->peer);
             doom(c, JSOND_CONN_RESET);
@@ -301,16 +449,24 @@ static void flush(jsond_conn *c)
     }
     /* Idleness counts from the last reply, not from a request that took
      * longer than idle_timeout to answer. */
-    if (!c->head && c->state == SERVING && c->lst->requests)
+    if (!c->head && !c->batch && c->state == SERVING && c->lst->requests)
         arm_timer(c, c->cfg->server.idle_timeout_ms);
     schedule_resume(c);
 }
 
-/* One reply fewer owed by `s`; a complete slot at the head goes out. */
-static void release(slot *s)
+/* The outcome of `r` is here: a single reply at the head goes out, a
+ * streaming batch is woken when it waits for this very member. */
+static void given(reply *r)
 {
-    if (--s->owed == 0 && s == s->c->head)
+    slot *s = r->s;
+    r->given = 1;
+    s->owed--;
+    if (s->streaming) {
+        if (r == &s->replies[s->turn])
+            jsond_output_wake(s->c->out);
+    } else if (s->owed == 0 && s == s->c->head) {
         flush(s->c);
+    }
 }
 
 /* Gives an error reply; `route` names the stats bucket (NULL: unknown). */
@@ -319,7 +475,7 @@ static void give_error(reply *r, const char *route, jsond_code code, int params,
 {
     jsond_stats_error(r->s->c->stats, route, code);
     r->doc = jsond_proto_error(r->call, code, params, message);
-    release(r->s);
+    given(r);
 }
 
 static void reply_done_cb(jsond_req *req, void *arg)
@@ -327,28 +483,36 @@ static void reply_done_cb(jsond_req *req, void *arg)
     reply *r = arg;
     r->req = NULL;
     if (req->failed) {
-        jsond_stats_error(r->s->c->stats, req->route->name, req->code);
-        r->doc = jsond_proto_error(r->call, req->code, 1, req->message);
-    } else if (req->ops) {
-        r->ops = req->ops;
-        r->self = req->self;
-        req->ops = NULL;
-        if (jsond_proto_wrap(r->call, &r->prefix, &r->suffix) < 0) {
-            r->ops->stop(r->self);
-            r->ops = NULL;
+        give_error(r, req->route->name, req->code, 1, req->message);
+    } else if (!req->ops && !req->reply) {
+        /* NULL is how a handler says it ran out of memory. */
+        give_error(r, req->route->name, JSOND_INTERNAL, 0, "out of memory");
+    } else {
+        if (req->ops) {
+            r->ops = req->ops;
+            r->self = req->self;
+            req->ops = NULL;
+            if (jsond_proto_wrap(r->call, &r->prefix, &r->suffix) < 0) {
+                r->ops->stop(r->self);
+                r->ops = NULL;
+            }
+        } else {
+            r->doc = jsond_proto_result(r->call, req->reply);
+            req->reply = NULL;
         }
-    } else if (req->reply) {
-        r->doc = jsond_proto_result(r->call, json_incref(req->reply));
+        /* Out of memory on any path above leaves no doc: it is said so. */
+        given(r);
     }
-    /* Out of memory on any path above leaves no doc: write_doc says so. */
-    jsond_req_free(req);
-    release(r->s);
+    jsond_req_release(req);
 }
 
 /* Runs one call; its reply may be given before this returns. */
 static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
 {
     jsond_call *call = r->call;
+    r->s->started++;
+    r->counted = 1;
+    c->calls++;
     if (call->failed) {
         give_error(r, NULL, call->code, 0, call->message);
         return;
@@ -362,7 +526,7 @@ static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
         return;
     }
     jsond_code code = JSOND_NOT_FOUND;
-    jsond_req_env env = {c->base, c->stats};
+    jsond_req_env env = {c->base, c->stats, c->timeouts};
     jsond_req *req = NULL;
     /* JSON-RPC reserves rpc.* method names; no route may take them. */
     if (strncmp(call->route, "rpc.", 4) != 0) {
@@ -380,9 +544,8 @@ static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
     jsond_req_run(req);
 }
 
-/* Queues a slot for `request` (taken over on success), holding `hold`
- * extra replies so it cannot be flushed before it is filled. */
-static slot *push_slot(jsond_conn *c, const jsond_request *request, size_t hold)
+/* Queues a slot for `request` (taken over on success). */
+static slot *push_slot(jsond_conn *c, const jsond_request *request)
 {
     slot *s = calloc(1, sizeof *s);
     if (!s || !(s->replies = calloc(request->ncalls, sizeof *s->replies))) {
@@ -391,7 +554,7 @@ static slot *push_slot(jsond_conn *c, const jsond_request *request, size_t hold)
     }
     s->request = *request;
     s->c = c;
-    s->owed = request->ncalls + hold;
+    s->owed = request->ncalls;
     for (size_t i = 0; i < request->ncalls; i++) {
         s->replies[i].s = s;
         s->replies[i].call = &s->request.calls[i];
@@ -401,11 +564,28 @@ static slot *push_slot(jsond_conn *c, const jsond_request *request, size_t hold)
     else
         c->head = s;
     c->tail = s;
-    c->nslots++;
     return s;
 }
 
-/* Queues one request line and runs its calls. -1: out of memory. */
+/* Starts the members of the pending batch while calls may run: fewer than
+ * max_pipeline in flight, room in the output, at most a burst per pass. */
+static void start_members(jsond_conn *c)
+{
+    slot *s = c->pending;
+    for (int n = 0; s && s->started < s->request.ncalls; n++) {
+        if (c->calls >= c->cfg->server.max_pipeline || !jsond_output_room(c->out))
+            return; /* a member written, or room, resumes us */
+        if (n == BATCH_BURST) {
+            schedule_resume(c);
+            return;
+        }
+        dispatch(c, &s->replies[s->started], c->lst);
+    }
+    c->pending = NULL;
+}
+
+/* Queues one request line and runs its call, or starts its batch. -1: out
+ * of memory. */
 static int run_line(jsond_conn *c, const char *line, size_t len, const cfg_listen *lst)
 {
     int mode = (c->rpc_seen ? JSOND_PROTO_RPC_SEEN : 0) |
@@ -413,15 +593,25 @@ static int run_line(jsond_conn *c, const char *line, size_t len, const cfg_liste
     jsond_request request;
     if (jsond_proto_parse(line, len, mode, &request) < 0)
         return -1;
-    slot *s = push_slot(c, &request, 1);
+    slot *s = push_slot(c, &request);
     if (!s) {
         jsond_request_fini(&request);
         return -1;
     }
     c->rpc_seen |= request.rpc;
-    for (size_t i = 0; i < s->request.ncalls; i++)
-        dispatch(c, &s->replies[i], lst);
-    release(s);
+    if (s->request.batch) {
+        c->pending = s;
+        start_members(c);
+        flush(c);
+    } else {
+        /* Held while the handler runs: a reply given at once must not
+         * write and free the slot under us. */
+        s->owed++;
+        dispatch(c, &s->replies[0], lst);
+        s->owed--;
+        if (s->owed == 0 && s == c->head)
+            flush(c);
+    }
     return 0;
 }
 
@@ -431,24 +621,56 @@ static int too_large(jsond_conn *c)
     jsond_log(JSOND_LOG_INFO, "%s sent a request line over %zu bytes: closing", c->peer,
               c->cfg->server.max_request_size);
     jsond_request request = {.calls = calloc(1, sizeof(jsond_call)), .ncalls = 1};
-    slot *s = request.calls ? push_slot(c, &request, 0) : NULL;
+    slot *s = request.calls ? push_slot(c, &request) : NULL;
     if (!s) {
         free(request.calls);
         return -1;
     }
     /* The line is never parsed, so its id is unknown: the error is shaped by
      * the protocol the client speaks, with id null under JSON-RPC. */
-    s->request.calls[0].rpc = c->rpc_seen || c->lst->protocol == JSOND_PROTOCOL_JSONRPC;
+    jsond_call *call = &s->request.calls[0];
+    call->rpc = c->rpc_seen || c->lst->protocol == JSOND_PROTOCOL_JSONRPC;
+    call->failed = 1;
+    call->code = JSOND_TOO_LARGE;
+    call->message = "request line too long";
     evbuffer_drain(c->in, evbuffer_get_length(c->in));
+    c->scanned = 0;
     stop_requests(c);
-    give_error(&s->replies[0], NULL, JSOND_TOO_LARGE, 0, "request line too long");
+    dispatch(c, &s->replies[0], c->lst);
     return 0;
 }
 
 /* 1 when no more requests may be started now. */
 static int paused(const jsond_conn *c)
 {
-    return c->nslots >= c->cfg->server.max_pipeline || jsond_output_full(c->out);
+    return c->calls >= c->cfg->server.max_pipeline || c->pending || jsond_output_full(c->out);
+}
+
+/* The next complete line: its length without the line ending in *len and
+ * with it in *take. The search resumes where the last one stopped, so a
+ * long line arriving in many reads costs one scan, not one per read. */
+static int next_line(jsond_conn *c, size_t *len, size_t *take)
+{
+    size_t buffered = evbuffer_get_length(c->in), eol = 0;
+    struct evbuffer_ptr from, p;
+    if (c->scanned >= buffered) {
+        p.pos = -1;
+    } else if (evbuffer_ptr_set(c->in, &from, c->scanned, EVBUFFER_PTR_SET) < 0) {
+        return -1;
+    } else {
+        p = evbuffer_search_eol(c->in, &from, &eol, EVBUFFER_EOL_LF);
+    }
+    if (p.pos >= 0) {
+        *len = (size_t)p.pos;
+        *take = *len + eol;
+        return 1;
+    }
+    c->scanned = buffered;
+    if (c->eof && !c->draining && buffered > 0) { /* the last line needs no '\n' */
+        *len = *take = buffered;
+        return 1;
+    }
+    return 0;
 }
 
 /* Runs the complete lines buffered, as far as back-pressure allows.
@@ -458,21 +680,27 @@ static int process(jsond_conn *c)
 {
     size_t max = c->cfg->server.max_request_size;
     while (c->state == SERVING && !c->doomed) {
+        start_members(c);
         if (paused(c))
             return 1;
-        size_t eol;
-        struct evbuffer_ptr p = evbuffer_search_eol(c->in, NULL, &eol, EVBUFFER_EOL_LF);
-        size_t buffered = evbuffer_get_length(c->in);
-        int last = p.pos < 0 && c->eof && !c->draining && buffered > 0;
-        if (p.pos < 0 && !last) {
+        size_t len, take;
+        int found = next_line(c, &len, &take);
+        if (found <= 0) {
             /* +1: a line of exactly max bytes may still get its '\r' */
-            if (buffered > max + 1 && too_large(c) < 0)
+            if ((found < 0 || evbuffer_get_length(c->in) > max + 1) && too_large(c) < 0)
                 doom(c, JSOND_CONN_RESET);
             return 0;
         }
-        size_t len = last ? buffered : (size_t)p.pos;
-        size_t take = last ? buffered : len + eol;
+        if (len > max + 1) {
+            if (too_large(c) < 0)
+                doom(c, JSOND_CONN_RESET);
+            return 0;
+        }
         const char *line = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)take);
+        if (!line) {
+            doom(c, JSOND_CONN_RESET);
+            return 0;
+        }
         if (len > 0 && line[len - 1] == '\r')
             len--;
         if (len > max) {
@@ -491,13 +719,15 @@ static int process(jsond_conn *c)
             }
         }
         evbuffer_drain(c->in, take);
+        c->scanned = 0;
     }
     return 0;
 }
 
-/* Re-evaluates everything after a change: buffered lines, whether to read,
- * whether to close. The only place, with the event callbacks, that closes:
- * reply paths run deep inside handlers and must not free the connection. */
+/* Re-evaluates everything after a change: buffered lines, batch members to
+ * start, whether to read, whether to close. The only place, with the event
+ * callbacks, that closes: reply paths run deep inside handlers and must not
+ * free the connection. */
 static void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -509,6 +739,10 @@ static void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (c->state == LINGERING)
         return;
+    if (c->batch_burst) {
+        c->batch_burst = 0;
+        jsond_output_wake(c->out);
+    }
     if (c->state == SERVING && !c->lst->requests) {
         c->state = CLOSING; /* push only: the push slot is all there is */
     } else if (c->state == SERVING) {
@@ -518,13 +752,18 @@ static void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
             return;
         }
         if (c->state == SERVING) {
-            if (!held && (c->eof || c->draining))
+            if (!held && (c->eof || c->draining)) {
                 stop_requests(c);
-            else if (held || c->draining)
+            } else if (held || c->draining) {
                 event_del(c->read_ev);
-            else
-                event_add(c->read_ev, NULL);
+            } else if (event_add(c->read_ev, NULL) < 0) {
+                jsond_log(JSOND_LOG_ERROR, "%s: cannot watch its socket: closing", c->peer);
+                jsond_conn_close(c, JSOND_CONN_RESET);
+                return;
+            }
         }
+    } else {
+        start_members(c); /* a batch read before the end still runs */
     }
     if (c->state == CLOSING && !c->head && jsond_output_idle(c->out))
         begin_close(c);
@@ -599,7 +838,8 @@ static void conn_output_cb(jsond_output *out, jsond_output_event ev, void *arg)
 
 jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const char *peer,
                            jsond_config *cfg, const cfg_listen *lst, jsond_config *const *current,
-                           jsond_stats *stats, jsond_conn_closed_fn closed, void *arg)
+                           jsond_stats *stats, jsond_timeouts *timeouts,
+                           jsond_conn_closed_fn closed, void *arg)
 {
     jsond_conn *c = calloc(1, sizeof *c);
     if (!c) {
@@ -613,11 +853,12 @@ jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const ch
     c->lst = lst;
     c->current = current;
     c->stats = stats;
+    c->timeouts = timeouts;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     c->closed = closed;
     c->closed_arg = arg;
     jsond_output_opts opts = {cfg->server.output_buffer, cfg->server.write_timeout_ms,
-                              &stats->conns.bytes_out};
+                              &stats->conns.bytes_out, timeouts};
     c->out = jsond_output_new(base, fd, &opts, conn_output_cb, c);
     c->in = evbuffer_new();
     c->read_ev = event_new(base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);

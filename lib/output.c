@@ -35,6 +35,7 @@ struct jsond_output {
     item *head, *tail;
     struct event *write_ev;
     struct event *timer;
+    int waiting; /* the active producer said WAIT and has not been woken */
     int failed;
     uint64_t sent;
 };
@@ -63,6 +64,7 @@ static void stop_active(jsond_output *out)
         out->ops->stop(out->self);
         out->ops = NULL;
         out->self = NULL;
+        out->waiting = 0;
     }
 }
 
@@ -86,22 +88,30 @@ static void advance(jsond_output *out)
     }
 }
 
-/* Asks producers for more until the watermark is reached. */
+/* Asks producers for more until the watermark is reached or the active one
+ * waits. */
 static int fill(jsond_output *out)
 {
     size_t len;
-    while (out->ops && (len = evbuffer_get_length(out->buf)) < out->opts.high_water) {
-        int r = out->ops->proceed(out->self, out->buf, out->opts.high_water - len);
-        if (r < 0)
-            return -1;
-        if (r == 0 && evbuffer_get_length(out->buf) == len) {
+    while (out->ops && !out->waiting &&
+           (len = evbuffer_get_length(out->buf)) < out->opts.high_water) {
+        jsond_produce r = out->ops->proceed(out->self, out->buf, out->opts.high_water - len);
+        switch (r) {
+        case JSOND_PRODUCE_MORE:
+            if (evbuffer_get_length(out->buf) > len)
+                break;
             /* Asking again would spin the loop forever. */
             jsond_log(JSOND_LOG_ERROR, "a producer made no progress; its reply is cut");
             return -1;
-        }
-        if (r > 0) {
+        case JSOND_PRODUCE_WAIT:
+            out->waiting = 1;
+            break;
+        case JSOND_PRODUCE_DONE:
             stop_active(out);
             advance(out);
+            break;
+        default:
+            return -1;
         }
     }
     return 0;
@@ -117,12 +127,16 @@ int jsond_output_full(const jsond_output *out)
     return out->ops || out->head || evbuffer_get_length(out->buf) >= out->opts.high_water;
 }
 
-static void arm_timer(jsond_output *out)
+int jsond_output_room(const jsond_output *out)
 {
-    if (out->opts.timeout_ms) {
-        struct timeval tv = jsond_ms_tv(out->opts.timeout_ms);
-        event_add(out->timer, &tv);
-    }
+    return evbuffer_get_length(out->buf) < out->opts.high_water;
+}
+
+static int arm_timer(jsond_output *out)
+{
+    if (!out->opts.timeout_ms)
+        return 0;
+    return jsond_timeouts_add(out->opts.timeouts, out->timer, out->opts.timeout_ms);
 }
 
 static void fail(jsond_output *out, jsond_output_event ev)
@@ -137,7 +151,7 @@ static void output_write_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     jsond_output *out = arg;
-    int was_full = jsond_output_full(out);
+    int was_full = jsond_output_full(out), had_room = jsond_output_room(out);
     if (fill(out) < 0) {
         fail(out, JSOND_OUTPUT_ERROR);
         return;
@@ -152,7 +166,10 @@ static void output_write_cb(evutil_socket_t fd, short what, void *arg)
             out->sent += (uint64_t)n;
             if (out->opts.bytes_out)
                 *out->opts.bytes_out += (unsigned long long)n;
-            arm_timer(out); /* progress: the peer is reading */
+            if (arm_timer(out) < 0) { /* progress: the peer is reading */
+                fail(out, JSOND_OUTPUT_ERROR);
+                return;
+            }
         }
         if (fill(out) < 0) {
             fail(out, JSOND_OUTPUT_ERROR);
@@ -165,12 +182,21 @@ static void output_write_cb(evutil_socket_t fd, short what, void *arg)
         out->cb(out, JSOND_OUTPUT_DRAINED, out->arg); /* may free out */
         return;
     }
-    if (!event_pending(out->write_ev, EV_WRITE, NULL)) {
-        event_add(out->write_ev, NULL);
-        if (!event_pending(out->timer, EV_TIMEOUT, NULL))
-            arm_timer(out);
+    if (evbuffer_get_length(out->buf) == 0) {
+        /* Only a waiting producer is left: the socket has nothing to take,
+         * and the peer is not to blame for the wait. wake() kicks us. */
+        event_del(out->write_ev);
+        event_del(out->timer);
+    } else if (!event_pending(out->write_ev, EV_WRITE, NULL)) {
+        if (event_add(out->write_ev, NULL) < 0 ||
+            (!event_pending(out->timer, EV_TIMEOUT, NULL) && arm_timer(out) < 0)) {
+            jsond_log(JSOND_LOG_ERROR, "cannot watch a socket for writing");
+            fail(out, JSOND_OUTPUT_ERROR);
+            return;
+        }
     }
-    if (was_full && !jsond_output_full(out))
+    /* Room for more output: whoever pauses on full() or room() resumes. */
+    if ((was_full && !jsond_output_full(out)) || (!had_room && jsond_output_room(out)))
         out->cb(out, JSOND_OUTPUT_ROOM, out->arg); /* may free out */
 }
 
@@ -249,13 +275,15 @@ static item *push_item(jsond_output *out)
     return it;
 }
 
-int jsond_output_write(jsond_output *out, const void *data, size_t len)
+/* Where bytes written now go: the buffer, or behind a producer to keep
+ * order. NULL when refused (errno set) or out of memory. */
+static struct evbuffer *tail_buffer(jsond_output *out, size_t len)
 {
     if (!on_loop(len))
-        return -1;
+        return NULL;
     if (out->failed) {
         errno = EPIPE;
-        return -1;
+        return NULL;
     }
     struct evbuffer *dst = out->buf;
     if (out->ops) { /* behind a producer: keep order */
@@ -265,13 +293,28 @@ int jsond_output_write(jsond_output *out, const void *data, size_t len)
             if (!it) {
                 if (bytes)
                     evbuffer_free(bytes);
-                return -1;
+                return NULL;
             }
             it->bytes = bytes;
         }
         dst = out->tail->bytes;
     }
-    if (evbuffer_add(dst, data, len) < 0)
+    return dst;
+}
+
+int jsond_output_write(jsond_output *out, const void *data, size_t len)
+{
+    struct evbuffer *dst = tail_buffer(out, len);
+    if (!dst || evbuffer_add(dst, data, len) < 0)
+        return -1;
+    kick(out);
+    return 0;
+}
+
+int jsond_output_write_buffer(jsond_output *out, struct evbuffer *buf)
+{
+    struct evbuffer *dst = tail_buffer(out, evbuffer_get_length(buf));
+    if (!dst || evbuffer_add_buffer(dst, buf) < 0)
         return -1;
     kick(out);
     return 0;
@@ -297,6 +340,14 @@ int jsond_output_produce(jsond_output *out, const jsond_producer_ops *ops, void 
     }
     kick(out);
     return 0;
+}
+
+void jsond_output_wake(jsond_output *out)
+{
+    if (out->waiting) {
+        out->waiting = 0;
+        kick(out);
+    }
 }
 
 size_t jsond_output_buffered(const jsond_output *out)

@@ -19,20 +19,10 @@
 #include <event2/event.h>
 #include <stdint.h>
 
-typedef struct jsond_output jsond_output;
+#include "producer.h"
+#include "timeout.h"
 
-/* A reply produced piece by piece. */
-typedef struct jsond_producer_ops {
-    /* Appends roughly `want` more bytes of the reply to `out` (fewer is fine,
-     * but at least one; a little more is tolerated). Returns 1 when the reply
-     * is complete, 0 when more remains, -1 when it cannot go on (the
-     * connection must then close: part of the reply may already be on the
-     * wire). */
-    int (*proceed)(void *self, struct evbuffer *out, size_t want);
-    /* Releases the producer. Called exactly once, after the last proceed or
-     * when the output is freed before the reply is complete. */
-    void (*stop)(void *self);
-} jsond_producer_ops;
+typedef struct jsond_output jsond_output;
 
 typedef enum jsond_output_event {
     JSOND_OUTPUT_DRAINED, /* everything queued has been written */
@@ -47,6 +37,7 @@ typedef struct jsond_output_opts {
     size_t high_water;             /* producers are asked for more only below this */
     unsigned timeout_ms;           /* no progress for this long: TIMEOUT (0: never) */
     unsigned long long *bytes_out; /* a shared counter to add to, or NULL */
+    jsond_timeouts *timeouts;      /* the loop's timer queues, or NULL */
 } jsond_output_opts;
 
 /* Creates the output for a connected, nonblocking socket it does not own.
@@ -62,10 +53,18 @@ void jsond_output_free(jsond_output *out);
  * of memory. */
 int jsond_output_write(jsond_output *out, const void *data, size_t len);
 
+/* Moves every byte of `buf` (left empty) after everything queued before,
+ * without copying. Returns as jsond_output_write(). */
+int jsond_output_write_buffer(jsond_output *out, struct evbuffer *buf);
+
 /* Queues a producer after everything queued before; its bytes follow in
  * order and bytes written later follow it. Ownership of `self` passes to the
  * output (ops->stop is always called), even when this fails. */
 int jsond_output_produce(jsond_output *out, const jsond_producer_ops *ops, void *self);
+
+/* The producer that said WAIT has more to give: it is asked again from the
+ * loop (never from inside this call). Does nothing if it was not waiting. */
+void jsond_output_wake(jsond_output *out);
 
 /* Bytes buffered in memory now (not counting what producers will make). */
 size_t jsond_output_buffered(const jsond_output *out);
@@ -77,6 +76,10 @@ int jsond_output_idle(const jsond_output *out);
  * caller should stop making more output (stop reading requests) until the
  * ROOM or DRAINED event. */
 int jsond_output_full(const jsond_output *out);
+
+/* 1 while fewer than `high_water` bytes are buffered, whatever producers
+ * are pending: a producer's feeder may make more. */
+int jsond_output_room(const jsond_output *out);
 
 /* Bytes handed to the kernel so far. */
 uint64_t jsond_output_sent(const jsond_output *out);

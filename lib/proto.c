@@ -171,8 +171,8 @@ static int parse_json(const char *line, size_t len, int mode, jsond_request *r)
 }
 
 /* hello   or   big {"size": 10}. A jsonrpc listener speaks JSON-RPC only:
- * there, as a plain request object is an invalid request, a line that is
- * not JSON at all is a parse error. */
+ * there, as a plain request object or a JSON scalar is an invalid request,
+ * a line that is not JSON at all is a parse error. */
 static int parse_shorthand(const char *line, size_t len, int mode, jsond_request *r)
 {
     if (alloc_calls(r, 1) < 0)
@@ -180,7 +180,16 @@ static int parse_shorthand(const char *line, size_t len, int mode, jsond_request
     jsond_call *c = &r->calls[0];
     size_t n = 0;
     if (mode & JSOND_PROTO_RPC_ONLY) {
-        not_json(c, mode, "not a JSON-RPC request");
+        /* A JSON scalar (123, "x", null) is JSON, just not a request. */
+        json_t *scalar = json_loadb(line, len, JSON_DECODE_ANY, NULL);
+        if (scalar) {
+            json_decref(scalar);
+            c->rpc = 1;
+            c->id = json_null();
+            fail(c, JSOND_BAD_REQUEST, RPC_INVALID_REQUEST, "invalid request");
+        } else {
+            not_json(c, mode, "not a JSON-RPC request");
+        }
         return 0;
     }
     while (n < len && !is_space(line[n]))

@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "autoconfig.h"
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -38,13 +39,15 @@ jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, jsond_async_
     req->env = *env;
     req->done = done;
     req->done_arg = arg;
+    req->state = JSOND_REQ_RUNNING;
+    req->refs = 2;
     return req;
 }
 
-void jsond_req_free(jsond_req *req)
+static void req_free(jsond_req *req)
 {
-    if (!req)
-        return;
+    if (req->armed)
+        event_del(&req->deadline);
     if (req->ops)
         req->ops->stop(req->self);
     json_decref(req->reply);
@@ -53,9 +56,62 @@ void jsond_req_free(jsond_req *req)
     free(req);
 }
 
+static void unref(jsond_req *req)
+{
+    if (--req->refs == 0)
+        req_free(req);
+}
+
+static void disarm(jsond_req *req)
+{
+    if (req->armed) {
+        event_del(&req->deadline);
+        req->armed = 0;
+    }
+}
+
+/* The reply is no longer wanted: the handler is told, and whatever it
+ * replies from now on is discarded. */
+static void cancel(jsond_req *req)
+{
+    req->state = JSOND_REQ_CANCELLED;
+    disarm(req);
+    if (req->cancel)
+        req->cancel(req, req->cancel_arg); /* replies: that drops its reference */
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    jsond_req *req = arg;
+    req->armed = 0;
+    unsigned ms = jsond_route_timeout(req->cfg, req->route);
+    snprintf(req->message, sizeof req->message, "no reply within %u ms", ms);
+    req->failed = 1;
+    req->code = JSOND_TIMEOUT;
+    req->state = JSOND_REQ_REPLIED;
+    req->refs++; /* the connection may let go in `done`; the cancel needs it */
+    req->done(req, req->done_arg);
+    cancel(req);
+    unref(req);
+}
+
 void jsond_req_run(jsond_req *req)
 {
+    req->refs++; /* a reply inside the handler must not free it under us */
     req->fn(req, req->args);
+    unsigned ms = jsond_route_timeout(req->cfg, req->route);
+    if (req->state == JSOND_REQ_RUNNING && ms > 0) {
+        /* Armed after the call, so a handler that replies at once costs no
+         * timer; the clock is the loop's, read before the call. */
+        event_assign(&req->deadline, req->env.base, -1, 0, deadline_cb, req);
+        if (jsond_timeouts_add(req->env.timeouts, &req->deadline, ms) == 0)
+            req->armed = 1;
+        else
+            jsond_log(JSOND_LOG_ERROR, "route %s: cannot arm its deadline", req->route->name);
+    }
+    unref(req);
 }
 
 void jsond_req_on_cancel(jsond_req *req, jsond_req_cancel_fn fn, void *arg)
@@ -66,35 +122,45 @@ void jsond_req_on_cancel(jsond_req *req, jsond_req_cancel_fn fn, void *arg)
 
 void jsond_req_cancel(jsond_req *req)
 {
-    if (req->replied) {
-        jsond_req_free(req);
-        return;
-    }
     req->done = NULL;
-    if (req->cancel)
-        req->cancel(req, req->cancel_arg); /* replies, which frees req */
+    if (req->state == JSOND_REQ_RUNNING)
+        cancel(req);
+    unref(req);
 }
 
-/* Hands the reply over, or drops it if nobody waits any more. Handlers
- * reply exactly once: the receiver may free `req` at once, so a second
- * reply could not even be detected. */
+void jsond_req_release(jsond_req *req)
+{
+    unref(req);
+}
+
+/* Hands the outcome over and lets go of the handler's reference. A reply
+ * that comes after a cancel (a late one) is discarded by the callers
+ * instead. Handlers reply exactly once. */
 static void complete(jsond_req *req)
 {
-    req->replied = 1;
-    if (req->done)
-        req->done(req, req->done_arg);
-    else
-        jsond_req_free(req);
+    req->state = JSOND_REQ_REPLIED;
+    disarm(req);
+    req->done(req, req->done_arg);
+    unref(req);
 }
 
 void jsond_reply(jsond_req *req, json_t *reply)
 {
+    if (req->state != JSOND_REQ_RUNNING) {
+        json_decref(reply);
+        unref(req);
+        return;
+    }
     req->reply = reply; /* NULL (out of memory) becomes an internal error */
     complete(req);
 }
 
 void jsond_reply_error(jsond_req *req, jsond_code code, const char *fmt, ...)
 {
+    if (req->state != JSOND_REQ_RUNNING) {
+        unref(req);
+        return;
+    }
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(req->message, sizeof req->message, fmt, ap);
@@ -106,6 +172,11 @@ void jsond_reply_error(jsond_req *req, jsond_code code, const char *fmt, ...)
 
 void jsond_reply_producer(jsond_req *req, const jsond_producer_ops *ops, void *self)
 {
+    if (req->state != JSOND_REQ_RUNNING) {
+        ops->stop(self);
+        unref(req);
+        return;
+    }
     req->ops = ops;
     req->self = self;
     complete(req);

@@ -1,9 +1,15 @@
 /* req.h: a request in flight, between the connection and its handler.
  *
- * The connection creates a request, the router runs its handler, the handler
- * replies (now or later) and the connection is told through `done`. If the
- * connection goes away first it cancels the request, which then lives on
- * until the handler replies, and is freed without a word to anyone.
+ * A request has two owners: the connection, which wants its outcome, and
+ * the handler, which owes it. Each holds a reference from jsond_req_run()
+ * on; the request is freed when both have let go. Its state says whether
+ * the outcome is still wanted: RUNNING until the handler replies (the
+ * connection is told through `done`), or until it is cancelled (the
+ * client is gone, or the deadline passed). A cancel runs the handler's
+ * cancel hook, and a reply that comes after it is discarded: a cancel
+ * never frees a request its handler still holds.
+ *
+ * Loop thread only in this version.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -11,21 +17,31 @@
 #define JSOND_REQ_H
 
 #include <event2/event.h>
+#include <event2/event_struct.h>
 
 #include "config.h"
 #include "jsond.h"
-#include "output.h"
+#include "producer.h"
 #include "stats.h"
+#include "timeout.h"
 
 typedef void (*jsond_req_done_fn)(jsond_req *req, void *arg);
 typedef void (*jsond_req_cancel_fn)(jsond_req *req, void *arg);
 
 /* What a handler may use besides its args: the loop it runs on (for
- * timers) and the server's counters (read-only, for stats and health). */
+ * timers) and the server's counters (read-only, for stats and health);
+ * what the request itself uses: the loop's deadline queues. */
 typedef struct jsond_req_env {
     struct event_base *base;
     const jsond_stats *stats;
+    jsond_timeouts *timeouts;
 } jsond_req_env;
+
+typedef enum jsond_req_state {
+    JSOND_REQ_RUNNING,   /* the handler owes the reply */
+    JSOND_REQ_REPLIED,   /* the reply went to the connection */
+    JSOND_REQ_CANCELLED, /* nobody wants the reply: it is discarded */
+} jsond_req_state;
 
 struct jsond_req {
     jsond_config *cfg; /* the snapshot the request was resolved on (a reference) */
@@ -33,13 +49,16 @@ struct jsond_req {
     jsond_async_fn fn;
     json_t *args;
     jsond_req_env env;
-    jsond_req_done_fn done; /* NULL once cancelled */
+    jsond_req_done_fn done;
     void *done_arg;
     jsond_req_cancel_fn cancel; /* the handler's, for a reply still owed */
     void *cancel_arg;
-    int replied;
-    /* The reply: a JSON value, a producer that makes it piece by piece, or
-     * an error (code and message; the connection shapes the envelope). */
+    jsond_req_state state;
+    int refs;              /* the connection's and the handler's */
+    int armed;             /* the deadline is pending */
+    struct event deadline; /* assigned on first use: most replies come at once */
+    /* The outcome: a JSON value, a producer that makes it piece by piece,
+     * or an error (code and message; the connection shapes the envelope). */
     json_t *reply;
     const jsond_producer_ops *ops;
     void *self;
@@ -53,7 +72,8 @@ struct jsond_req {
 jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, jsond_async_fn fn, json_t *args,
                          const jsond_req_env *env, jsond_req_done_fn done, void *arg);
 
-/* Runs the handler. `done` may be called before this returns. */
+/* Runs the handler; `done` may be called before this returns. A handler
+ * that has not replied by then is given the route's deadline. */
 void jsond_req_run(jsond_req *req);
 
 /* Replies with a producer: the reply's bytes (without the final newline)
@@ -61,16 +81,17 @@ void jsond_req_run(jsond_req *req);
  * `self` passes to the request. */
 void jsond_reply_producer(jsond_req *req, const jsond_producer_ops *ops, void *self);
 
-/* For a handler that replies later: `fn` runs if the connection goes away
- * first, and must release what the handler holds and reply (the reply is
- * then dropped). */
+/* For a handler that replies later: `fn` runs when the reply is no longer
+ * wanted (the client is gone, or the deadline passed), and must release
+ * what the handler holds and reply all the same (the reply is discarded):
+ * that reply is what lets go of the handler's reference. */
 void jsond_req_on_cancel(jsond_req *req, jsond_req_cancel_fn fn, void *arg);
 
-/* The connection no longer wants the reply: frees the request now if it has
- * replied, else runs the handler's cancel hook (or waits for the reply). */
+/* The connection no longer wants the reply and lets go of the request: a
+ * running handler is cancelled. */
 void jsond_req_cancel(jsond_req *req);
 
-/* Frees a request whose reply has been taken. */
-void jsond_req_free(jsond_req *req);
+/* The connection has taken the outcome (from `done`) and lets go. */
+void jsond_req_release(jsond_req *req);
 
 #endif /* JSOND_REQ_H */

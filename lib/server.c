@@ -54,6 +54,7 @@ struct jsond_server {
     void (*drained)(void *arg);
     void *drained_arg;
     jsond_stats stats;
+    jsond_timeouts *timeouts; /* the loop's timer queues, shared by every connection */
 };
 
 /* Stops accepting and releases the socket; NULL is fine. Connections it
@@ -122,7 +123,7 @@ static void serve(listener *l, evutil_socket_t fd, const struct sockaddr_storage
     }
     node *n = calloc(1, sizeof *n);
     jsond_conn *c = n ? jsond_conn_new(srv->base, fd, peer, srv->cfg, l->cfg, &srv->cfg,
-                                       &srv->stats, conn_closed_cb, n)
+                                       &srv->stats, srv->timeouts, conn_closed_cb, n)
                       : NULL;
     if (!c) {
         jsond_log(JSOND_LOG_ERROR, "out of memory: connection from %s closed", peer);
@@ -406,7 +407,8 @@ jsond_server *jsond_server_new(struct event_base *base, jsond_config *cfg, unsig
     if (jsond_stats_init(&srv->stats) < 0)
         goto fail;
     srv->backoff = evtimer_new(base, backoff_cb, srv);
-    if (!srv->backoff || switch_listeners(srv, cfg, errs, &sum) < 0)
+    srv->timeouts = jsond_timeouts_new(base);
+    if (!srv->backoff || !srv->timeouts || switch_listeners(srv, cfg, errs, &sum) < 0)
         goto fail;
     set_config(srv, cfg);
     jsond_context_set(JSOND_CTX_LOOP);
@@ -516,6 +518,7 @@ void jsond_server_free(jsond_server *srv)
         event_free(srv->backoff);
     free(srv->ls);
     jsond_stats_fini(&srv->stats);
+    jsond_timeouts_free(srv->timeouts);
     jsond_config_unref(srv->cfg);
     free(srv);
 }

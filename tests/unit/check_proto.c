@@ -342,11 +342,13 @@ START_TEST(test_bad_shorthand_rpc)
 {
     size_t len = bad_shorthand[_i].len ? bad_shorthand[_i].len : strlen(bad_shorthand[_i].line);
     int modes[] = {SEEN, ONLY};
+    /* A JSON scalar is JSON: on a jsonrpc listener, an invalid request. */
+    int scalar = strcmp(bad_shorthand[_i].line, "\"hello\"") == 0;
     for (size_t m = 0; m < 2; m++) {
         parse_len(bad_shorthand[_i].line, len, modes[m]);
         ck_assert_uint_eq(req.ncalls, 1);
         ck_assert_int_eq(req.batch, 0);
-        failed_call_at(0, JSOND_BAD_REQUEST, -32700, "null");
+        failed_call_at(0, JSOND_BAD_REQUEST, scalar && modes[m] == ONLY ? -32600 : -32700, "null");
     }
 }
 END_TEST
@@ -362,6 +364,18 @@ START_TEST(test_rpc_only)
     parse("{\"route\":\"hello\",\"id\":5}", ONLY);
     failed_call_at(0, JSOND_BAD_REQUEST, -32600, "null");
     ck_assert_int_eq(req.rpc, 1);
+    /* Valid JSON that is not a request: -32600, as the JSON-RPC spec says,
+     * not a parse error. */
+    static const char *const scalars[] = {"123", "\"x\"", "null", "true", "-1.5e3"};
+    for (size_t i = 0; i < sizeof scalars / sizeof scalars[0]; i++) {
+        parse(scalars[i], ONLY);
+        failed_call_at(0, JSOND_BAD_REQUEST, -32600, "null");
+    }
+    parse("12x", ONLY);
+    failed_call_at(0, JSOND_BAD_REQUEST, -32700, "null");
+    /* Elsewhere 123 is a route name like any other. */
+    parse("123", SEEN);
+    ck_assert_str_eq(req.calls[0].route, "123");
     /* On an auto connection that has used JSON-RPC, shorthand still works. */
     parse("hello", SEEN);
     ok_call("hello", "(none)", "(none)");
