@@ -19,12 +19,15 @@
  */
 #include "autoconfig.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "builtin.h"
 #include "config.h" /* lib/config.h: same directory, so not autoconf's */
@@ -179,6 +182,12 @@ static const char *const protocol_names[] = {
 #define MAX_DEPTH 16
 #define MAX_FILES 1000
 
+/* Reading a config never balloons: one file is at most MAX_FILE bytes, and
+ * all the files of one config (the top file and what it includes) at most
+ * MAX_TOTAL. A real config is a few KB; a route's args may be large. */
+#define MAX_FILE  (16 * MIB)
+#define MAX_TOTAL (64 * MIB)
+
 /* Shown paths are cut to this many bytes (see show()). */
 #define PATH_SHOW 256
 
@@ -232,6 +241,7 @@ typedef struct parser {
     size_t nrefs, refs_cap;
     char *buf; /* the current value, comments stripped, NUL-terminated */
     size_t buflen, bufcap;
+    size_t total; /* bytes of every file read so far, at most MAX_TOTAL */
 } parser;
 
 /* No include line: it has no directory to be relative to, and conf.d/ is
@@ -1189,41 +1199,87 @@ static void no_section(parser *P)
     memset(P->seen, 0, sizeof P->seen);
 }
 
-/* Reads the whole file at `path`. NULL when it cannot, with errno set and
- * *what naming the step that failed. */
-static char *read_all(const char *path, size_t *len, const char **what)
+/* What a file that is not a regular file is, for messages. */
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "not a regular file";
+}
+
+/* Reads the whole file at `path`, at most `budget` bytes (what is left of
+ * MAX_TOTAL for this config, never more than MAX_FILE). Only a regular file
+ * is read: opened nonblocking, so a FIFO with no writer cannot hang the
+ * loop, then checked with fstat, so /dev/zero cannot fill memory. NULL when
+ * it cannot, with *what naming the step that failed and `why` the reason. */
+static char *read_all(const char *path, size_t budget, size_t *len, const char **what, char *why,
+                      size_t whysize)
 {
     char *buf = NULL;
     size_t cap = 0;
-    int err;
+    struct stat st;
+    char lim[32];
     *len = 0;
     *what = "cannot open";
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, whysize, "%s", strerror(errno));
         return NULL;
+    }
     *what = "cannot read";
+    if (fstat(fd, &st) < 0) {
+        snprintf(why, whysize, "%s", strerror(errno));
+        goto fail;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(why, whysize, "%s", strerror(EISDIR));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, whysize, "not a regular file (%s)", file_kind(st.st_mode));
+        goto fail;
+    }
+    if (budget > MAX_FILE)
+        budget = MAX_FILE;
+    /* Checked before and while reading: the file may grow meanwhile. */
     for (;;) {
+        if ((unsigned long long)st.st_size > budget || *len > budget) {
+            if (budget == MAX_FILE)
+                snprintf(why, whysize, "larger than %s, the limit for one config file",
+                         format_number(lim, sizeof lim, size_units, MAX_FILE));
+            else
+                snprintf(why, whysize, "the config's files add up to more than %s, the limit",
+                         format_number(lim, sizeof lim, size_units, MAX_TOTAL));
+            goto fail;
+        }
         char *nb = grow(buf, &cap, *len + 65536, 1);
         if (!nb) {
-            errno = ENOMEM;
+            snprintf(why, whysize, "%s", strerror(ENOMEM));
             goto fail;
         }
         buf = nb;
-        size_t want = cap - *len, got = fread(buf + *len, 1, want, f);
-        *len += got;
-        if (got < want) {
-            if (ferror(f))
-                goto fail;
-            break;
+        ssize_t got = read(fd, buf + *len, cap - *len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            snprintf(why, whysize, "%s", strerror(errno));
+            goto fail;
         }
+        if (got == 0)
+            break;
+        *len += (size_t)got;
     }
-    fclose(f);
-    return buf;
+    close(fd);
+    return buf; /* never NULL: grown before the first read */
 fail:
-    err = errno;
     free(buf);
-    fclose(f);
-    errno = err;
+    close(fd);
     return NULL;
 }
 
@@ -1279,7 +1335,7 @@ static void report_cycle(parser *P, size_t from, const char *shown, int line)
 /* Reads one file named by the include at `line` of the file being read. */
 static void include_file(parser *P, const char *path, int line)
 {
-    char shown[PATH_SHOW], *text = NULL, *real;
+    char shown[PATH_SHOW], *text = NULL, *real, why[128];
     const char *what;
     size_t len, f;
 
@@ -1305,10 +1361,12 @@ static void include_file(parser *P, const char *path, int line)
         perr(P, line, "too many included files (more than %d)", MAX_FILES);
         goto done;
     }
-    if (!(text = read_all(path, &len, &what))) {
-        perr(P, line, "%s included file '%s': %s", what, shown, strerror(errno));
+    if (!(text = read_all(path, P->total < MAX_TOTAL ? MAX_TOTAL - P->total : 0, &len, &what, why,
+                          sizeof why))) {
+        perr(P, line, "%s included file '%s': %s", what, shown, why);
         goto done;
     }
+    P->total += len;
     f = add_file(P, path, real, line, 1);
     real = NULL; /* taken, even on failure */
     if (f == SIZE_MAX)
@@ -1511,6 +1569,7 @@ static jsond_config *parse_top(const char *name, char *real, int relative, const
     parser P = {0};
     size_t top = SIZE_MAX;
     P.top = name;
+    P.total = len;
     P.errs = jsond_errors_new();
     P.cfg = calloc(1, sizeof *P.cfg);
     if (P.errs && P.cfg && (P.cfg->source = dupn(name, strlen(name))))
@@ -1554,11 +1613,12 @@ jsond_config *jsond_config_parse(const char *name, const char *text, size_t len,
 jsond_config *jsond_config_load(const char *path, jsond_errors *errs)
 {
     const char *what;
+    char why[128];
     size_t len;
-    char *text = read_all(path, &len, &what);
+    char *text = read_all(path, MAX_TOTAL, &len, &what, why, sizeof why);
     if (!text) {
         if (errs)
-            jsond_errors_add(errs, path, 0, "%s: %s", what, strerror(errno));
+            jsond_errors_add(errs, path, 0, "%s: %s", what, why);
         return NULL;
     }
     /* Without it (realpath() failed), a cycle through the top file is

@@ -1,6 +1,7 @@
 """The daemon's command line: -t, -V, -h, usage errors, exit codes, signals."""
 import os
 import re
+import shutil
 import signal
 import socket
 import tempfile
@@ -77,6 +78,48 @@ class Cli(unittest.TestCase):
         first = re.search(r"listening on first (\S+)", r.stderr).group(1)
         self.assertIn("stopped listening on first %s (another listener failed)" % first,
                       r.stderr)
+
+    def test_only_regular_files_are_read(self):
+        # A FIFO would block the read forever (no writer ever comes), and
+        # /dev/zero would fill memory: each is an error at the line that
+        # named it, or at the file itself (line 0: "FILE: message") for -c.
+        # run() bounds every run (3 * SLOW), so a hang fails, never hangs.
+        d = tempfile.mkdtemp(prefix="jsond-cli-")
+        self.addCleanup(shutil.rmtree, d)
+        confd = os.path.join(d, "conf.d")
+        os.mkdir(confd)
+        main_conf = os.path.join(d, "jsond.conf")
+        with open(main_conf, "w") as f:
+            f.write(GOOD + "include = conf.d/*.conf\n")
+        line = GOOD.count("\n") + 1
+        fifo = os.path.join(confd, "10-fifo.conf")
+        os.mkfifo(fifo)
+        zero = os.path.join(confd, "20-zero.conf")
+        os.symlink("/dev/zero", zero)
+        os.mkdir(os.path.join(confd, "30-dir.conf"))
+        big = os.path.join(confd, "40-big.conf")
+        with open(big, "wb") as f:
+            f.truncate(16 * 1024 * 1024 + 1)
+        r = run(["-t", "-c", main_conf])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stderr.splitlines(), [
+            "%s:%d: cannot read included file '%s': not a regular file (a FIFO)"
+            % (main_conf, line, fifo),
+            "%s:%d: cannot read included file '%s': not a regular file (a character device)"
+            % (main_conf, line, zero),
+            "%s:%d: cannot read included file '%s': Is a directory"
+            % (main_conf, line, os.path.join(confd, "30-dir.conf")),
+            "%s:%d: cannot read included file '%s': larger than 16M, the limit for one "
+            "config file" % (main_conf, line, big)])
+        for args in (["-t"], ["-l", "notice"]):
+            for path, why in ((fifo, "a FIFO"), ("/dev/zero", "a character device"),
+                              (zero, "a character device")):
+                r = run(args + ["-c", path])
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("%s: cannot read: not a regular file (%s)" % (path, why), r.stderr)
+            r = run(args + ["-c", big])
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("%s: cannot read: larger than 16M" % big, r.stderr)
 
     def test_version(self):
         r = run(["-V"])

@@ -800,6 +800,42 @@ class Includes(DaemonTest):
             self.assertEqual(c.call("hello"), json.loads(HELLO))
         self.stop(self.d)
 
+    def test_only_regular_files(self):
+        """A FIFO in conf.d/ (no writer ever comes), a symlink to /dev/zero,
+        an oversized file: the reload fails at the include line, naming the
+        file, at once; the loop never stalls on them (a client's hello is
+        answered promptly right after) and memory never balloons."""
+        d = self.d
+        c = Client(d, timeout=SLOW)
+        self.addCleanup(c.close)
+        line = lines_of(INCLUDING, "include = conf.d")[0]
+        rss = d.status("VmRSS")
+        fifo = os.path.join(self.confd, "10-fifo.conf")
+        os.mkfifo(fifo)
+        zero = os.path.join(self.confd, "20-zero.conf")
+        os.symlink("/dev/zero", zero)
+        big = os.path.join(self.confd, "30-big.conf")
+        with open(big, "wb") as f:
+            f.truncate(16 * 1024 * 1024 + 1)
+        for path, why in ((fifo, "not a regular file (a FIFO)"),
+                          (zero, "not a regular file (a character device)"),
+                          (big, "larger than 16M, the limit for one config file")):
+            out = reload(d)
+            self.assertFalse(out.ok, out.log)
+            self.assertIn("%s:%d: cannot read included file '%s': %s" % (d.path, line, path, why),
+                          out.errors, out.log)
+            t0 = time.monotonic()
+            self.assertEqual(c.call("hello"), json.loads(HELLO))
+            self.assertLess(time.monotonic() - t0, SLOW / 2)
+            check_verdict(self, d, out)
+            os.unlink(path)
+        if PLAIN:
+            self.assertLess(d.status("VmRSS") - rss, 16 * 1024)
+        out = reload(d)
+        self.assertTrue(out.ok, out.log)
+        self.good_serves(out)
+        self.stop(d)
+
     def test_globs_matching_nothing(self):
         text = INCLUDING + "include = nothing/*.conf\ninclude = conf.d/*.none\n"
         out = reload(self.d, text)

@@ -10,6 +10,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1291,6 +1292,89 @@ START_TEST(test_include_missing)
 }
 END_TEST
 
+/* Makes TDIR/REL with `make` (mkfifo, a symlink to /dev/zero, a sparse
+ * file of `size` bytes): things put() cannot. */
+static const char *special(const char *rel, const char *kind, off_t size)
+{
+    const char *path = tpath(rel);
+    if (strcmp(kind, "fifo") == 0) {
+        ck_assert_int_eq(mkfifo(path, 0600), 0);
+    } else if (strcmp(kind, "zero") == 0) {
+        ck_assert_int_eq(symlink("/dev/zero", path), 0);
+    } else {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, size), 0);
+        close(fd);
+    }
+    remember(path);
+    return path;
+}
+
+START_TEST(test_only_regular_files)
+{
+    /* A FIFO with no writer would block open() and read() forever, and a
+     * device like /dev/zero would fill memory: only regular files are read,
+     * and anything else is an error at the line that named it. The alarm
+     * bounds the test should the FIFO still be opened for a blocking read. */
+    alarm(20);
+    put("conf.d/00.conf", ROUTE_HELLO);
+    special("conf.d/10-fifo.conf", "fifo", 0);
+    special("conf.d/20-zero.conf", "zero", 0);
+    put("conf.d/30-dir.conf/x", "");
+    put("jsond.conf", "[listen a]\non_connect = hello\n"
+                      "include = conf.d/*.conf\n"
+                      "include = conf.d/10-fifo.conf\n");
+    ck_assert_str_eq(load_errors(tpath("jsond.conf"), NULL),
+                     "jsond.conf:3: cannot read included file 'conf.d/10-fifo.conf': not a "
+                     "regular file (a FIFO)\n"
+                     "jsond.conf:3: cannot read included file 'conf.d/20-zero.conf': not a "
+                     "regular file (a character device)\n"
+                     "jsond.conf:3: cannot read included file 'conf.d/30-dir.conf': Is a "
+                     "directory\n"
+                     "jsond.conf:4: cannot read included file 'conf.d/10-fifo.conf': not a "
+                     "regular file (a FIFO)\n");
+    /* The top file: its name and line 0, as "cannot open" is. */
+    ck_assert_str_eq(load_errors(tpath("conf.d/10-fifo.conf"), NULL),
+                     "conf.d/10-fifo.conf:0: cannot read: not a regular file (a FIFO)\n");
+    ck_assert_str_eq(load_errors("/dev/zero", NULL),
+                     "/dev/zero:0: cannot read: not a regular file (a character device)\n");
+    ck_assert_str_eq(load_errors(tpath("conf.d/20-zero.conf"), NULL),
+                     "conf.d/20-zero.conf:0: cannot read: not a regular file (a character "
+                     "device)\n");
+    alarm(0);
+}
+END_TEST
+
+START_TEST(test_size_limits)
+{
+    /* One file: at most 16M. Sparse files: the size is checked before a
+     * byte is read. */
+    special("big.conf", "size", 16 * 1024 * 1024 + 1);
+    put("jsond.conf", "[listen a]\non_connect = hello\n" ROUTE_HELLO "include = big.conf\n");
+    ck_assert_str_eq(load_errors(tpath("jsond.conf"), NULL),
+                     "jsond.conf:5: cannot read included file 'big.conf': larger than 16M, the "
+                     "limit for one config file\n");
+    ck_assert_str_eq(load_errors(tpath("big.conf"), NULL),
+                     "big.conf:0: cannot read: larger than 16M, the limit for one config file\n");
+    /* All the files of one config: at most 64M. Four files of 15M (each
+     * one NUL error: they are read) and the fifth is one too many. */
+    char name[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof name, "many/%d.conf", i);
+        if (i == 0)
+            put(name, "");
+        special(name, "size", 15 * 1024 * 1024);
+    }
+    put("all.conf", "[listen a]\non_connect = hello\n" ROUTE_HELLO "include = many/*.conf\n");
+    const char *got = load_errors(tpath("all.conf"), NULL);
+    ck_assert_msg(strstr(got, "all.conf:5: cannot read included file 'many/4.conf': the config's "
+                              "files add up to more than 64M, the limit\n"),
+                  "%s", got);
+    ck_assert_msg(!strstr(got, "'many/3.conf'"), "%s", got);
+}
+END_TEST
+
 START_TEST(test_include_errors)
 {
     /* Every problem names its own file and line, and all come in reading
@@ -1561,6 +1645,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_include_cycles);
     tcase_add_test(tc, test_include_sections);
     tcase_add_test(tc, test_include_installed);
+    tcase_add_test(tc, test_only_regular_files);
+    tcase_add_test(tc, test_size_limits);
     suite_add_tcase(s, tc);
     return s;
 }
