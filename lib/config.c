@@ -983,6 +983,13 @@ static void set_value(parser *P, const key_def *k, void *base, const char *v, in
             perr(P, line, "bad address '%s': %s", show(s, sizeof s, v, strlen(v)), why);
             return;
         }
+        /* Checked here, so -t sees it too: binding would need the path
+         * removed, and jsond removes nothing but a socket. */
+        if (jsond_addr_unix_check(field, &why) < 0) {
+            perr(P, line, "'%s' is %s, not a socket: jsond replaces only a stale socket",
+                 show(s, sizeof s, v, strlen(v)), why);
+            return;
+        }
         /* The address is optional: a listener without one only takes
          * sockets handed over by systemd. */
         ((cfg_listen *)base)->has_address = 1;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -28,7 +29,9 @@ typedef struct listener {
     const cfg_listen *cfg;
     evutil_socket_t fd;
     struct event *ev;
-    int unlink_path;  /* a unix socket file we created */
+    int unlink_path; /* a unix socket file we created, */
+    dev_t dev;       /* this one: removed at close only if it is still there */
+    ino_t ino;
     jsond_addr bound; /* the address it got: port 0 in the config is a real port here */
 } listener;
 
@@ -56,6 +59,17 @@ struct jsond_server {
     jsond_stats stats;
 };
 
+/* Removes the unix socket at `path` if it is still the very socket file
+ * (dev, ino) we bound, or, with ino 0, any socket: never anything else,
+ * whatever has been put there meanwhile. */
+static void unlink_socket(const char *path, dev_t dev, ino_t ino)
+{
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+        (!ino || (st.st_dev == dev && st.st_ino == ino)))
+        unlink(path);
+}
+
 /* Stops accepting and releases the socket; NULL is fine. Connections it
  * accepted carry on. */
 static void listener_free(listener *l)
@@ -67,7 +81,7 @@ static void listener_free(listener *l)
     if (l->fd >= 0)
         close(l->fd);
     if (l->unlink_path)
-        unlink(((const struct sockaddr_un *)&l->cfg->address.ss)->sun_path);
+        unlink_socket(jsond_addr_unix_path(&l->cfg->address), l->dev, l->ino);
     free(l);
 }
 
@@ -212,10 +226,12 @@ static void listener_accept_cb(evutil_socket_t fd, short what, void *arg)
 /* ---- binding ---------------------------------------------------------- */
 
 /* A unix socket file left by a process that died is removed; one that still
- * answers belongs to a live server and is left alone. */
+ * answers belongs to a live server and is left alone. The probe never
+ * blocks the loop: a nonblocking connect to a live server whose backlog is
+ * full says EAGAIN (live), not a wait; ECONNREFUSED means nobody listens. */
 static int unix_stale(const jsond_addr *a)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return 0;
     int stale = connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno == ECONNREFUSED;
@@ -226,6 +242,7 @@ static int unix_stale(const jsond_addr *a)
 static int bind_listener(listener *l, jsond_errors *errs)
 {
     const jsond_addr *a = &l->cfg->address;
+    const char *path = jsond_addr_unix_path(a), *what = NULL;
     char text[160];
     jsond_addr_format(a, text, sizeof text);
     int family = a->ss.ss_family, one = 1;
@@ -238,14 +255,26 @@ static int bind_listener(listener *l, jsond_errors *errs)
     if (family == AF_INET6 && setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)
         goto fail;
     if (bind(l->fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
-        if (family != AF_UNIX || errno != EADDRINUSE || !unix_stale(a))
+        if (family != AF_UNIX || errno != EADDRINUSE)
             goto fail;
-        unlink(((const struct sockaddr_un *)&a->ss)->sun_path);
+        /* Only a stale socket is replaced: a file, say, put there since the
+         * config was checked stays, byte for byte. */
+        if (jsond_addr_unix_check(a, &what) < 0 || !unix_stale(a)) {
+            errno = EADDRINUSE;
+            goto fail;
+        }
+        unlink_socket(path, 0, 0);
         if (bind(l->fd, (const struct sockaddr *)&a->ss, a->len) < 0)
             goto fail;
     }
-    if (family == AF_UNIX)
-        l->unlink_path = 1;
+    if (family == AF_UNIX) {
+        struct stat st;
+        if (lstat(path, &st) == 0) {
+            l->unlink_path = 1;
+            l->dev = st.st_dev;
+            l->ino = st.st_ino;
+        }
+    }
     if (listen(l->fd, SOMAXCONN) < 0)
         goto fail;
     l->bound = *a;
@@ -257,7 +286,11 @@ static int bind_listener(listener *l, jsond_errors *errs)
     jsond_log(JSOND_LOG_NOTICE, "listening on %s %s", l->cfg->name, text);
     return 0;
 fail:
-    if (errs)
+    if (errs && what)
+        jsond_errors_add(errs, l->cfg->file, l->cfg->line,
+                         "listener %s: cannot listen on %s: %s is there, not a socket",
+                         l->cfg->name, text, what);
+    else if (errs)
         jsond_errors_add(errs, l->cfg->file, l->cfg->line, "listener %s: cannot listen on %s: %s",
                          l->cfg->name, text, strerror(errno));
     return -1;

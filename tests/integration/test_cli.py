@@ -121,6 +121,25 @@ class Cli(unittest.TestCase):
             self.assertEqual(r.returncode, 1, r.stderr)
             self.assertIn("%s: cannot read: larger than 16M" % big, r.stderr)
 
+    def test_unix_path_is_a_file(self):
+        # A regular file at a unix listener's path is never removed: -t and
+        # a start both fail at the address line, and the file is untouched.
+        d = tempfile.mkdtemp(prefix="jsond-cli-")
+        self.addCleanup(shutil.rmtree, d)
+        data = os.path.join(d, "data")
+        content = b"important\n" * 1000
+        with open(data, "wb") as f:
+            f.write(content)
+        path = self.write(GOOD + "[listen sock]\nrequests = yes\naddress = unix:%s\n" % data)
+        line = GOOD.count("\n") + 3
+        for args in (["-t"], ["-l", "notice"]):
+            r = run(args + ["-c", path])
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("%s:%d: 'unix:%s' is a regular file, not a socket: jsond replaces only "
+                          "a stale socket" % (path, line, data), r.stderr)
+            with open(data, "rb") as f:
+                self.assertEqual(f.read(), content)
+
     def test_version(self):
         r = run(["-V"])
         self.assertEqual(r.returncode, 0)

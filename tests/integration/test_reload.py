@@ -649,6 +649,20 @@ class Broken(SharedDaemon):
         self.assertIn(self.d.path, out.errors[0])
         self.still_good(out)
 
+    def test_unix_path_is_a_file(self):
+        """A unix listener whose path is a regular file: the reload fails at
+        the address line (so -t says the same) and the file stays, byte for
+        byte: jsond removes nothing but a socket."""
+        data = os.path.join(self.d.dir.name, "precious.db")
+        content = b"precious data\n\x00\xff" * 100
+        with open(data, "wb") as f:
+            f.write(content)
+        text = CHANGED + "[listen sock]\nrequests = yes\naddress = unix:%s\n" % data
+        out = self.reject(text, lines_of(text, "unix:"))
+        self.assertIn("'unix:%s' is a regular file, not a socket" % data, out.errors[0])
+        with open(data, "rb") as f:
+            self.assertEqual(f.read(), content)
+
     def test_good_again_after_failures(self):
         self.reject(SYNTAX, lines_of(SYNTAX, "not ini", "[route unclosed"), verdict=False)
         out = reload(self.d, CHANGED)

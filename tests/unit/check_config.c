@@ -837,6 +837,30 @@ END_TEST
 
 /* ---- the default, equality, references, files --------------------------- */
 
+START_TEST(test_unix_path_in_the_way)
+{
+    /* Only a socket is ever replaced: a file at a unix listener's path is
+     * an error at its address line, so `jsond -t` sees it too. */
+    char dir[] = "/tmp/check_config.XXXXXX", text[256], want[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(text, sizeof text, "[listen a]\nrequests = yes\naddress = unix:%s/f\n", dir);
+    ck_assert_str_eq(errors_of(text), "");
+    char path[64];
+    snprintf(path, sizeof path, "%s/f", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("data\n", f);
+    fclose(f);
+    snprintf(want, sizeof want,
+             "3: 'unix:%s' is a regular file, not a socket: jsond replaces only a stale "
+             "socket\n",
+             path);
+    ck_assert_str_eq(errors_of(text), want);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 START_TEST(test_default_equals_conf)
 {
     jsond_errors *errs = jsond_errors_new();
@@ -1632,6 +1656,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_refcount);
     tcase_add_test(tc, test_load_missing);
     tcase_add_test(tc, test_load_file);
+    tcase_add_test(tc, test_unix_path_in_the_way);
     tcase_add_test(tc, test_log);
     suite_add_tcase(s, tc);
 
