@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,7 +242,8 @@ typedef struct parser {
     size_t nrefs, refs_cap;
     char *buf; /* the current value, comments stripped, NUL-terminated */
     size_t buflen, bufcap;
-    size_t total; /* bytes of every file read so far, at most MAX_TOTAL */
+    size_t total;    /* bytes of every file read so far, at most MAX_TOTAL */
+    int listen_seen; /* a [listen ...] header, even a bad one, was read */
 } parser;
 
 /* No include line: it has no directory to be relative to, and conf.d/ is
@@ -993,6 +995,7 @@ static void set_value(parser *P, const key_def *k, void *base, const char *v, in
         /* The address is optional: a listener without one only takes
          * sockets handed over by systemd. */
         ((cfg_listen *)base)->has_address = 1;
+        ((cfg_listen *)base)->address_line = line;
         return;
     case T_ROUTE:
         set_route(P, k, field, v, line);
@@ -1148,6 +1151,8 @@ static void section(parser *P, const char *s, size_t n)
         if (strlen(sections[i].name) == (size_t)(kwe - kw) &&
             memcmp(sections[i].name, kw, (size_t)(kwe - kw)) == 0)
             sd = &sections[i];
+    if (sd && sd->kind == S_LISTEN)
+        P->listen_seen = 1;
     if (!sd) {
         perr(P, line, "unknown section [%s]", show(shown, sizeof shown, kw, (size_t)(kwe - kw)));
         return;
@@ -1567,6 +1572,52 @@ static void config_free(jsond_config *cfg)
     free(cfg);
 }
 
+/* The src of a listener (its header's file, a name in cfg->files). */
+static size_t listen_src(const parser *P, const cfg_listen *l)
+{
+    for (size_t i = 0; i < P->nfiles; i++)
+        if (P->cfg->files[i] == l->file)
+            return i;
+    return 0;
+}
+
+/* A config must serve something: an empty or truncated file (a reload
+ * while an editor writes it) would otherwise close every listener without
+ * a word. No [listen] section at all is an error at the top file, line 0
+ * (it belongs to no line). And two listeners on one address could never
+ * both bind: an error at the second's address line, naming the first;
+ * except port 0, which gives each listener a port of its own. */
+static void check_serves(parser *P)
+{
+    const jsond_config *cfg = P->cfg;
+    char at[PATH_SHOW + 32], text[160];
+    if (P->stop)
+        return;
+    if (!P->listen_seen)
+        perr_at(P, 0, 0, "no [listen] section: this config would serve nothing");
+    for (size_t i = 0; i < cfg->nlistens; i++) {
+        const cfg_listen *b = &cfg->listens[i];
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&b->address.ss;
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&b->address.ss;
+        if (!b->has_address || (in->sin_family == AF_INET && in->sin_port == 0) ||
+            (in6->sin6_family == AF_INET6 && in6->sin6_port == 0))
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            const cfg_listen *a = &cfg->listens[j];
+            if (!a->has_address || !jsond_addr_equal(&a->address, &b->address))
+                continue;
+            size_t f = listen_src(P, b);
+            if (a->file == b->file)
+                snprintf(at, sizeof at, "line %d", a->address_line);
+            else
+                snprintf(at, sizeof at, "%s:%d", a->file, a->address_line);
+            perr_at(P, f, b->address_line, "listener %s: address %s is also listener %s's (%s)",
+                    b->name, jsond_addr_format(&b->address, text, sizeof text), a->name, at);
+            break;
+        }
+    }
+}
+
 /* Parses the top file `name`: `real` is its realpath() (taken; NULL for
  * text from memory), and with `relative` its includes are relative to its
  * directory, else to the current directory. */
@@ -1596,6 +1647,7 @@ static jsond_config *parse_top(const char *name, char *real, int relative, const
         if (!jsond_config_route(P.cfg, P.refs[i].name))
             perr_at(&P, P.refs[i].file, P.refs[i].line, "route '%s' is not defined",
                     P.refs[i].name);
+    check_serves(&P);
     flush_errors(&P, errs);
 done:
     if (P.failed) {

@@ -49,6 +49,7 @@ typedef struct cfg_listen {
     char **routes;    /* otherwise the route names callable here */
     size_t nroutes;
     int protocol; /* JSOND_PROTOCOL_* */
+    int address_line; /* of its address key (same file as the header), or 0 */
 } cfg_listen;
 
 typedef struct cfg_route {

@@ -361,7 +361,17 @@ static ssize_t find_listener(listener **ls, size_t n, char *taken, const cfg_lis
 static int switch_listeners(jsond_server *srv, jsond_config *cfg, jsond_errors *errs,
                             jsond_reload_summary *sum)
 {
-    size_t n = cfg->nlistens;
+    size_t n = cfg->nlistens, serving = 0;
+    /* A config that would close every listener serves nothing: refused,
+     * at start and on a reload alike (the old config stays). */
+    for (size_t i = 0; i < n; i++)
+        serving += cfg->listens[i].has_address != 0;
+    if (!serving) {
+        if (errs)
+            jsond_errors_add(errs, cfg->files[0], 0,
+                             "no listener has an address: this config would serve nothing");
+        return -1;
+    }
     listener **ls = calloc(n ? n : 1, sizeof(listener *));
     ssize_t *kept = calloc(n ? n : 1, sizeof *kept);
     char *taken = calloc(srv->nls ? srv->nls : 1, 1);

@@ -140,6 +140,34 @@ class Cli(unittest.TestCase):
             with open(data, "rb") as f:
                 self.assertEqual(f.read(), content)
 
+    def test_config_must_serve(self):
+        # No [listen] section: an error at the file, line 0 ("FILE: ...").
+        for text in ("", "; comments only\n", "[route hello]\nhandler = builtin:hello\n"):
+            path = self.write(text)
+            for args in (["-t"], ["-l", "notice"]):
+                r = run(args + ["-c", path])
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("%s: no [listen] section: this config would serve nothing" % path,
+                              r.stderr)
+        # Two listeners on one address: the second's address line, naming
+        # the first's; several on port 0 are fine.
+        path = self.write(GOOD + "[listen again]\naddress = 127.0.0.1:0\non_connect = hello\n"
+                          "[listen a]\naddress = [::1]:1\nrequests = yes\n"
+                          "[listen b]\nrequests = yes\naddress = [::1]:1\n")
+        r = run(["-t", "-c", path])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        n = GOOD.count("\n")
+        self.assertEqual(r.stderr, "%s:%d: listener b: address [::1]:1 is also listener a's "
+                         "(line %d)\n" % (path, n + 9, n + 5))
+        # Only listeners without an address: -t cannot know what systemd
+        # will pass, but a start with nothing to listen on fails.
+        path = self.write(GOOD.replace("address = 127.0.0.1:0\n", ""))
+        self.assertEqual(run(["-t", "-c", path]).returncode, 0)
+        r = run(["-c", path, "-l", "notice"])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("%s: no listener has an address: this config would serve nothing" % path,
+                      r.stderr)
+
     def test_version(self):
         r = run(["-V"])
         self.assertEqual(r.returncode, 0)

@@ -663,6 +663,46 @@ class Broken(SharedDaemon):
         with open(data, "rb") as f:
             self.assertEqual(f.read(), content)
 
+    def test_nothing_to_serve(self):
+        """An empty file, one cut short before its first listener, one with
+        only comments: no [listen] section, an error at the file (line 0),
+        and the old config serves on. Without this, a SIGHUP on a
+        half-written file closed every listener without a word."""
+        for text in ("", "; nothing yet\n", GOOD[GOOD.index("[route hello]"):],
+                     "[route hello]\nhandler = builtin:hel"):
+            out = reload(self.d, text)
+            self.assertFalse(out.ok, out.log)
+            self.assertIn("%s: no [listen] section: this config would serve nothing"
+                          % self.d.path, out.errors, out.log)
+            check_verdict(self, self.d, out)
+            self.still_good(out)
+
+    def test_every_listener_closed(self):
+        """Only address-less [listen] sections: valid to -t (systemd may pass
+        them sockets), but a reload that would close every listener is
+        refused, with its reason, and changes nothing."""
+        text = CHANGED.replace("address = 127.0.0.1:0\n", "")
+        self.assertEqual(run(["-t", "-c", write_conf(self.d, text)]).returncode, 0)
+        out = reload(self.d, text)
+        self.assertFalse(out.ok, out.log)
+        self.assertEqual(out.errors, ["%s: no listener has an address: this config would serve "
+                                      "nothing" % self.d.path], out.log)
+        self.still_good(out)
+
+    def test_two_listeners_one_address(self):
+        text = CHANGED + config("""
+            [listen d1]
+            address = 127.0.0.1:1
+            requests = yes
+            [listen d2]
+            requests = yes
+            address = 127.0.0.1:1
+        """)
+        first, second = lines_of(text, "address = 127.0.0.1:1")[0], len(text.splitlines())
+        out = self.reject(text, [second])
+        self.assertIn("listener d2: address 127.0.0.1:1 is also listener d1's (line %d)" % first,
+                      out.errors[0])
+
     def test_good_again_after_failures(self):
         self.reject(SYNTAX, lines_of(SYNTAX, "not ini", "[route unclosed"), verdict=False)
         out = reload(self.d, CHANGED)

@@ -23,10 +23,33 @@
 
 static char rendered[1 << 16];
 
-/* Parses TEXT (LEN bytes) as "t.conf" and returns its errors as "LINE:
- * message\n" lines ("" when valid). Checks that a config comes back exactly
- * when there is no error, and that every error names the file. */
-static const char *errors_of_len(const char *text, size_t len)
+/* A config must have a [listen] section. Most cases are about something
+ * else: when TEXT has none, a bare "[listen zz]" (no keys: it declares the
+ * name only, so it cannot add an error) is appended after it, on lines of
+ * its own past the text's, so line numbers are those of TEXT. The appended
+ * section counts in cfg->nlistens: cases check nlistens with that in mind.
+ * The returned copy is the caller's to free. */
+#define AUTO_LISTEN "\n[listen zz]\n"
+
+static char *with_listener(const char *text, size_t len, size_t *outlen)
+{
+    int has = 0;
+    for (size_t i = 0; i + 7 <= len && !has; i++)
+        has = memcmp(text + i, "[listen", 7) == 0;
+    size_t extra = has ? 0 : strlen(AUTO_LISTEN);
+    char *t = malloc(len + extra + 1);
+    ck_assert_ptr_nonnull(t);
+    memcpy(t, text, len);
+    memcpy(t + len, AUTO_LISTEN, extra);
+    t[len + extra] = '\0';
+    *outlen = len + extra;
+    return t;
+}
+
+/* Parses exactly TEXT (LEN bytes) as "t.conf" and returns its errors as
+ * "LINE: message\n" lines ("" when valid). Checks that a config comes back
+ * exactly when there is no error, and that every error names the file. */
+static const char *errors_of_raw(const char *text, size_t len)
 {
     jsond_errors *errs = jsond_errors_new();
     jsond_config *cfg = jsond_config_parse("t.conf", text, len, errs);
@@ -46,20 +69,33 @@ static const char *errors_of_len(const char *text, size_t len)
     return rendered;
 }
 
+/* errors_of_raw() of TEXT with a listener appended if it has none. */
+static const char *errors_of_len(const char *text, size_t len)
+{
+    size_t n;
+    char *t = with_listener(text, len, &n);
+    errors_of_raw(t, n);
+    free(t);
+    return rendered;
+}
+
 static const char *errors_of(const char *text)
 {
     return errors_of_len(text, strlen(text));
 }
 
-/* Parses TEXT, which must be valid. */
+/* Parses TEXT (a listener appended if it has none), which must be valid. */
 static jsond_config *parse_ok(const char *text)
 {
+    size_t n;
+    char *t = with_listener(text, strlen(text), &n);
     jsond_errors *errs = jsond_errors_new();
-    jsond_config *cfg = jsond_config_parse("t.conf", text, strlen(text), errs);
+    jsond_config *cfg = jsond_config_parse("t.conf", t, n, errs);
     const jsond_error *e = jsond_errors_get(errs, 0);
     ck_assert_msg(cfg != NULL, "unexpected error: %d: %s", e ? e->line : 0, e ? e->text : "");
     ck_assert_uint_eq(jsond_errors_count(errs), 0);
     jsond_errors_free(errs);
+    free(t);
     return cfg;
 }
 
@@ -88,6 +124,7 @@ static char *srcdir_path(const char *rel)
 }
 
 #define ROUTE_HELLO "[route hello]\nhandler = builtin:hello\n"
+#define LISTEN_L    "[listen l]\n"
 
 /* ---- values ------------------------------------------------------------- */
 
@@ -174,7 +211,8 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(cfg->server.max_pipeline, 128);
     ck_assert_uint_eq(cfg->server.request_timeout_ms, 60000);
     ck_assert_int_eq(cfg->server.log_level, JSOND_LOG_INFO);
-    ck_assert_uint_eq(cfg->nlistens, 0);
+    ck_assert_uint_eq(cfg->nlistens, 1); /* the AUTO_LISTEN, which has no keys */
+    ck_assert_int_eq(cfg->listens[0].has_address, 0);
     ck_assert_uint_eq(cfg->nroutes, 0);
     jsond_config_unref(cfg);
 
@@ -695,7 +733,7 @@ START_TEST(test_errs_null)
 {
     ck_assert_ptr_null(jsond_config_parse("t.conf", "[bad\n", 5, NULL));
     ck_assert_ptr_null(jsond_config_load("/nonexistent/jsond.conf", NULL));
-    jsond_config *cfg = jsond_config_parse(NULL, "", 0, NULL);
+    jsond_config *cfg = jsond_config_parse(NULL, LISTEN_L, strlen(LISTEN_L), NULL);
     ck_assert_ptr_nonnull(cfg);
     jsond_config_unref(cfg);
 }
@@ -774,13 +812,15 @@ START_TEST(test_json_errors)
     /* Never balanced: reported where the value starts. */
     ck_assert_str_eq(errors_of("[route r]\nhandler = builtin:hello\nargs = {\"a\": [1,\n\n"
                                "[listen a]\n"),
+                     "0: no [listen] section: this config would serve nothing\n"
                      "3: unbalanced JSON value\n");
     /* Brackets inside strings and after a comment do not count. */
     ck_assert_str_eq(errors_of("[route r]\nhandler = builtin:hello\nargs = {\"a\": \"}\" ; }\n"),
+                     "0: no [listen] section: this config would serve nothing\n" /* eaten */
                      "3: unbalanced JSON value\n");
     /* The values of unknown keys and bad sections are consumed whole too. */
     ck_assert_str_eq(errors_of("[route r]\nhandler = builtin:hello\nextra = {\n[listen a]\n}\n"
-                               "[bad]\nx = [\n[listen b]\n]\n"),
+                               "[bad]\nx = [\n[listen b]\n]\n" LISTEN_L),
                      "3: unknown key 'extra' in [route]\n6: unknown section [bad]\n");
 }
 END_TEST
@@ -836,6 +876,64 @@ START_TEST(test_long_line)
 END_TEST
 
 /* ---- the default, equality, references, files --------------------------- */
+
+START_TEST(test_must_serve)
+{
+    /* No [listen] section: an empty file (/dev/null), comments only, a
+     * file cut short before its first listener. At line 0: no line is at
+     * fault, the file is. */
+    static const char *const none[] = {
+        "",
+        "; only comments\n# and more\n",
+        "[server]\nmax_connections = 5\n" ROUTE_HELLO,
+        "[server]\nmax_conn",
+    };
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+        const char *want = i < 3 ? "0: no [listen] section: this config would serve nothing\n"
+                                 : "0: no [listen] section: this config would serve nothing\n"
+                                   "2: syntax error: expected 'key = value' or '[section]'\n";
+        ck_assert_str_eq(errors_of_raw(none[i], strlen(none[i])), want);
+    }
+    /* A [listen] with no address (for a socket systemd passes) is one; a
+     * bad [listen] header has been reported already: no second error. */
+    ck_assert_str_eq(errors_of_raw("[listen a]\n", 11), "");
+    ck_assert_str_eq(errors_of_raw("[listen a b]\n", 13),
+                     "1: bad section name 'a b' (1 to 64 of A-Z a-z 0-9 _ . -)\n");
+
+    /* Two listeners on one address: an error at the second's address
+     * line, naming the first's. Port 0 is a port each, unix paths too. */
+    static const struct {
+        const char *a, *b, *want;
+    } same[] = {
+        {"127.0.0.1:8080", "127.0.0.1:8080",
+         "5: listener b: address 127.0.0.1:8080 is also listener a's (line 2)\n"},
+        {"[::1]:8080", "[::1]:8080",
+         "5: listener b: address [::1]:8080 is also listener a's "
+         "(line 2)\n"},
+        {"unix:/nonexistent/s", "unix:/nonexistent/s",
+         "5: listener b: address unix:/nonexistent/s is also listener a's (line 2)\n"},
+        {"127.0.0.1:0", "127.0.0.1:0", ""},
+        {"[::1]:0", "[::1]:0", ""},
+        {"127.0.0.1:8080", "127.0.0.2:8080", ""},
+        {"127.0.0.1:8080", "[::1]:8080", ""},
+        {"0.0.0.0:8080", "[::]:8080", ""},
+    };
+    char text[512];
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        snprintf(text, sizeof text,
+                 "[listen a]\naddress = %s\nrequests = yes\n[listen b]\naddress = %s\n"
+                 "requests = yes\n",
+                 same[i].a, same[i].b);
+        ck_assert_str_eq(errors_of_raw(text, strlen(text)), same[i].want);
+    }
+    /* Three on one address: each later one names the first. */
+    ck_assert_str_eq(errors_of("[listen a]\naddress = 127.0.0.1:1\nrequests = yes\n"
+                               "[listen b]\nrequests = yes\naddress = 127.0.0.1:1\n"
+                               "[listen c]\naddress = 127.0.0.1:1\nrequests = yes\n"),
+                     "6: listener b: address 127.0.0.1:1 is also listener a's (line 2)\n"
+                     "8: listener c: address 127.0.0.1:1 is also listener a's (line 2)\n");
+}
+END_TEST
 
 START_TEST(test_unix_path_in_the_way)
 {
@@ -1212,7 +1310,7 @@ START_TEST(test_include_sorted)
     /* The second definition is the error, and names the first: b.conf is
      * read after a.conf, and both after the lines before the include. */
     put("jsond.conf", "[server]\n"
-                      "include = conf.d/*.conf\n");
+                      "include = conf.d/*.conf\n" LISTEN_L);
     put("conf.d/b.conf", "[route b]\nhandler = builtin:echo\n"
                          "[route a]\nhandler = builtin:echo\n"
                          "[server]\n");
@@ -1228,7 +1326,7 @@ START_TEST(test_include_relative)
     ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
     /* Relative to the including file's directory, at every level: not to
      * the top file's, not to the current directory. */
-    put("etc/jsond.conf", "include = sub/x.conf\n");
+    put("etc/jsond.conf", "include = sub/x.conf\n" LISTEN_L);
     put("etc/sub/x.conf", "include = y.conf\n");
     put("etc/sub/y.conf", "[route y]\nhandler = builtin:hello\n");
     put("etc/y.conf", "decoy\n");
@@ -1256,11 +1354,13 @@ START_TEST(test_include_relative)
     ck_assert_int_eq(chdir(tdir), 0);
     jsond_errors *errs = jsond_errors_new();
     ck_assert_str_eq(
-        render(jsond_config_parse("mem", "include = sub/x.conf\n", 21, errs), errs, NULL),
+        render(jsond_config_parse("mem", "include = sub/x.conf\n" LISTEN_L, 32, errs), errs, NULL),
         "sub/x.conf:1: syntax error: expected 'key = value' or '[section]'\n");
     errs = jsond_errors_new();
     ck_assert_str_eq(
-        render(jsond_config_parse("mem", "include = etc/sub/y*.conf\n", 26, errs), errs, &cfg), "");
+        render(jsond_config_parse("mem", "include = etc/sub/y*.conf\n" LISTEN_L, 37, errs), errs,
+               &cfg),
+        "");
     ck_assert_str_eq(cfg->routes[0].file, "etc/sub/y.conf");
     jsond_config_unref(cfg);
 
@@ -1283,7 +1383,7 @@ START_TEST(test_include_nothing)
     /* A glob matching nothing is fine: a missing or empty conf.d, say. */
     put("jsond.conf", "include = conf.d/*.conf\n"
                       "include = none-*.conf\n"
-                      "include = /nonexistent-dir/*/x?.conf\n" ROUTE_HELLO);
+                      "include = /nonexistent-dir/*/x?.conf\n" ROUTE_HELLO LISTEN_L);
     jsond_config *cfg;
     ck_assert_str_eq(load_errors(tpath("jsond.conf"), &cfg), "");
     ck_assert_uint_eq(cfg->nroutes, 1);
@@ -1399,6 +1499,23 @@ START_TEST(test_size_limits)
 }
 END_TEST
 
+START_TEST(test_must_serve_files)
+{
+    /* In another file, the first is named with its file. */
+    put("jsond.conf", "[listen a]\naddress = 127.0.0.1:1\nrequests = yes\n"
+                      "include = conf.d/*.conf\n");
+    put("conf.d/x.conf", "[listen b]\nrequests = yes\naddress = 127.0.0.1:1\n");
+    ck_assert_str_eq(load_errors(tpath("jsond.conf"), NULL),
+                     "conf.d/x.conf:3: listener b: address 127.0.0.1:1 is also listener a's "
+                     "(jsond.conf:2)\n");
+    put("empty.conf", "");
+    ck_assert_str_eq(load_errors(tpath("empty.conf"), NULL),
+                     "empty.conf:0: no [listen] section: this config would serve nothing\n");
+    ck_assert_str_eq(load_errors("/dev/null", NULL),
+                     "/dev/null:0: cannot read: not a regular file (a character device)\n");
+}
+END_TEST
+
 START_TEST(test_include_errors)
 {
     /* Every problem names its own file and line, and all come in reading
@@ -1437,26 +1554,26 @@ END_TEST
 
 START_TEST(test_include_cycles)
 {
-    put("self.conf", ROUTE_HELLO "include = self.conf\n");
+    put("self.conf", ROUTE_HELLO "include = self.conf\n" LISTEN_L);
     ck_assert_str_eq(load_errors(tpath("self.conf"), NULL),
                      "self.conf:3: include cycle: self.conf -> self.conf\n");
-    put("a.conf", "include = b.conf\n");
+    put("a.conf", "include = b.conf\n" LISTEN_L);
     put("b.conf", "\ninclude = c.conf\n");
     put("c.conf", ROUTE_HELLO "include = a.conf\n");
     ck_assert_str_eq(load_errors(tpath("a.conf"), NULL),
                      "c.conf:3: include cycle: a.conf -> b.conf -> c.conf -> a.conf\n");
     /* Files are compared, not names. */
     put("sub/z", "");
-    put("d.conf", "include = sub/../d.conf\n");
+    put("d.conf", "include = sub/../d.conf\n" LISTEN_L);
     ck_assert_str_eq(load_errors(tpath("d.conf"), NULL),
                      "d.conf:1: include cycle: d.conf -> sub/../d.conf\n");
     /* The classic: a glob next to the file matches the file itself. */
-    put("all/x.conf", "include = *.conf\n");
+    put("all/x.conf", "include = *.conf\n" LISTEN_L);
     put("all/y.conf", ROUTE_HELLO);
     ck_assert_str_eq(load_errors(tpath("all/x.conf"), NULL),
                      "all/x.conf:1: include cycle: all/x.conf -> all/x.conf\n");
     /* The same file twice is no cycle, but its sections are defined twice. */
-    put("twice.conf", "include = r.conf\ninclude = r.conf\n");
+    put("twice.conf", "include = r.conf\ninclude = r.conf\n" LISTEN_L);
     put("r.conf", ROUTE_HELLO);
     ck_assert_str_eq(load_errors(tpath("twice.conf"), NULL),
                      "r.conf:1: duplicate section [route hello] (first at r.conf:1)\n");
@@ -1486,14 +1603,14 @@ START_TEST(test_include_sections)
      * header. */
     put("x.conf", "[route x]\nhandler = builtin:hello\n");
     put("keys.conf", "handler = builtin:hello\n[route k]\nhandler = builtin:hello\n");
-    put("t1.conf", "[route r]\nhandler = builtin:hello\ninclude = x.conf\nargs = {}\n");
+    put("t1.conf", "[route r]\nhandler = builtin:hello\ninclude = x.conf\nargs = {}\n" LISTEN_L);
     ck_assert_str_eq(
         load_errors(tpath("t1.conf"), NULL),
         "t1.conf:4: key 'args' outside any section (the include at line 3 ended [route r])\n");
-    put("t2.conf", "include = x.conf\nargs = {}\n");
+    put("t2.conf", "include = x.conf\nargs = {}\n" LISTEN_L);
     ck_assert_str_eq(load_errors(tpath("t2.conf"), NULL),
                      "t2.conf:2: key 'args' outside any section (after the include at line 1)\n");
-    put("t3.conf", "[route r]\ninclude = keys.conf\n");
+    put("t3.conf", "[route r]\ninclude = keys.conf\n" LISTEN_L);
     ck_assert_str_eq(load_errors(tpath("t3.conf"), NULL),
                      "t3.conf:1: [route r] has no handler\n"
                      "keys.conf:1: key 'handler' outside any section\n");
@@ -1657,6 +1774,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_load_missing);
     tcase_add_test(tc, test_load_file);
     tcase_add_test(tc, test_unix_path_in_the_way);
+    tcase_add_test(tc, test_must_serve);
     tcase_add_test(tc, test_log);
     suite_add_tcase(s, tc);
 
@@ -1672,6 +1790,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_include_installed);
     tcase_add_test(tc, test_only_regular_files);
     tcase_add_test(tc, test_size_limits);
+    tcase_add_test(tc, test_must_serve_files);
     suite_add_tcase(s, tc);
     return s;
 }
