@@ -175,6 +175,9 @@ static const char *const protocol_names[] = {
 #define SHOW_MAX 64
 #define SHOW_BUF (SHOW_MAX + 4)
 
+/* on_connect = none: no push. Reserved: no route may have this name. */
+#define JSOND_ROUTE_NONE "none"
+
 /* More than this and the file is probably not a config at all. */
 #define MAX_ERRORS 100
 
@@ -998,7 +1001,9 @@ static void set_value(parser *P, const key_def *k, void *base, const char *v, in
         ((cfg_listen *)base)->address_line = line;
         return;
     case T_ROUTE:
-        set_route(P, k, field, v, line);
+        /* on_connect = none: no push (so no route may be called none). */
+        if (strcmp(v, JSOND_ROUTE_NONE) != 0)
+            set_route(P, k, field, v, line);
         return;
     case T_ROUTES:
         set_routes(P, k, base, v, line);
@@ -1182,6 +1187,10 @@ static void section(parser *P, const char *s, size_t n)
                memcmp(name, sd->reserved, strlen(sd->reserved)) == 0) {
         perr(P, line, "%s name '%.*s' is reserved (%s prefix)", sd->name, (int)namelen, name,
              sd->reserved);
+    } else if (sd->kind == S_ROUTE && namelen == strlen(JSOND_ROUTE_NONE) &&
+               memcmp(name, JSOND_ROUTE_NONE, namelen) == 0) {
+        perr(P, line, "route name '%s' is reserved (on_connect = %s means no push)",
+             JSOND_ROUTE_NONE, JSOND_ROUTE_NONE);
     } else if ((first = open_named(P, sd->kind, name, namelen, line, &first_file)) != 0) {
         perr(P, line, "duplicate section [%s %.*s]%s", sd->name, (int)namelen, name,
              first_at(at, sizeof at, P, first_file, first));

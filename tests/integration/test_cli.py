@@ -1,4 +1,6 @@
-"""The daemon's command line: -t, -V, -h, usage errors, exit codes, signals."""
+"""The daemon's command line: -t, -V, -h, usage errors, exit codes, signals;
+what the config check refuses, and what it lets through."""
+import json
 import os
 import re
 import shutil
@@ -6,7 +8,7 @@ import signal
 import socket
 import tempfile
 
-from jsondtest import Daemon, config, main, run, unittest
+from jsondtest import HELLO, Client, Daemon, config, main, run, unittest
 
 GOOD = config("""
     [server]
@@ -167,6 +169,33 @@ class Cli(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("%s: no listener has an address: this config would serve nothing" % path,
                       r.stderr)
+
+    def test_on_connect_none(self):
+        # The shipped jsond.conf says on_connect takes "a route name, or
+        # none": none is no push. A push is written right after accept,
+        # before any request is read, so it would be the first line.
+        conf = config("""
+            [listen main]
+            address = 127.0.0.1:0
+            on_connect = none
+            requests = yes
+            [route hello]
+            handler = builtin:hello
+            [route echo]
+            handler = builtin:echo
+        """)
+        with Daemon(conf) as d:
+            with Client(d) as c:
+                self.assertEqual(c.call('echo {"first": 1}'), {"first": 1})
+                self.assertEqual(c.call("hello"), json.loads(HELLO))
+                c.sock.shutdown(socket.SHUT_WR)
+                c.expect_eof()
+            self.assertEqual(d.stop(), 0)
+        path = self.write(conf.replace("[route echo]", "[route none]"))
+        r = run(["-t", "-c", path])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("%s:7: route name 'none' is reserved (on_connect = none means no push)"
+                      % path, r.stderr)
 
     def test_version(self):
         r = run(["-V"])

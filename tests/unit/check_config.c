@@ -610,6 +610,16 @@ static const struct {
     {"[route r]\n", "1: [route r] has no handler\n"},
     {"[route rpc.discover]\nhandler = builtin:hello\n",
      "1: route name 'rpc.discover' is reserved (rpc. prefix)\n"},
+    /* on_connect = none: no push; "none" is no route name. A listener
+     * that neither pushes nor reads requests is still an error. */
+    {"[listen a]\non_connect = none\nrequests = yes\n", ""},
+    {"[listen a]\nrequests = yes\non_connect = none ; no push\n" ROUTE_HELLO, ""},
+    {"[listen a]\naddress = 1.2.3.4:5\non_connect = none\n",
+     "1: listener a has neither on_connect nor requests = yes\n"},
+    {"[listen a]\nrequests = yes\n[route none]\nhandler = builtin:hello\n",
+     "3: route name 'none' is reserved (on_connect = none means no push)\n"},
+    {"[listen a]\nrequests = yes\nroutes = none\n", "3: route 'none' is not defined\n"},
+    {"[listen a]\nrequests = yes\non_connect = None\n", "3: route 'None' is not defined\n"},
     /* A [listen] may be called rpc.x: only route names are reserved. */
     {"[listen rpc.x]\n[route rpc]\nhandler = builtin:hello\n", ""},
     /* A listener must push or read requests; a bare [listen NAME] only
@@ -876,6 +886,19 @@ START_TEST(test_long_line)
 END_TEST
 
 /* ---- the default, equality, references, files --------------------------- */
+
+START_TEST(test_on_connect_none)
+{
+    jsond_config *cfg = parse_ok("[listen a]\nrequests = yes\non_connect = none\n");
+    ck_assert_ptr_null(cfg->listens[0].on_connect);
+    ck_assert_int_eq(cfg->listens[0].requests, 1);
+    /* The same effect as no on_connect at all. */
+    jsond_config *same = parse_ok("[listen a]\nrequests = yes\n");
+    ck_assert(jsond_config_equal(cfg, same));
+    jsond_config_unref(same);
+    jsond_config_unref(cfg);
+}
+END_TEST
 
 START_TEST(test_must_serve)
 {
@@ -1775,6 +1798,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_load_file);
     tcase_add_test(tc, test_unix_path_in_the_way);
     tcase_add_test(tc, test_must_serve);
+    tcase_add_test(tc, test_on_connect_none);
     tcase_add_test(tc, test_log);
     suite_add_tcase(s, tc);
 
