@@ -102,20 +102,30 @@ static void report(const jsond_errors *errs, int to_log)
     }
 }
 
-/* Loads -c FILE, or the default path, or the built-in default when the
- * default path does not exist (checked anew at every reload). NULL with the
- * problems in `errs` on failure. */
-static jsond_config *load_config(const char *path, jsond_errors *errs, int quiet)
+/* Where the config comes from, decided once at start: -c FILE, else the
+ * default path, else (no -c and no file there) the built-in default, which
+ * is logged. NULL means the built-in default. A reload re-reads the same
+ * source: a file gone missing meanwhile (a package upgrade replacing it)
+ * fails the reload, and never switches to the built-in default, which
+ * listens on every interface. */
+static const char *config_source(const char *path, int quiet)
 {
-    if (!path) {
-        path = DEFAULT_CONFIG;
-        if (access(path, F_OK) < 0 && errno == ENOENT) {
-            if (!quiet)
-                jsond_log(JSOND_LOG_NOTICE, "no config at %s, using the built-in default", path);
-            return jsond_config_default();
-        }
+    if (path)
+        return path;
+    if (access(DEFAULT_CONFIG, F_OK) < 0 && errno == ENOENT) {
+        if (!quiet)
+            jsond_log(JSOND_LOG_NOTICE, "no config at %s, using the built-in default",
+                      DEFAULT_CONFIG);
+        return NULL;
     }
-    return jsond_config_load(path, errs);
+    return DEFAULT_CONFIG;
+}
+
+/* Loads the config from `source` (see config_source()). NULL with the
+ * problems in `errs` on failure. */
+static jsond_config *load_config(const char *source, jsond_errors *errs)
+{
+    return source ? jsond_config_load(source, errs) : jsond_config_default();
 }
 
 /* ---- descriptors -------------------------------------------------------- */
@@ -151,8 +161,8 @@ static unsigned fit_connections(unsigned wanted)
 typedef struct daemon_state {
     struct event_base *base;
     jsond_server *srv;
-    const char *path; /* -c, or NULL for the default */
-    int level_pinned; /* -l given: reloads keep it */
+    const char *source; /* the config file, or NULL for the built-in default */
+    int level_pinned;   /* -l given: reloads keep it */
     int stopping;
 } daemon_state;
 
@@ -194,7 +204,7 @@ static void signal_reload_cb(evutil_socket_t sig, short what, void *arg)
     double t0 = now_ms();
     jsond_log(JSOND_LOG_NOTICE, "signal %d: reloading", (int)sig);
     jsond_errors *errs = jsond_errors_new();
-    jsond_config *cfg = errs ? load_config(d->path, errs, 0) : NULL;
+    jsond_config *cfg = errs ? load_config(d->source, errs) : NULL;
     jsond_reload_summary sum;
     if (!cfg || jsond_server_reload(d->srv, cfg, &sum, errs) < 0) {
         report(errs, 1);
@@ -273,7 +283,7 @@ int main(int argc, char **argv)
 
     if (test_only) {
         jsond_errors *errs = jsond_errors_new();
-        jsond_config *cfg = errs ? load_config(path, errs, 1) : NULL;
+        jsond_config *cfg = errs ? load_config(config_source(path, 1), errs) : NULL;
         report(errs, 0);
         jsond_errors_free(errs);
         if (!cfg)
@@ -290,10 +300,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int status = EXIT_FAIL;
-    daemon_state d = {.path = path, .level_pinned = level_arg != NULL};
+    daemon_state d = {.source = config_source(path, 0), .level_pinned = level_arg != NULL};
     struct event *sigs[3] = {NULL};
     jsond_errors *errs = jsond_errors_new();
-    jsond_config *cfg = errs ? load_config(path, errs, 0) : NULL;
+    jsond_config *cfg = errs ? load_config(d.source, errs) : NULL;
     if (!cfg)
         goto out;
     if (!level_arg)

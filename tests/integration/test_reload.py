@@ -35,6 +35,7 @@ import re
 import select
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -714,6 +715,78 @@ class Broken(SharedDaemon):
         out = reload(self.d, GOOD)
         self.assertTrue(out.ok, out.log)
         self.assertEqual(out.routes(), (0, 1, 1))
+
+
+# ---- the config source -------------------------------------------------
+
+SOURCE_CONF = config("""
+    [listen main]
+    address = unix:@DIR@/main.sock
+    requests = yes
+    [route hello]
+    handler = builtin:hello
+""")
+
+
+def default_config_path():
+    """The daemon's default config path, as its usage text gives it."""
+    m = re.search(r"\(default (\S+);", run(["-h"]).stdout)
+    assert m, "no default path in the usage text"
+    return m.group(1)
+
+
+class ConfigSource(DaemonTest):
+    """Without -c, the source is chosen once, at start (DESIGN.md): a
+    reload re-reads it, and a default file that has gone missing (a package
+    upgrade replacing it) fails the reload; it never falls back to the
+    built-in default on 0.0.0.0:25000.
+
+    The default path is compiled in (SYSCONFDIR), so the test takes control
+    of it: the daemon runs in its own user and mount namespace with a
+    directory of the test bind-mounted over SYSCONFDIR, and in its own
+    network namespace, so that even a daemon that did fall back binds
+    0.0.0.0:25000 only there. It listens on a unix socket in the test's
+    directory, which both sides see. Where unprivileged namespaces are not
+    available the test is skipped, saying so."""
+
+    def test_missing_default_file_fails_the_reload(self):
+        default = default_config_path()
+        etc, rel = os.path.dirname(os.path.dirname(default)), os.path.basename(
+            os.path.dirname(default))
+        if not os.path.isdir(etc) or subprocess.run(
+                ["unshare", "--user", "--map-root-user", "--mount", "--net", "true"],
+                capture_output=True, timeout=3 * SLOW).returncode != 0:
+            self.skipTest("needs unshare (user, mount, net namespaces) and %s" % etc)
+        d = Daemon(SOURCE_CONF, start=False, wrapper=[])
+        self.addCleanup(d.close)
+        mine = os.path.join(d.dir.name, "etc")
+        path = write_conf(d, SOURCE_CONF, os.path.join(mine, rel, "jsond.conf"))
+        # jsond without -c: the harness's "-c FILE" is dropped by the shell.
+        d.wrapper = ["unshare", "--user", "--map-root-user", "--mount", "--net", "sh", "-c",
+                     'mount --bind "$1" "$2" && j=$3 && shift 5 && exec "$j" "$@"', "sh",
+                     mine, etc]
+        d.start()
+        started(d)
+        d.addrs["main"] = "unix:%s/main.sock" % d.dir.name
+        self.assertNotIn("built-in default", d.log())
+        c = self.client(d)
+        self.assertEqual(c.call("hello"), json.loads(HELLO))
+
+        os.rename(path, path + ".away")  # the package manager at work
+        out = reload(d)
+        self.assertFalse(out.ok, out.log)
+        self.assertEqual(out.errors, ["%s: cannot open: No such file or directory" % default])
+        self.assertNotIn("built-in default", out.log)
+        self.assertNotIn("listening on v4", out.log)
+        self.assertEqual(c.call("hello"), json.loads(HELLO))
+
+        os.rename(path + ".away", path)
+        write_conf(d, SOURCE_CONF + "[route echo]\nhandler = builtin:echo\n", path)
+        out = reload(d)
+        self.assertTrue(out.ok, out.log)
+        self.assertIn("reloaded %s: routes 1 added" % default, out.log)
+        self.assertEqual(c.call('echo {"a": 1}'), {"a": 1})
+        self.stop(d)
 
 
 # ---- include -----------------------------------------------------------
