@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <jansson.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,13 +132,16 @@ static jsond_config *load_config(const char *source, jsond_errors *errs)
 /* ---- descriptors -------------------------------------------------------- */
 
 /* Raises the soft descriptor limit to the hard one and returns how many
- * connections fit, so max_connections can be lowered (and said) instead of
- * accept() failing later under load. */
-static unsigned fit_connections(unsigned wanted)
+ * connections fit besides the RESERVED_FDS (0: no limit), with the limit in
+ * *limit. Computed once, at start: it caps max_connections of every config
+ * put in force, so a reload can raise max_connections up to it (and not
+ * only up to the first config's value). */
+static unsigned descriptor_capacity(unsigned long long *limit)
 {
     struct rlimit rl;
+    *limit = 0;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return wanted;
+        return 0;
     if (rl.rlim_cur < rl.rlim_max) {
         rlim_t old = rl.rlim_cur;
         rl.rlim_cur = rl.rlim_max;
@@ -147,13 +151,21 @@ static unsigned fit_connections(unsigned wanted)
             rl.rlim_cur = old;
         }
     }
-    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)wanted + RESERVED_FDS)
-        return wanted;
-    unsigned fit = rl.rlim_cur > RESERVED_FDS ? (unsigned)(rl.rlim_cur - RESERVED_FDS) : 1;
-    jsond_log(JSOND_LOG_WARNING,
-              "max_connections lowered from %u to %u: the descriptor limit is %llu", wanted, fit,
-              (unsigned long long)rl.rlim_cur);
-    return fit;
+    *limit = (unsigned long long)rl.rlim_cur;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur - RESERVED_FDS >= UINT_MAX)
+        return 0;
+    return rl.rlim_cur > RESERVED_FDS ? (unsigned)(rl.rlim_cur - RESERVED_FDS) : 1;
+}
+
+/* Says so when the config's max_connections does not fit the descriptor
+ * capacity: at start and at every reload that puts a config in force. */
+static void log_capacity(const jsond_config *cfg, unsigned cap, unsigned long long limit)
+{
+    unsigned wanted = jsond_config_max_connections(cfg);
+    if (cap && wanted > cap)
+        jsond_log(JSOND_LOG_WARNING,
+                  "max_connections lowered from %u to %u: the descriptor limit is %llu", wanted,
+                  cap, limit);
 }
 
 /* ---- signals ------------------------------------------------------------ */
@@ -163,6 +175,8 @@ typedef struct daemon_state {
     jsond_server *srv;
     const char *source; /* the config file, or NULL for the built-in default */
     int level_pinned;   /* -l given: reloads keep it */
+    unsigned capacity;  /* connections the descriptor limit allows; 0: no limit */
+    unsigned long long fd_limit;
     int stopping;
 } daemon_state;
 
@@ -213,6 +227,7 @@ static void signal_reload_cb(evutil_socket_t sig, short what, void *arg)
     } else {
         if (!d->level_pinned)
             jsond_log_set_level(jsond_config_log_level(cfg));
+        log_capacity(cfg, d->capacity, d->fd_limit);
         jsond_log(JSOND_LOG_NOTICE,
                   "reloaded %s: routes %u added, %u removed, %u changed; listeners %u opened, "
                   "%u closed, %u kept (%.3f ms)",
@@ -309,8 +324,9 @@ int main(int argc, char **argv)
     if (!level_arg)
         jsond_log_set_level(jsond_config_log_level(cfg));
     jsond_config_log(cfg);
-    unsigned max_conns = fit_connections(jsond_config_max_connections(cfg));
-    jsond_log(JSOND_LOG_DEBUG, "up to %u connections", max_conns);
+    d.capacity = descriptor_capacity(&d.fd_limit);
+    log_capacity(cfg, d.capacity, d.fd_limit);
+    jsond_log(JSOND_LOG_DEBUG, "descriptors for up to %u connections (0: no limit)", d.capacity);
 
     /* The precise clock: the coarse one ticks in 4 ms steps, too rough for
      * millisecond timeouts and for {"slept_ms": N} to be true. */
@@ -324,7 +340,7 @@ int main(int argc, char **argv)
         jsond_log(JSOND_LOG_ERROR, "cannot create the event loop");
         goto out;
     }
-    d.srv = jsond_server_new(d.base, cfg, max_conns, errs);
+    d.srv = jsond_server_new(d.base, cfg, d.capacity, errs);
     if (!d.srv)
         goto out;
     sigs[0] = evsignal_new(d.base, SIGTERM, signal_stop_cb, &d);

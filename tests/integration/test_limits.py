@@ -4,15 +4,18 @@ Clients hold a connection open by not reading a `big` reply, larger than
 the kernel buffers can take. Events are ordered by what the sockets and the
 daemon's log show; the one sleep measures CPU time over a window.
 """
+import json
 import os
 import re
 import resource
 import select
+import signal
 import socket
 import sys
 import time
 
-from jsondtest import HELLO, SLOW, VALGRIND, Daemon, config, main, recv_all, unittest
+from jsondtest import (HELLO, SLOW, VALGRIND, Client, Daemon, config, main, recv_all,
+                       unittest)
 
 HEAD = b'{"msg":"Hello World","data":"'
 TAIL = b'"}\n'
@@ -218,6 +221,72 @@ class Limits(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
             c = counters(d.log())
             self.assertEqual(c["refused"], 0)
+
+    def reload(self, d, text):
+        """Rewrites the config and reloads; waits for the reload's outcome."""
+        n = d.log().count("] reloaded ")
+        tmp = d.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, d.path)
+        d.send_signal(signal.SIGHUP)
+        return d.wait_log(lambda log: log.count("] reloaded ") > n or "reload failed" in log,
+                          3 * SLOW)
+
+    def test_reload_raises_max_connections(self):
+        # The first config's max_connections used to become a permanent
+        # cap: started at 2 and reloaded to 10, the third client was
+        # still refused.
+        conf = config("""
+            [server]
+            max_connections = %d
+            [listen main]
+            address = 127.0.0.1:0
+            requests = yes
+            [route hello]
+            handler = builtin:hello
+        """)
+        with Daemon(conf % 2) as d:
+            d.wait_log(lambda log: "started (pid" in log, 3 * SLOW)
+            log = self.reload(d, (conf % 10).replace("127.0.0.1:0", d.addrs["main"]))
+            self.assertNotIn("reload failed", log)
+            self.assertNotIn("lowered", log)
+            clients = [Client(d) for _ in range(10)]
+            try:
+                for c in clients:  # all ten open at once
+                    self.assertEqual(c.call("hello"), json.loads(HELLO))
+            finally:
+                for c in clients:
+                    c.close()
+            self.assertEqual(d.stop(), 0)
+            self.assertEqual(counters(d.log())["refused"], 0)
+
+    def test_reload_logs_lowering(self):
+        # With a low descriptor limit, a reload that asks for more than fits
+        # is lowered to what fits, and says so, as a start does.
+        hard = 64 + 64 if VALGRIND else 64
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+        conf = config("""
+            [server]
+            max_connections = %d
+            [listen main]
+            address = 127.0.0.1:0
+            on_connect = hello
+            [route hello]
+            handler = builtin:hello
+        """)
+        with Daemon(conf % 2, preexec=low_limit) as d:
+            d.wait_log(lambda log: "started (pid" in log, 3 * SLOW)
+            self.assertNotIn("lowered", d.log())
+            log = self.reload(d, (conf % 1000).replace("127.0.0.1:0", d.addrs["main"]))
+            m = re.search(r"max_connections lowered from 1000 to (\d+): "
+                          r"the descriptor limit is (\d+)", log)
+            self.assertIsNotNone(m, log)
+            self.assertEqual(int(m.group(1)), int(m.group(2)) - 32)
+            self.assertLess(log.index("lowered"), log.index("] reloaded "))
+            self.assertEqual(d.stop(), 0)
 
 
 if __name__ == "__main__":
