@@ -20,6 +20,13 @@
 /* Accepts per readable event: enough to empty a burst, few enough that one
  * busy listener does not starve the connections already open. */
 #define ACCEPT_BURST 64
+/* Refused connections (over max_connections) lingering at once, each
+ * reading its client's input to end-of-stream so that the refusal line is
+ * not destroyed by a reset; past this many, a refusal is a plain close. */
+#define MAX_REFUSALS 64
+/* Reads per event while a refusal discards input. */
+#define REFUSAL_READS 16
+
 /* After EMFILE/ENFILE, accepting pauses this long before trying again:
  * the listening socket stays readable, so retrying at once would spin. */
 #define ACCEPT_BACKOFF_MS 100
@@ -41,6 +48,18 @@ typedef struct node {
     jsond_conn *c;
 } node;
 
+/* A connection refused over max_connections, after its one line: its
+ * write side is shut, and its input is read and discarded until
+ * end-of-stream, an error or linger_timeout, then it is closed. One read
+ * event and one timer each, and no more than MAX_REFUSALS at once. */
+typedef struct refusal {
+    struct refusal *prev, *next;
+    jsond_server *srv;
+    evutil_socket_t fd;
+    struct event *read_ev;
+    struct event *timer; /* NULL with linger_timeout = 0: until end-of-stream */
+} refusal;
+
 struct jsond_server {
     struct event_base *base;
     jsond_config *cfg;      /* the config in force; connections hold their own */
@@ -48,6 +67,8 @@ struct jsond_server {
     listener **ls;          /* one per [listen] of cfg, in its order */
     size_t nls;
     node *conns;
+    refusal *refusals; /* lingering refused connections */
+    unsigned nrefusals;
     unsigned max_conns;
     struct event *backoff;
     int paused_logged;
@@ -157,6 +178,101 @@ static void serve(listener *l, evutil_socket_t fd, const struct sockaddr_storage
     jsond_conn_start(c);
 }
 
+/* ---- refusing --------------------------------------------------------- */
+
+static const char busy_plain[] =
+    "{\"error\":{\"code\":\"busy\",\"message\":\"too many connections\"}}\n";
+static const char busy_jsonrpc[] =
+    "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32001,\"message\":\"too many connections\","
+    "\"data\":{\"code\":\"busy\"}},\"id\":null}\n";
+
+static void refusal_free(refusal *r)
+{
+    jsond_server *srv = r->srv;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        srv->refusals = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    srv->nrefusals--;
+    if (r->read_ev)
+        event_free(r->read_ev);
+    if (r->timer)
+        event_free(r->timer);
+    close(r->fd);
+    free(r);
+}
+
+static void refusal_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    char buf[4096];
+    for (int i = 0; i < REFUSAL_READS; i++) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        break; /* end-of-stream, or the peer reset: nothing left to protect */
+    }
+    refusal_free(arg); /* also after REFUSAL_READS full reads: a flood */
+}
+
+static void refusal_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    refusal_free(arg);
+}
+
+/* Over max_connections: one line, then the closing rule in small. The
+ * line fits any fresh socket's send buffer, so one nonblocking send says
+ * it; then a close with the client's request unread would make the kernel
+ * send a reset that destroys the line, so the write side is shut and the
+ * input drained first. */
+static void refuse(listener *l, evutil_socket_t fd)
+{
+    jsond_server *srv = l->srv;
+    int rpc = l->cfg->protocol == JSOND_PROTOCOL_JSONRPC;
+    const char *line = rpc ? busy_jsonrpc : busy_plain;
+    size_t len = rpc ? sizeof busy_jsonrpc - 1 : sizeof busy_plain - 1;
+    unsigned ms = srv->cfg->server.linger_timeout_ms;
+    refusal *r = NULL;
+    srv->stats.conns.refused++;
+    if (send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 || srv->nrefusals >= MAX_REFUSALS)
+        goto close_now;
+    shutdown(fd, SHUT_WR);
+    if (!(r = calloc(1, sizeof *r)))
+        goto close_now;
+    r->srv = srv;
+    r->fd = fd;
+    r->read_ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, refusal_read_cb, r);
+    r->timer = ms ? evtimer_new(srv->base, refusal_timer_cb, r) : NULL;
+    struct timeval tv = jsond_ms_tv(ms);
+    if (!r->read_ev || (ms && !r->timer) || event_add(r->read_ev, NULL) < 0 ||
+        (r->timer && event_add(r->timer, &tv) < 0)) {
+        jsond_log(JSOND_LOG_WARNING, "listener %s: cannot watch a refused connection: closed",
+                  l->cfg->name);
+        goto close_now;
+    }
+    r->next = srv->refusals;
+    if (srv->refusals)
+        srv->refusals->prev = r;
+    srv->refusals = r;
+    srv->nrefusals++;
+    return;
+close_now:
+    if (r) {
+        if (r->read_ev)
+            event_free(r->read_ev);
+        if (r->timer)
+            event_free(r->timer);
+        free(r);
+    }
+    close(fd);
+}
+
 /* ---- accepting -------------------------------------------------------- */
 
 static void set_accepting(jsond_server *srv, int on)
@@ -214,9 +330,7 @@ static void listener_accept_cb(evutil_socket_t fd, short what, void *arg)
             srv->paused_logged = 0;
         }
         if (srv->stats.conns.open >= srv->max_conns) {
-            /* Nothing was read or written: the close is a plain FIN. */
-            close(cfd);
-            srv->stats.conns.refused++;
+            refuse(l, cfd);
             continue;
         }
         serve(l, cfd, &ss, len);
@@ -549,6 +663,8 @@ void jsond_server_free(jsond_server *srv)
         return;
     srv->drained = NULL;
     cut_all(srv);
+    while (srv->refusals)
+        refusal_free(srv->refusals);
     for (size_t i = 0; i < srv->nls; i++)
         listener_free(srv->ls[i]);
     if (srv->drain_timer)

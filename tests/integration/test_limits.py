@@ -26,6 +26,10 @@ SIZE = 32000000
 RCVBUF = 64 * 1024
 REPLY_LEN = len(HEAD) + SIZE + len(TAIL)
 
+BUSY = b'{"error":{"code":"busy","message":"too many connections"}}\n'
+BUSY_RPC = (b'{"jsonrpc":"2.0","error":{"code":-32001,"message":"too many connections",'
+            b'"data":{"code":"busy"}},"id":null}\n')
+
 COUNTERS_RE = re.compile(r"connections: (\d+) accepted, (\d+) refused, (\d+) dropped, "
                          r"(\d+) reset, (\d+) cut")
 
@@ -105,14 +109,10 @@ class Limits(unittest.TestCase):
         with Daemon(conf) as d:
             held = self.clients(d, 3)
             wait_served(held)
-            # The fourth is closed at once: end-of-stream (or a reset) and
-            # not a byte of a reply.
+            # The fourth gets the busy line, then end-of-stream, and not a
+            # byte of a reply.
             for extra in self.clients(d, 1):
-                try:
-                    data = extra.recv(65536)
-                except ConnectionResetError:
-                    data = b""
-                self.assertEqual(data, b"")
+                self.assertEqual(recv_all(extra), BUSY)
             # The three others are served in full once they read.
             for s in held:
                 read_reply(self, s)
@@ -287,6 +287,116 @@ class Limits(unittest.TestCase):
             self.assertEqual(int(m.group(1)), int(m.group(2)) - 32)
             self.assertLess(log.index("lowered"), log.index("] reloaded "))
             self.assertEqual(d.stop(), 0)
+
+
+def queued_in_daemon(port, client):
+    """Bytes in the receive queue of the daemon's end of `client`'s
+    connection to `port` (accepted or still in the listen queue), from
+    /proc/net/tcp; None when the kernel shows no such socket."""
+    cport = client.getsockname()[1]
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+            if int(local, 16) == port and int(remote, 16) == cport:
+                return int(fields[4].split(":")[1], 16)
+    return None
+
+
+class Refusals(unittest.TestCase):
+    """Over max_connections a client gets one line and then end-of-stream,
+    never a reset, even when its request is already there."""
+
+    CONF = config("""
+        [server]
+        max_connections = 1
+        linger_timeout = %ds
+        [listen main]
+        address = 127.0.0.1:0
+        requests = yes
+        [listen rpc]
+        address = 127.0.0.1:0
+        requests = yes
+        protocol = jsonrpc
+        [route hello]
+        handler = builtin:hello
+    """) % (10 * SLOW)
+
+    def daemon(self):
+        d = Daemon(self.CONF)
+        self.addCleanup(d.close)
+        d.wait_log(lambda log: "started (pid" in log, 3 * SLOW)
+        held = Client(d)  # the one slot, taken and proven taken
+        self.addCleanup(held.close)
+        self.assertEqual(held.call("hello"), json.loads(HELLO))
+        return d
+
+    def test_request_sent_before_the_accept(self):
+        # The order is forced: the daemon is stopped while the client
+        # connects (the kernel completes the handshake) and sends; the
+        # bytes are seen in the daemon's end of the connection; only then
+        # does the daemon run, accept and refuse.
+        d = self.daemon()
+        port = int(d.addrs["main"].rsplit(":", 1)[1])
+        d.send_signal(signal.SIGSTOP)
+        try:
+            s = d.connect("main")
+            self.addCleanup(s.close)
+            s.sendall(b"hello\nhello\n")
+            deadline = time.monotonic() + 3 * SLOW
+            while queued_in_daemon(port, s) != 12:
+                self.assertLess(time.monotonic(), deadline, "the request never arrived")
+                time.sleep(0.01)  # polling /proc, bounded by the deadline
+        finally:
+            d.send_signal(signal.SIGCONT)
+        self.assertEqual(recv_all(s), BUSY)  # a reset would raise here
+        s.close()
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(counters(d.log())["refused"], 1)
+
+    def test_request_sent_after_the_refusal(self):
+        # The other order: the line has arrived (so the daemon has accepted
+        # and refused) before the client sends; it is read and discarded.
+        d = self.daemon()
+        for name, line in (("main", BUSY), ("rpc", BUSY_RPC)):
+            with d.connect(name) as s:
+                buf = b""
+                while not buf.endswith(b"\n"):
+                    b = s.recv(4096)
+                    self.assertNotEqual(b, b"", buf)
+                    buf += b
+                self.assertEqual(buf, line)
+                s.sendall(b"hello\n" * 1000)
+                s.shutdown(socket.SHUT_WR)
+                self.assertEqual(recv_all(s), b"")
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(counters(d.log())["refused"], 2)
+
+    def test_at_most_64_linger(self):
+        # 70 refused at once: each gets its line and end-of-stream; 64 of
+        # them linger (reading until their client's end-of-stream), the
+        # other 6 are closed at once; none hangs.
+        d = self.daemon()
+        base = d.fds()
+        n = 70
+        d.send_signal(signal.SIGSTOP)
+        socks = []
+        try:
+            for _ in range(n):
+                s = d.connect("main")
+                self.addCleanup(s.close)
+                socks.append(s)
+        finally:
+            d.send_signal(signal.SIGCONT)
+        for s in socks:
+            self.assertEqual(recv_all(s), BUSY)
+        self.assertEqual(d.wait_fds(base + 64), base + 64)
+        for s in socks:
+            s.close()
+        self.assertEqual(d.wait_fds(base), base)
+        self.assertEqual(d.stop(), 0)
+        c = counters(d.log())
+        self.assertEqual((c["accepted"], c["refused"]), (1, n))
 
 
 if __name__ == "__main__":
