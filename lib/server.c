@@ -275,15 +275,28 @@ close_now:
 
 /* ---- accepting -------------------------------------------------------- */
 
+/* Starts or stops accepting on every listener. A listener whose event
+ * cannot be added would silently stop accepting: that is logged, and the
+ * backoff timer retries it (and logs again) until it works. */
 static void set_accepting(jsond_server *srv, int on)
 {
+    int failed = 0;
     for (size_t i = 0; i < srv->nls; i++) {
         if (!srv->ls[i] || !srv->ls[i]->ev)
             continue;
-        if (on)
-            event_add(srv->ls[i]->ev, NULL);
-        else
+        if (!on) {
             event_del(srv->ls[i]->ev);
+        } else if (event_add(srv->ls[i]->ev, NULL) < 0) {
+            jsond_log(JSOND_LOG_ERROR, "listener %s: cannot watch its socket: retrying in %d ms",
+                      srv->ls[i]->cfg->name, ACCEPT_BACKOFF_MS);
+            failed = 1;
+        }
+    }
+    if (failed) {
+        struct timeval tv = jsond_ms_tv(ACCEPT_BACKOFF_MS);
+        if (event_add(srv->backoff, &tv) < 0)
+            jsond_log(JSOND_LOG_ERROR, "cannot arm the accept retry timer: listeners that could "
+                                       "not be watched stay idle until the next reload");
     }
 }
 
@@ -301,9 +314,14 @@ static void pause_accepting(jsond_server *srv, int err)
                   strerror(err));
         srv->paused_logged = 1;
     }
-    set_accepting(srv, 0);
     struct timeval tv = jsond_ms_tv(ACCEPT_BACKOFF_MS);
-    event_add(srv->backoff, &tv);
+    /* Without the timer nothing would resume accepting: keep accepting
+     * (and spinning on EMFILE) rather than stop for good. */
+    if (event_add(srv->backoff, &tv) < 0) {
+        jsond_log(JSOND_LOG_ERROR, "cannot arm the accept backoff timer: accepting on");
+        return;
+    }
+    set_accepting(srv, 0);
 }
 
 static void listener_accept_cb(evutil_socket_t fd, short what, void *arg)
@@ -648,13 +666,16 @@ void jsond_server_shutdown(jsond_server *srv, void (*done)(void *arg), void *arg
     if (srv->stats.conns.open && ms) {
         struct timeval tv = jsond_ms_tv(ms);
         srv->drain_timer = evtimer_new(srv->base, drain_timer_cb, srv);
-        if (srv->drain_timer)
-            event_add(srv->drain_timer, &tv);
+        if (!srv->drain_timer || event_add(srv->drain_timer, &tv) < 0)
+            jsond_log(JSOND_LOG_ERROR, "cannot arm the shutdown_timeout timer: waiting for "
+                                       "the replies in progress without a limit");
     }
     /* Reported from the loop, never from inside the caller. */
     srv->drain_check = evtimer_new(srv->base, drained_now_cb, srv);
     if (srv->drain_check)
         event_active(srv->drain_check, EV_TIMEOUT, 1);
+    else
+        finish_drain(srv); /* out of memory: report now rather than never */
 }
 
 void jsond_server_free(jsond_server *srv)
