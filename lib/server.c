@@ -684,8 +684,10 @@ void jsond_server_free(jsond_server *srv)
         return;
     srv->drained = NULL;
     cut_all(srv);
-    while (srv->refusals)
-        refusal_free(srv->refusals);
+    for (refusal *r = srv->refusals, *next; r; r = next) {
+        next = r->next;
+        refusal_free(r);
+    }
     for (size_t i = 0; i < srv->nls; i++)
         listener_free(srv->ls[i]);
     if (srv->drain_timer)
