@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <jansson.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,32 +103,45 @@ static void report(const jsond_errors *errs, int to_log)
     }
 }
 
-/* Loads -c FILE, or the default path, or the built-in default when the
- * default path does not exist (checked anew at every reload). NULL with the
- * problems in `errs` on failure. */
-static jsond_config *load_config(const char *path, jsond_errors *errs, int quiet)
+/* Where the config comes from, decided once at start: -c FILE, else the
+ * default path, else (no -c and no file there) the built-in default, which
+ * is logged. NULL means the built-in default. A reload re-reads the same
+ * source: a file gone missing meanwhile (a package upgrade replacing it)
+ * fails the reload, and never switches to the built-in default, which
+ * listens on every interface. */
+static const char *config_source(const char *path, int quiet)
 {
-    if (!path) {
-        path = DEFAULT_CONFIG;
-        if (access(path, F_OK) < 0 && errno == ENOENT) {
-            if (!quiet)
-                jsond_log(JSOND_LOG_NOTICE, "no config at %s, using the built-in default", path);
-            return jsond_config_default();
-        }
+    if (path)
+        return path;
+    if (access(DEFAULT_CONFIG, F_OK) < 0 && errno == ENOENT) {
+        if (!quiet)
+            jsond_log(JSOND_LOG_NOTICE, "no config at %s, using the built-in default",
+                      DEFAULT_CONFIG);
+        return NULL;
     }
-    return jsond_config_load(path, errs);
+    return DEFAULT_CONFIG;
+}
+
+/* Loads the config from `source` (see config_source()). NULL with the
+ * problems in `errs` on failure. */
+static jsond_config *load_config(const char *source, jsond_errors *errs)
+{
+    return source ? jsond_config_load(source, errs) : jsond_config_default();
 }
 
 /* ---- descriptors -------------------------------------------------------- */
 
 /* Raises the soft descriptor limit to the hard one and returns how many
- * connections fit, so max_connections can be lowered (and said) instead of
- * accept() failing later under load. */
-static unsigned fit_connections(unsigned wanted)
+ * connections fit besides the RESERVED_FDS (0: no limit), with the limit in
+ * *limit. Computed once, at start: it caps max_connections of every config
+ * put in force, so a reload can raise max_connections up to it (and not
+ * only up to the first config's value). */
+static unsigned descriptor_capacity(unsigned long long *limit)
 {
     struct rlimit rl;
+    *limit = 0;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return wanted;
+        return 0;
     if (rl.rlim_cur < rl.rlim_max) {
         rlim_t old = rl.rlim_cur;
         rl.rlim_cur = rl.rlim_max;
@@ -137,13 +151,21 @@ static unsigned fit_connections(unsigned wanted)
             rl.rlim_cur = old;
         }
     }
-    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)wanted + RESERVED_FDS)
-        return wanted;
-    unsigned fit = rl.rlim_cur > RESERVED_FDS ? (unsigned)(rl.rlim_cur - RESERVED_FDS) : 1;
-    jsond_log(JSOND_LOG_WARNING,
-              "max_connections lowered from %u to %u: the descriptor limit is %llu", wanted, fit,
-              (unsigned long long)rl.rlim_cur);
-    return fit;
+    *limit = (unsigned long long)rl.rlim_cur;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur - RESERVED_FDS >= UINT_MAX)
+        return 0;
+    return rl.rlim_cur > RESERVED_FDS ? (unsigned)(rl.rlim_cur - RESERVED_FDS) : 1;
+}
+
+/* Says so when the config's max_connections does not fit the descriptor
+ * capacity: at start and at every reload that puts a config in force. */
+static void log_capacity(const jsond_config *cfg, unsigned cap, unsigned long long limit)
+{
+    unsigned wanted = jsond_config_max_connections(cfg);
+    if (cap && wanted > cap)
+        jsond_log(JSOND_LOG_WARNING,
+                  "max_connections lowered from %u to %u: the descriptor limit is %llu", wanted,
+                  cap, limit);
 }
 
 /* ---- signals ------------------------------------------------------------ */
@@ -151,8 +173,10 @@ static unsigned fit_connections(unsigned wanted)
 typedef struct daemon_state {
     struct event_base *base;
     jsond_server *srv;
-    const char *path; /* -c, or NULL for the default */
-    int level_pinned; /* -l given: reloads keep it */
+    const char *source; /* the config file, or NULL for the built-in default */
+    int level_pinned;   /* -l given: reloads keep it */
+    unsigned capacity;  /* connections the descriptor limit allows; 0: no limit */
+    unsigned long long fd_limit;
     int stopping;
 } daemon_state;
 
@@ -194,7 +218,7 @@ static void signal_reload_cb(evutil_socket_t sig, short what, void *arg)
     double t0 = now_ms();
     jsond_log(JSOND_LOG_NOTICE, "signal %d: reloading", (int)sig);
     jsond_errors *errs = jsond_errors_new();
-    jsond_config *cfg = errs ? load_config(d->path, errs, 0) : NULL;
+    jsond_config *cfg = errs ? load_config(d->source, errs) : NULL;
     jsond_reload_summary sum;
     if (!cfg || jsond_server_reload(d->srv, cfg, &sum, errs) < 0) {
         report(errs, 1);
@@ -203,6 +227,7 @@ static void signal_reload_cb(evutil_socket_t sig, short what, void *arg)
     } else {
         if (!d->level_pinned)
             jsond_log_set_level(jsond_config_log_level(cfg));
+        log_capacity(cfg, d->capacity, d->fd_limit);
         jsond_log(JSOND_LOG_NOTICE,
                   "reloaded %s: routes %u added, %u removed, %u changed; listeners %u opened, "
                   "%u closed, %u kept (%.3f ms)",
@@ -273,7 +298,7 @@ int main(int argc, char **argv)
 
     if (test_only) {
         jsond_errors *errs = jsond_errors_new();
-        jsond_config *cfg = errs ? load_config(path, errs, 1) : NULL;
+        jsond_config *cfg = errs ? load_config(config_source(path, 1), errs) : NULL;
         report(errs, 0);
         jsond_errors_free(errs);
         if (!cfg)
@@ -290,17 +315,18 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int status = EXIT_FAIL;
-    daemon_state d = {.path = path, .level_pinned = level_arg != NULL};
+    daemon_state d = {.source = config_source(path, 0), .level_pinned = level_arg != NULL};
     struct event *sigs[3] = {NULL};
     jsond_errors *errs = jsond_errors_new();
-    jsond_config *cfg = errs ? load_config(path, errs, 0) : NULL;
+    jsond_config *cfg = errs ? load_config(d.source, errs) : NULL;
     if (!cfg)
         goto out;
     if (!level_arg)
         jsond_log_set_level(jsond_config_log_level(cfg));
     jsond_config_log(cfg);
-    unsigned max_conns = fit_connections(jsond_config_max_connections(cfg));
-    jsond_log(JSOND_LOG_DEBUG, "up to %u connections", max_conns);
+    d.capacity = descriptor_capacity(&d.fd_limit);
+    log_capacity(cfg, d.capacity, d.fd_limit);
+    jsond_log(JSOND_LOG_DEBUG, "descriptors for up to %u connections (0: no limit)", d.capacity);
 
     /* The precise clock: the coarse one ticks in 4 ms steps, too rough for
      * millisecond timeouts and for {"slept_ms": N} to be true. */
@@ -314,7 +340,7 @@ int main(int argc, char **argv)
         jsond_log(JSOND_LOG_ERROR, "cannot create the event loop");
         goto out;
     }
-    d.srv = jsond_server_new(d.base, cfg, max_conns, errs);
+    d.srv = jsond_server_new(d.base, cfg, d.capacity, errs);
     if (!d.srv)
         goto out;
     sigs[0] = evsignal_new(d.base, SIGTERM, signal_stop_cb, &d);

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "addr.h"
 
@@ -129,4 +130,28 @@ char *jsond_addr_format(const jsond_addr *a, char *buf, size_t size)
 int jsond_addr_equal(const jsond_addr *a, const jsond_addr *b)
 {
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+const char *jsond_addr_unix_path(const jsond_addr *a)
+{
+    return a->ss.ss_family == AF_UNIX ? ((const struct sockaddr_un *)&a->ss)->sun_path : NULL;
+}
+
+int jsond_addr_unix_check(const jsond_addr *a, const char **what)
+{
+    const char *path = jsond_addr_unix_path(a);
+    struct stat st;
+    if (!path || lstat(path, &st) < 0 || S_ISSOCK(st.st_mode))
+        return 0;
+    if (S_ISREG(st.st_mode))
+        *what = "a regular file";
+    else if (S_ISDIR(st.st_mode))
+        *what = "a directory";
+    else if (S_ISLNK(st.st_mode))
+        *what = "a symbolic link";
+    else if (S_ISFIFO(st.st_mode))
+        *what = "a FIFO";
+    else
+        *what = "a device";
+    return -1;
 }

@@ -1,6 +1,7 @@
 /* addr.h: listener addresses as written in the config.
  *
- * Pure functions, no I/O: "IPv4:port", "[IPv6]:port" or "unix:/path".
+ * "IPv4:port", "[IPv6]:port" or "unix:/path". Pure functions, no I/O,
+ * except jsond_addr_unix_check(), which looks at the file system.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -26,5 +27,15 @@ char *jsond_addr_format(const jsond_addr *a, char *buf, size_t size);
 
 /* 1 when both name the same socket address. */
 int jsond_addr_equal(const jsond_addr *a, const jsond_addr *b);
+
+/* The path of a unix address, or NULL for an IP one. */
+const char *jsond_addr_unix_path(const jsond_addr *a);
+
+/* For a unix address: what is at its path may be replaced by a socket,
+ * that is, nothing is there, or a socket is (lstat: a symbolic link is not a
+ * socket). Returns 0 (also for IP addresses and when lstat fails otherwise:
+ * bind() then says why), or -1 with what is there in `what` ("a regular
+ * file", "a directory", ...). jsond never removes anything but a socket. */
+int jsond_addr_unix_check(const jsond_addr *a, const char **what);
 
 #endif /* JSOND_ADDR_H */

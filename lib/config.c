@@ -19,12 +19,16 @@
  */
 #include "autoconfig.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "builtin.h"
 #include "config.h" /* lib/config.h: same directory, so not autoconf's */
@@ -171,6 +175,9 @@ static const char *const protocol_names[] = {
 #define SHOW_MAX 64
 #define SHOW_BUF (SHOW_MAX + 4)
 
+/* on_connect = none: no push. Reserved: no route may have this name. */
+#define JSOND_ROUTE_NONE "none"
+
 /* More than this and the file is probably not a config at all. */
 #define MAX_ERRORS 100
 
@@ -178,6 +185,12 @@ static const char *const protocol_names[] = {
  * include the next one twice would read 2^depth files. */
 #define MAX_DEPTH 16
 #define MAX_FILES 1000
+
+/* Reading a config never balloons: one file is at most MAX_FILE bytes, and
+ * all the files of one config (the top file and what it includes) at most
+ * MAX_TOTAL. A real config is a few KB; a route's args may be large. */
+#define MAX_FILE  (16 * MIB)
+#define MAX_TOTAL (64 * MIB)
 
 /* Shown paths are cut to this many bytes (see show()). */
 #define PATH_SHOW 256
@@ -232,6 +245,8 @@ typedef struct parser {
     size_t nrefs, refs_cap;
     char *buf; /* the current value, comments stripped, NUL-terminated */
     size_t buflen, bufcap;
+    size_t total;    /* bytes of every file read so far, at most MAX_TOTAL */
+    int listen_seen; /* a [listen ...] header, even a bad one, was read */
 } parser;
 
 /* No include line: it has no directory to be relative to, and conf.d/ is
@@ -973,12 +988,22 @@ static void set_value(parser *P, const key_def *k, void *base, const char *v, in
             perr(P, line, "bad address '%s': %s", show(s, sizeof s, v, strlen(v)), why);
             return;
         }
+        /* Checked here, so -t sees it too: binding would need the path
+         * removed, and jsond removes nothing but a socket. */
+        if (jsond_addr_unix_check(field, &why) < 0) {
+            perr(P, line, "'%s' is %s, not a socket: jsond replaces only a stale socket",
+                 show(s, sizeof s, v, strlen(v)), why);
+            return;
+        }
         /* The address is optional: a listener without one only takes
          * sockets handed over by systemd. */
         ((cfg_listen *)base)->has_address = 1;
+        ((cfg_listen *)base)->address_line = line;
         return;
     case T_ROUTE:
-        set_route(P, k, field, v, line);
+        /* on_connect = none: no push (so no route may be called none). */
+        if (strcmp(v, JSOND_ROUTE_NONE) != 0)
+            set_route(P, k, field, v, line);
         return;
     case T_ROUTES:
         set_routes(P, k, base, v, line);
@@ -1131,6 +1156,8 @@ static void section(parser *P, const char *s, size_t n)
         if (strlen(sections[i].name) == (size_t)(kwe - kw) &&
             memcmp(sections[i].name, kw, (size_t)(kwe - kw)) == 0)
             sd = &sections[i];
+    if (sd && sd->kind == S_LISTEN)
+        P->listen_seen = 1;
     if (!sd) {
         perr(P, line, "unknown section [%s]", show(shown, sizeof shown, kw, (size_t)(kwe - kw)));
         return;
@@ -1160,6 +1187,10 @@ static void section(parser *P, const char *s, size_t n)
                memcmp(name, sd->reserved, strlen(sd->reserved)) == 0) {
         perr(P, line, "%s name '%.*s' is reserved (%s prefix)", sd->name, (int)namelen, name,
              sd->reserved);
+    } else if (sd->kind == S_ROUTE && namelen == strlen(JSOND_ROUTE_NONE) &&
+               memcmp(name, JSOND_ROUTE_NONE, namelen) == 0) {
+        perr(P, line, "route name '%s' is reserved (on_connect = %s means no push)",
+             JSOND_ROUTE_NONE, JSOND_ROUTE_NONE);
     } else if ((first = open_named(P, sd->kind, name, namelen, line, &first_file)) != 0) {
         perr(P, line, "duplicate section [%s %.*s]%s", sd->name, (int)namelen, name,
              first_at(at, sizeof at, P, first_file, first));
@@ -1189,41 +1220,87 @@ static void no_section(parser *P)
     memset(P->seen, 0, sizeof P->seen);
 }
 
-/* Reads the whole file at `path`. NULL when it cannot, with errno set and
- * *what naming the step that failed. */
-static char *read_all(const char *path, size_t *len, const char **what)
+/* What a file that is not a regular file is, for messages. */
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "not a regular file";
+}
+
+/* Reads the whole file at `path`, at most `budget` bytes (what is left of
+ * MAX_TOTAL for this config, never more than MAX_FILE). Only a regular file
+ * is read: opened nonblocking, so a FIFO with no writer cannot hang the
+ * loop, then checked with fstat, so /dev/zero cannot fill memory. NULL when
+ * it cannot, with *what naming the step that failed and `why` the reason. */
+static char *read_all(const char *path, size_t budget, size_t *len, const char **what, char *why,
+                      size_t whysize)
 {
     char *buf = NULL;
     size_t cap = 0;
-    int err;
+    struct stat st;
+    char lim[32];
     *len = 0;
     *what = "cannot open";
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, whysize, "%s", strerror(errno));
         return NULL;
+    }
     *what = "cannot read";
+    if (fstat(fd, &st) < 0) {
+        snprintf(why, whysize, "%s", strerror(errno));
+        goto fail;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(why, whysize, "%s", strerror(EISDIR));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(why, whysize, "not a regular file (%s)", file_kind(st.st_mode));
+        goto fail;
+    }
+    if (budget > MAX_FILE)
+        budget = MAX_FILE;
+    /* Checked before and while reading: the file may grow meanwhile. */
     for (;;) {
+        if ((unsigned long long)st.st_size > budget || *len > budget) {
+            if (budget == MAX_FILE)
+                snprintf(why, whysize, "larger than %s, the limit for one config file",
+                         format_number(lim, sizeof lim, size_units, MAX_FILE));
+            else
+                snprintf(why, whysize, "the config's files add up to more than %s, the limit",
+                         format_number(lim, sizeof lim, size_units, MAX_TOTAL));
+            goto fail;
+        }
         char *nb = grow(buf, &cap, *len + 65536, 1);
         if (!nb) {
-            errno = ENOMEM;
+            snprintf(why, whysize, "%s", strerror(ENOMEM));
             goto fail;
         }
         buf = nb;
-        size_t want = cap - *len, got = fread(buf + *len, 1, want, f);
-        *len += got;
-        if (got < want) {
-            if (ferror(f))
-                goto fail;
-            break;
+        ssize_t got = read(fd, buf + *len, cap - *len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            snprintf(why, whysize, "%s", strerror(errno));
+            goto fail;
         }
+        if (got == 0)
+            break;
+        *len += (size_t)got;
     }
-    fclose(f);
-    return buf;
+    close(fd);
+    return buf; /* never NULL: grown before the first read */
 fail:
-    err = errno;
     free(buf);
-    fclose(f);
-    errno = err;
+    close(fd);
     return NULL;
 }
 
@@ -1279,7 +1356,7 @@ static void report_cycle(parser *P, size_t from, const char *shown, int line)
 /* Reads one file named by the include at `line` of the file being read. */
 static void include_file(parser *P, const char *path, int line)
 {
-    char shown[PATH_SHOW], *text = NULL, *real;
+    char shown[PATH_SHOW], *text = NULL, *real, why[128];
     const char *what;
     size_t len, f;
 
@@ -1305,10 +1382,12 @@ static void include_file(parser *P, const char *path, int line)
         perr(P, line, "too many included files (more than %d)", MAX_FILES);
         goto done;
     }
-    if (!(text = read_all(path, &len, &what))) {
-        perr(P, line, "%s included file '%s': %s", what, shown, strerror(errno));
+    if (!(text = read_all(path, P->total < MAX_TOTAL ? MAX_TOTAL - P->total : 0, &len, &what, why,
+                          sizeof why))) {
+        perr(P, line, "%s included file '%s': %s", what, shown, why);
         goto done;
     }
+    P->total += len;
     f = add_file(P, path, real, line, 1);
     real = NULL; /* taken, even on failure */
     if (f == SIZE_MAX)
@@ -1502,6 +1581,52 @@ static void config_free(jsond_config *cfg)
     free(cfg);
 }
 
+/* The src of a listener (its header's file, a name in cfg->files). */
+static size_t listen_src(const parser *P, const cfg_listen *l)
+{
+    for (size_t i = 0; i < P->nfiles; i++)
+        if (P->cfg->files[i] == l->file)
+            return i;
+    return 0;
+}
+
+/* A config must serve something: an empty or truncated file (a reload
+ * while an editor writes it) would otherwise close every listener without
+ * a word. No [listen] section at all is an error at the top file, line 0
+ * (it belongs to no line). And two listeners on one address could never
+ * both bind: an error at the second's address line, naming the first;
+ * except port 0, which gives each listener a port of its own. */
+static void check_serves(parser *P)
+{
+    const jsond_config *cfg = P->cfg;
+    char at[PATH_SHOW + 32], text[160];
+    if (P->stop)
+        return;
+    if (!P->listen_seen)
+        perr_at(P, 0, 0, "no [listen] section: this config would serve nothing");
+    for (size_t i = 0; i < cfg->nlistens; i++) {
+        const cfg_listen *b = &cfg->listens[i];
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&b->address.ss;
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&b->address.ss;
+        if (!b->has_address || (in->sin_family == AF_INET && in->sin_port == 0) ||
+            (in6->sin6_family == AF_INET6 && in6->sin6_port == 0))
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            const cfg_listen *a = &cfg->listens[j];
+            if (!a->has_address || !jsond_addr_equal(&a->address, &b->address))
+                continue;
+            size_t f = listen_src(P, b);
+            if (a->file == b->file)
+                snprintf(at, sizeof at, "line %d", a->address_line);
+            else
+                snprintf(at, sizeof at, "%s:%d", a->file, a->address_line);
+            perr_at(P, f, b->address_line, "listener %s: address %s is also listener %s's (%s)",
+                    b->name, jsond_addr_format(&b->address, text, sizeof text), a->name, at);
+            break;
+        }
+    }
+}
+
 /* Parses the top file `name`: `real` is its realpath() (taken; NULL for
  * text from memory), and with `relative` its includes are relative to its
  * directory, else to the current directory. */
@@ -1511,6 +1636,7 @@ static jsond_config *parse_top(const char *name, char *real, int relative, const
     parser P = {0};
     size_t top = SIZE_MAX;
     P.top = name;
+    P.total = len;
     P.errs = jsond_errors_new();
     P.cfg = calloc(1, sizeof *P.cfg);
     if (P.errs && P.cfg && (P.cfg->source = dupn(name, strlen(name))))
@@ -1530,6 +1656,7 @@ static jsond_config *parse_top(const char *name, char *real, int relative, const
         if (!jsond_config_route(P.cfg, P.refs[i].name))
             perr_at(&P, P.refs[i].file, P.refs[i].line, "route '%s' is not defined",
                     P.refs[i].name);
+    check_serves(&P);
     flush_errors(&P, errs);
 done:
     if (P.failed) {
@@ -1554,11 +1681,12 @@ jsond_config *jsond_config_parse(const char *name, const char *text, size_t len,
 jsond_config *jsond_config_load(const char *path, jsond_errors *errs)
 {
     const char *what;
+    char why[128];
     size_t len;
-    char *text = read_all(path, &len, &what);
+    char *text = read_all(path, MAX_TOTAL, &len, &what, why, sizeof why);
     if (!text) {
         if (errs)
-            jsond_errors_add(errs, path, 0, "%s: %s", what, strerror(errno));
+            jsond_errors_add(errs, path, 0, "%s: %s", what, why);
         return NULL;
     }
     /* Without it (realpath() failed), a cycle through the top file is

@@ -48,7 +48,8 @@ typedef struct cfg_listen {
     int all_routes;   /* routes = * (the default) */
     char **routes;    /* otherwise the route names callable here */
     size_t nroutes;
-    int protocol; /* JSOND_PROTOCOL_* */
+    int protocol;     /* JSOND_PROTOCOL_* */
+    int address_line; /* of its address key (same file as the header), or 0 */
 } cfg_listen;
 
 typedef struct cfg_route {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -19,6 +20,13 @@
 /* Accepts per readable event: enough to empty a burst, few enough that one
  * busy listener does not starve the connections already open. */
 #define ACCEPT_BURST 64
+/* Refused connections (over max_connections) lingering at once, each
+ * reading its client's input to end-of-stream so that the refusal line is
+ * not destroyed by a reset; past this many, a refusal is a plain close. */
+#define MAX_REFUSALS 64
+/* Reads per event while a refusal discards input. */
+#define REFUSAL_READS 16
+
 /* After EMFILE/ENFILE, accepting pauses this long before trying again:
  * the listening socket stays readable, so retrying at once would spin. */
 #define ACCEPT_BACKOFF_MS 100
@@ -28,7 +36,9 @@ typedef struct listener {
     const cfg_listen *cfg;
     evutil_socket_t fd;
     struct event *ev;
-    int unlink_path;  /* a unix socket file we created */
+    int unlink_path; /* a unix socket file we created, */
+    dev_t dev;       /* this one: removed at close only if it is still there */
+    ino_t ino;
     jsond_addr bound; /* the address it got: port 0 in the config is a real port here */
 } listener;
 
@@ -38,6 +48,18 @@ typedef struct node {
     jsond_conn *c;
 } node;
 
+/* A connection refused over max_connections, after its one line: its
+ * write side is shut, and its input is read and discarded until
+ * end-of-stream, an error or linger_timeout, then it is closed. One read
+ * event and one timer each, and no more than MAX_REFUSALS at once. */
+typedef struct refusal {
+    struct refusal *prev, *next;
+    jsond_server *srv;
+    evutil_socket_t fd;
+    struct event *read_ev;
+    struct event *timer; /* NULL with linger_timeout = 0: until end-of-stream */
+} refusal;
+
 struct jsond_server {
     struct event_base *base;
     jsond_config *cfg;      /* the config in force; connections hold their own */
@@ -45,6 +67,8 @@ struct jsond_server {
     listener **ls;          /* one per [listen] of cfg, in its order */
     size_t nls;
     node *conns;
+    refusal *refusals; /* lingering refused connections */
+    unsigned nrefusals;
     unsigned max_conns;
     struct event *backoff;
     int paused_logged;
@@ -57,6 +81,17 @@ struct jsond_server {
     jsond_timeouts *timeouts; /* the loop's timer queues, shared by every connection */
 };
 
+/* Removes the unix socket at `path` if it is still the very socket file
+ * (dev, ino) we bound, or, with ino 0, any socket: never anything else,
+ * whatever has been put there meanwhile. */
+static void unlink_socket(const char *path, dev_t dev, ino_t ino)
+{
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+        (!ino || (st.st_dev == dev && st.st_ino == ino)))
+        unlink(path);
+}
+
 /* Stops accepting and releases the socket; NULL is fine. Connections it
  * accepted carry on. */
 static void listener_free(listener *l)
@@ -68,7 +103,7 @@ static void listener_free(listener *l)
     if (l->fd >= 0)
         close(l->fd);
     if (l->unlink_path)
-        unlink(((const struct sockaddr_un *)&l->cfg->address.ss)->sun_path);
+        unlink_socket(jsond_addr_unix_path(&l->cfg->address), l->dev, l->ino);
     free(l);
 }
 
@@ -144,17 +179,125 @@ static void serve(listener *l, evutil_socket_t fd, const struct sockaddr_storage
     jsond_conn_start(c);
 }
 
+/* ---- refusing --------------------------------------------------------- */
+
+static const char busy_plain[] =
+    "{\"error\":{\"code\":\"busy\",\"message\":\"too many connections\"}}\n";
+static const char busy_jsonrpc[] =
+    "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32001,\"message\":\"too many connections\","
+    "\"data\":{\"code\":\"busy\"}},\"id\":null}\n";
+
+static void refusal_free(refusal *r)
+{
+    jsond_server *srv = r->srv;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        srv->refusals = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    srv->nrefusals--;
+    if (r->read_ev)
+        event_free(r->read_ev);
+    if (r->timer)
+        event_free(r->timer);
+    close(r->fd);
+    free(r);
+}
+
+static void refusal_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    char buf[4096];
+    for (int i = 0; i < REFUSAL_READS; i++) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        break; /* end-of-stream, or the peer reset: nothing left to protect */
+    }
+    refusal_free(arg); /* also after REFUSAL_READS full reads: a flood */
+}
+
+static void refusal_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    refusal_free(arg);
+}
+
+/* Over max_connections: one line, then the closing rule in small. The
+ * line fits any fresh socket's send buffer, so one nonblocking send says
+ * it; then a close with the client's request unread would make the kernel
+ * send a reset that destroys the line, so the write side is shut and the
+ * input drained first. */
+static void refuse(listener *l, evutil_socket_t fd)
+{
+    jsond_server *srv = l->srv;
+    int rpc = l->cfg->protocol == JSOND_PROTOCOL_JSONRPC;
+    const char *line = rpc ? busy_jsonrpc : busy_plain;
+    size_t len = rpc ? sizeof busy_jsonrpc - 1 : sizeof busy_plain - 1;
+    unsigned ms = srv->cfg->server.linger_timeout_ms;
+    refusal *r = NULL;
+    srv->stats.conns.refused++;
+    if (send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 || srv->nrefusals >= MAX_REFUSALS)
+        goto close_now;
+    shutdown(fd, SHUT_WR);
+    if (!(r = calloc(1, sizeof *r)))
+        goto close_now;
+    r->srv = srv;
+    r->fd = fd;
+    r->read_ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, refusal_read_cb, r);
+    r->timer = ms ? evtimer_new(srv->base, refusal_timer_cb, r) : NULL;
+    struct timeval tv = jsond_ms_tv(ms);
+    if (!r->read_ev || (ms && !r->timer) || event_add(r->read_ev, NULL) < 0 ||
+        (r->timer && event_add(r->timer, &tv) < 0)) {
+        jsond_log(JSOND_LOG_WARNING, "listener %s: cannot watch a refused connection: closed",
+                  l->cfg->name);
+        goto close_now;
+    }
+    r->next = srv->refusals;
+    if (srv->refusals)
+        srv->refusals->prev = r;
+    srv->refusals = r;
+    srv->nrefusals++;
+    return;
+close_now:
+    if (r) {
+        if (r->read_ev)
+            event_free(r->read_ev);
+        if (r->timer)
+            event_free(r->timer);
+        free(r);
+    }
+    close(fd);
+}
+
 /* ---- accepting -------------------------------------------------------- */
 
+/* Starts or stops accepting on every listener. A listener whose event
+ * cannot be added would silently stop accepting: that is logged, and the
+ * backoff timer retries it (and logs again) until it works. */
 static void set_accepting(jsond_server *srv, int on)
 {
+    int failed = 0;
     for (size_t i = 0; i < srv->nls; i++) {
         if (!srv->ls[i] || !srv->ls[i]->ev)
             continue;
-        if (on)
-            event_add(srv->ls[i]->ev, NULL);
-        else
+        if (!on) {
             event_del(srv->ls[i]->ev);
+        } else if (event_add(srv->ls[i]->ev, NULL) < 0) {
+            jsond_log(JSOND_LOG_ERROR, "listener %s: cannot watch its socket: retrying in %d ms",
+                      srv->ls[i]->cfg->name, ACCEPT_BACKOFF_MS);
+            failed = 1;
+        }
+    }
+    if (failed) {
+        struct timeval tv = jsond_ms_tv(ACCEPT_BACKOFF_MS);
+        if (event_add(srv->backoff, &tv) < 0)
+            jsond_log(JSOND_LOG_ERROR, "cannot arm the accept retry timer: listeners that could "
+                                       "not be watched stay idle until the next reload");
     }
 }
 
@@ -172,9 +315,14 @@ static void pause_accepting(jsond_server *srv, int err)
                   strerror(err));
         srv->paused_logged = 1;
     }
-    set_accepting(srv, 0);
     struct timeval tv = jsond_ms_tv(ACCEPT_BACKOFF_MS);
-    event_add(srv->backoff, &tv);
+    /* Without the timer nothing would resume accepting: keep accepting
+     * (and spinning on EMFILE) rather than stop for good. */
+    if (event_add(srv->backoff, &tv) < 0) {
+        jsond_log(JSOND_LOG_ERROR, "cannot arm the accept backoff timer: accepting on");
+        return;
+    }
+    set_accepting(srv, 0);
 }
 
 static void listener_accept_cb(evutil_socket_t fd, short what, void *arg)
@@ -201,9 +349,7 @@ static void listener_accept_cb(evutil_socket_t fd, short what, void *arg)
             srv->paused_logged = 0;
         }
         if (srv->stats.conns.open >= srv->max_conns) {
-            /* Nothing was read or written: the close is a plain FIN. */
-            close(cfd);
-            srv->stats.conns.refused++;
+            refuse(l, cfd);
             continue;
         }
         serve(l, cfd, &ss, len);
@@ -213,10 +359,12 @@ static void listener_accept_cb(evutil_socket_t fd, short what, void *arg)
 /* ---- binding ---------------------------------------------------------- */
 
 /* A unix socket file left by a process that died is removed; one that still
- * answers belongs to a live server and is left alone. */
+ * answers belongs to a live server and is left alone. The probe never
+ * blocks the loop: a nonblocking connect to a live server whose backlog is
+ * full says EAGAIN (live), not a wait; ECONNREFUSED means nobody listens. */
 static int unix_stale(const jsond_addr *a)
 {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return 0;
     int stale = connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno == ECONNREFUSED;
@@ -227,6 +375,7 @@ static int unix_stale(const jsond_addr *a)
 static int bind_listener(listener *l, jsond_errors *errs)
 {
     const jsond_addr *a = &l->cfg->address;
+    const char *path = jsond_addr_unix_path(a), *what = NULL;
     char text[160];
     jsond_addr_format(a, text, sizeof text);
     int family = a->ss.ss_family, one = 1;
@@ -239,14 +388,26 @@ static int bind_listener(listener *l, jsond_errors *errs)
     if (family == AF_INET6 && setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)
         goto fail;
     if (bind(l->fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
-        if (family != AF_UNIX || errno != EADDRINUSE || !unix_stale(a))
+        if (family != AF_UNIX || errno != EADDRINUSE)
             goto fail;
-        unlink(((const struct sockaddr_un *)&a->ss)->sun_path);
+        /* Only a stale socket is replaced: a file, say, put there since the
+         * config was checked stays, byte for byte. */
+        if (jsond_addr_unix_check(a, &what) < 0 || !unix_stale(a)) {
+            errno = EADDRINUSE;
+            goto fail;
+        }
+        unlink_socket(path, 0, 0);
         if (bind(l->fd, (const struct sockaddr *)&a->ss, a->len) < 0)
             goto fail;
     }
-    if (family == AF_UNIX)
-        l->unlink_path = 1;
+    if (family == AF_UNIX) {
+        struct stat st;
+        if (lstat(path, &st) == 0) {
+            l->unlink_path = 1;
+            l->dev = st.st_dev;
+            l->ino = st.st_ino;
+        }
+    }
     if (listen(l->fd, SOMAXCONN) < 0)
         goto fail;
     l->bound = *a;
@@ -258,7 +419,11 @@ static int bind_listener(listener *l, jsond_errors *errs)
     jsond_log(JSOND_LOG_NOTICE, "listening on %s %s", l->cfg->name, text);
     return 0;
 fail:
-    if (errs)
+    if (errs && what)
+        jsond_errors_add(errs, l->cfg->file, l->cfg->line,
+                         "listener %s: cannot listen on %s: %s is there, not a socket",
+                         l->cfg->name, text, what);
+    else if (errs)
         jsond_errors_add(errs, l->cfg->file, l->cfg->line, "listener %s: cannot listen on %s: %s",
                          l->cfg->name, text, strerror(errno));
     return -1;
@@ -329,7 +494,17 @@ static ssize_t find_listener(listener **ls, size_t n, char *taken, const cfg_lis
 static int switch_listeners(jsond_server *srv, jsond_config *cfg, jsond_errors *errs,
                             jsond_reload_summary *sum)
 {
-    size_t n = cfg->nlistens;
+    size_t n = cfg->nlistens, serving = 0;
+    /* A config that would close every listener serves nothing: refused,
+     * at start and on a reload alike (the old config stays). */
+    for (size_t i = 0; i < n; i++)
+        serving += cfg->listens[i].has_address != 0;
+    if (!serving) {
+        if (errs)
+            jsond_errors_add(errs, cfg->files[0], 0,
+                             "no listener has an address: this config would serve nothing");
+        return -1;
+    }
     listener **ls = calloc(n ? n : 1, sizeof(listener *));
     ssize_t *kept = calloc(n ? n : 1, sizeof *kept);
     char *taken = calloc(srv->nls ? srv->nls : 1, 1);
@@ -493,13 +668,16 @@ void jsond_server_shutdown(jsond_server *srv, void (*done)(void *arg), void *arg
     if (srv->stats.conns.open && ms) {
         struct timeval tv = jsond_ms_tv(ms);
         srv->drain_timer = evtimer_new(srv->base, drain_timer_cb, srv);
-        if (srv->drain_timer)
-            event_add(srv->drain_timer, &tv);
+        if (!srv->drain_timer || event_add(srv->drain_timer, &tv) < 0)
+            jsond_log(JSOND_LOG_ERROR, "cannot arm the shutdown_timeout timer: waiting for "
+                                       "the replies in progress without a limit");
     }
     /* Reported from the loop, never from inside the caller. */
     srv->drain_check = evtimer_new(srv->base, drained_now_cb, srv);
     if (srv->drain_check)
         event_active(srv->drain_check, EV_TIMEOUT, 1);
+    else
+        finish_drain(srv); /* out of memory: report now rather than never */
 }
 
 void jsond_server_free(jsond_server *srv)
@@ -508,6 +686,10 @@ void jsond_server_free(jsond_server *srv)
         return;
     srv->drained = NULL;
     cut_all(srv);
+    for (refusal *r = srv->refusals, *next; r; r = next) {
+        next = r->next;
+        refusal_free(r);
+    }
     for (size_t i = 0; i < srv->nls; i++)
         listener_free(srv->ls[i]);
     if (srv->drain_timer)

@@ -1,11 +1,14 @@
-"""The daemon's command line: -t, -V, -h, usage errors, exit codes, signals."""
+"""The daemon's command line: -t, -V, -h, usage errors, exit codes, signals;
+what the config check refuses, and what it lets through."""
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import tempfile
 
-from jsondtest import Daemon, config, main, run, unittest
+from jsondtest import HELLO, Client, Daemon, config, main, run, unittest
 
 GOOD = config("""
     [server]
@@ -77,6 +80,122 @@ class Cli(unittest.TestCase):
         first = re.search(r"listening on first (\S+)", r.stderr).group(1)
         self.assertIn("stopped listening on first %s (another listener failed)" % first,
                       r.stderr)
+
+    def test_only_regular_files_are_read(self):
+        # A FIFO would block the read forever (no writer ever comes), and
+        # /dev/zero would fill memory: each is an error at the line that
+        # named it, or at the file itself (line 0: "FILE: message") for -c.
+        # run() bounds every run (3 * SLOW), so a hang fails, never hangs.
+        d = tempfile.mkdtemp(prefix="jsond-cli-")
+        self.addCleanup(shutil.rmtree, d)
+        confd = os.path.join(d, "conf.d")
+        os.mkdir(confd)
+        main_conf = os.path.join(d, "jsond.conf")
+        with open(main_conf, "w") as f:
+            f.write(GOOD + "include = conf.d/*.conf\n")
+        line = GOOD.count("\n") + 1
+        fifo = os.path.join(confd, "10-fifo.conf")
+        os.mkfifo(fifo)
+        zero = os.path.join(confd, "20-zero.conf")
+        os.symlink("/dev/zero", zero)
+        os.mkdir(os.path.join(confd, "30-dir.conf"))
+        big = os.path.join(confd, "40-big.conf")
+        with open(big, "wb") as f:
+            f.truncate(16 * 1024 * 1024 + 1)
+        r = run(["-t", "-c", main_conf])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stderr.splitlines(), [
+            "%s:%d: cannot read included file '%s': not a regular file (a FIFO)"
+            % (main_conf, line, fifo),
+            "%s:%d: cannot read included file '%s': not a regular file (a character device)"
+            % (main_conf, line, zero),
+            "%s:%d: cannot read included file '%s': Is a directory"
+            % (main_conf, line, os.path.join(confd, "30-dir.conf")),
+            "%s:%d: cannot read included file '%s': larger than 16M, the limit for one "
+            "config file" % (main_conf, line, big)])
+        for args in (["-t"], ["-l", "notice"]):
+            for path, why in ((fifo, "a FIFO"), ("/dev/zero", "a character device"),
+                              (zero, "a character device")):
+                r = run(args + ["-c", path])
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("%s: cannot read: not a regular file (%s)" % (path, why), r.stderr)
+            r = run(args + ["-c", big])
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("%s: cannot read: larger than 16M" % big, r.stderr)
+
+    def test_unix_path_is_a_file(self):
+        # A regular file at a unix listener's path is never removed: -t and
+        # a start both fail at the address line, and the file is untouched.
+        d = tempfile.mkdtemp(prefix="jsond-cli-")
+        self.addCleanup(shutil.rmtree, d)
+        data = os.path.join(d, "data")
+        content = b"important\n" * 1000
+        with open(data, "wb") as f:
+            f.write(content)
+        path = self.write(GOOD + "[listen sock]\nrequests = yes\naddress = unix:%s\n" % data)
+        line = GOOD.count("\n") + 3
+        for args in (["-t"], ["-l", "notice"]):
+            r = run(args + ["-c", path])
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("%s:%d: 'unix:%s' is a regular file, not a socket: jsond replaces only "
+                          "a stale socket" % (path, line, data), r.stderr)
+            with open(data, "rb") as f:
+                self.assertEqual(f.read(), content)
+
+    def test_config_must_serve(self):
+        # No [listen] section: an error at the file, line 0 ("FILE: ...").
+        for text in ("", "; comments only\n", "[route hello]\nhandler = builtin:hello\n"):
+            path = self.write(text)
+            for args in (["-t"], ["-l", "notice"]):
+                r = run(args + ["-c", path])
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("%s: no [listen] section: this config would serve nothing" % path,
+                              r.stderr)
+        # Two listeners on one address: the second's address line, naming
+        # the first's; several on port 0 are fine.
+        path = self.write(GOOD + "[listen again]\naddress = 127.0.0.1:0\non_connect = hello\n"
+                          "[listen a]\naddress = [::1]:1\nrequests = yes\n"
+                          "[listen b]\nrequests = yes\naddress = [::1]:1\n")
+        r = run(["-t", "-c", path])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        n = GOOD.count("\n")
+        self.assertEqual(r.stderr, "%s:%d: listener b: address [::1]:1 is also listener a's "
+                         "(line %d)\n" % (path, n + 9, n + 5))
+        # Only listeners without an address: -t cannot know what systemd
+        # will pass, but a start with nothing to listen on fails.
+        path = self.write(GOOD.replace("address = 127.0.0.1:0\n", ""))
+        self.assertEqual(run(["-t", "-c", path]).returncode, 0)
+        r = run(["-c", path, "-l", "notice"])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("%s: no listener has an address: this config would serve nothing" % path,
+                      r.stderr)
+
+    def test_on_connect_none(self):
+        # The shipped jsond.conf says on_connect takes "a route name, or
+        # none": none is no push. A push is written right after accept,
+        # before any request is read, so it would be the first line.
+        conf = config("""
+            [listen main]
+            address = 127.0.0.1:0
+            on_connect = none
+            requests = yes
+            [route hello]
+            handler = builtin:hello
+            [route echo]
+            handler = builtin:echo
+        """)
+        with Daemon(conf) as d:
+            with Client(d) as c:
+                self.assertEqual(c.call('echo {"first": 1}'), {"first": 1})
+                self.assertEqual(c.call("hello"), json.loads(HELLO))
+                c.sock.shutdown(socket.SHUT_WR)
+                c.expect_eof()
+            self.assertEqual(d.stop(), 0)
+        path = self.write(conf.replace("[route echo]", "[route none]"))
+        r = run(["-t", "-c", path])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("%s:7: route name 'none' is reserved (on_connect = none means no push)"
+                      % path, r.stderr)
 
     def test_version(self):
         r = run(["-V"])

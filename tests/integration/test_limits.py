@@ -4,15 +4,18 @@ Clients hold a connection open by not reading a `big` reply, larger than
 the kernel buffers can take. Events are ordered by what the sockets and the
 daemon's log show; the one sleep measures CPU time over a window.
 """
+import json
 import os
 import re
 import resource
 import select
+import signal
 import socket
 import sys
 import time
 
-from jsondtest import HELLO, SLOW, VALGRIND, Daemon, config, main, recv_all, unittest
+from jsondtest import (HELLO, SLOW, VALGRIND, Client, Daemon, config, main, recv_all,
+                       unittest)
 
 HEAD = b'{"msg":"Hello World","data":"'
 TAIL = b'"}\n'
@@ -22,6 +25,10 @@ TAIL = b'"}\n'
 SIZE = 32000000
 RCVBUF = 64 * 1024
 REPLY_LEN = len(HEAD) + SIZE + len(TAIL)
+
+BUSY = b'{"error":{"code":"busy","message":"too many connections"}}\n'
+BUSY_RPC = (b'{"jsonrpc":"2.0","error":{"code":-32001,"message":"too many connections",'
+            b'"data":{"code":"busy"}},"id":null}\n')
 
 COUNTERS_RE = re.compile(r"connections: (\d+) accepted, (\d+) refused, (\d+) dropped, "
                          r"(\d+) reset, (\d+) cut")
@@ -102,14 +109,10 @@ class Limits(unittest.TestCase):
         with Daemon(conf) as d:
             held = self.clients(d, 3)
             wait_served(held)
-            # The fourth is closed at once: end-of-stream (or a reset) and
-            # not a byte of a reply.
+            # The fourth gets the busy line, then end-of-stream, and not a
+            # byte of a reply.
             for extra in self.clients(d, 1):
-                try:
-                    data = extra.recv(65536)
-                except ConnectionResetError:
-                    data = b""
-                self.assertEqual(data, b"")
+                self.assertEqual(recv_all(extra), BUSY)
             # The three others are served in full once they read.
             for s in held:
                 read_reply(self, s)
@@ -218,6 +221,182 @@ class Limits(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
             c = counters(d.log())
             self.assertEqual(c["refused"], 0)
+
+    def reload(self, d, text):
+        """Rewrites the config and reloads; waits for the reload's outcome."""
+        n = d.log().count("] reloaded ")
+        tmp = d.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, d.path)
+        d.send_signal(signal.SIGHUP)
+        return d.wait_log(lambda log: log.count("] reloaded ") > n or "reload failed" in log,
+                          3 * SLOW)
+
+    def test_reload_raises_max_connections(self):
+        # The first config's max_connections used to become a permanent
+        # cap: started at 2 and reloaded to 10, the third client was
+        # still refused.
+        conf = config("""
+            [server]
+            max_connections = %d
+            [listen main]
+            address = 127.0.0.1:0
+            requests = yes
+            [route hello]
+            handler = builtin:hello
+        """)
+        with Daemon(conf % 2) as d:
+            d.wait_log(lambda log: "started (pid" in log, 3 * SLOW)
+            log = self.reload(d, (conf % 10).replace("127.0.0.1:0", d.addrs["main"]))
+            self.assertNotIn("reload failed", log)
+            self.assertNotIn("lowered", log)
+            clients = [Client(d) for _ in range(10)]
+            try:
+                for c in clients:  # all ten open at once
+                    self.assertEqual(c.call("hello"), json.loads(HELLO))
+            finally:
+                for c in clients:
+                    c.close()
+            self.assertEqual(d.stop(), 0)
+            self.assertEqual(counters(d.log())["refused"], 0)
+
+    def test_reload_logs_lowering(self):
+        # With a low descriptor limit, a reload that asks for more than fits
+        # is lowered to what fits, and says so, as a start does.
+        hard = 64 + 64 if VALGRIND else 64
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+        conf = config("""
+            [server]
+            max_connections = %d
+            [listen main]
+            address = 127.0.0.1:0
+            on_connect = hello
+            [route hello]
+            handler = builtin:hello
+        """)
+        with Daemon(conf % 2, preexec=low_limit) as d:
+            d.wait_log(lambda log: "started (pid" in log, 3 * SLOW)
+            self.assertNotIn("lowered", d.log())
+            log = self.reload(d, (conf % 1000).replace("127.0.0.1:0", d.addrs["main"]))
+            m = re.search(r"max_connections lowered from 1000 to (\d+): "
+                          r"the descriptor limit is (\d+)", log)
+            self.assertIsNotNone(m, log)
+            self.assertEqual(int(m.group(1)), int(m.group(2)) - 32)
+            self.assertLess(log.index("lowered"), log.index("] reloaded "))
+            self.assertEqual(d.stop(), 0)
+
+
+def queued_in_daemon(port, client):
+    """Bytes in the receive queue of the daemon's end of `client`'s
+    connection to `port` (accepted or still in the listen queue), from
+    /proc/net/tcp; None when the kernel shows no such socket."""
+    cport = client.getsockname()[1]
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+            if int(local, 16) == port and int(remote, 16) == cport:
+                return int(fields[4].split(":")[1], 16)
+    return None
+
+
+class Refusals(unittest.TestCase):
+    """Over max_connections a client gets one line and then end-of-stream,
+    never a reset, even when its request is already there."""
+
+    CONF = config("""
+        [server]
+        max_connections = 1
+        linger_timeout = %ds
+        [listen main]
+        address = 127.0.0.1:0
+        requests = yes
+        [listen rpc]
+        address = 127.0.0.1:0
+        requests = yes
+        protocol = jsonrpc
+        [route hello]
+        handler = builtin:hello
+    """) % (10 * SLOW)
+
+    def daemon(self):
+        d = Daemon(self.CONF)
+        self.addCleanup(d.close)
+        d.wait_log(lambda log: "started (pid" in log, 3 * SLOW)
+        held = Client(d)  # the one slot, taken and proven taken
+        self.addCleanup(held.close)
+        self.assertEqual(held.call("hello"), json.loads(HELLO))
+        return d
+
+    def test_request_sent_before_the_accept(self):
+        # The order is forced: the daemon is stopped while the client
+        # connects (the kernel completes the handshake) and sends; the
+        # bytes are seen in the daemon's end of the connection; only then
+        # does the daemon run, accept and refuse.
+        d = self.daemon()
+        port = int(d.addrs["main"].rsplit(":", 1)[1])
+        d.send_signal(signal.SIGSTOP)
+        try:
+            s = d.connect("main")
+            self.addCleanup(s.close)
+            s.sendall(b"hello\nhello\n")
+            deadline = time.monotonic() + 3 * SLOW
+            while queued_in_daemon(port, s) != 12:
+                self.assertLess(time.monotonic(), deadline, "the request never arrived")
+                time.sleep(0.01)  # polling /proc, bounded by the deadline
+        finally:
+            d.send_signal(signal.SIGCONT)
+        self.assertEqual(recv_all(s), BUSY)  # a reset would raise here
+        s.close()
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(counters(d.log())["refused"], 1)
+
+    def test_request_sent_after_the_refusal(self):
+        # The other order: the line has arrived (so the daemon has accepted
+        # and refused) before the client sends; it is read and discarded.
+        d = self.daemon()
+        for name, line in (("main", BUSY), ("rpc", BUSY_RPC)):
+            with d.connect(name) as s:
+                buf = b""
+                while not buf.endswith(b"\n"):
+                    b = s.recv(4096)
+                    self.assertNotEqual(b, b"", buf)
+                    buf += b
+                self.assertEqual(buf, line)
+                s.sendall(b"hello\n" * 1000)
+                s.shutdown(socket.SHUT_WR)
+                self.assertEqual(recv_all(s), b"")
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(counters(d.log())["refused"], 2)
+
+    def test_at_most_64_linger(self):
+        # 70 refused at once: each gets its line and end-of-stream; 64 of
+        # them linger (reading until their client's end-of-stream), the
+        # other 6 are closed at once; none hangs.
+        d = self.daemon()
+        base = d.fds()
+        n = 70
+        d.send_signal(signal.SIGSTOP)
+        socks = []
+        try:
+            for _ in range(n):
+                s = d.connect("main")
+                self.addCleanup(s.close)
+                socks.append(s)
+        finally:
+            d.send_signal(signal.SIGCONT)
+        for s in socks:
+            self.assertEqual(recv_all(s), BUSY)
+        self.assertEqual(d.wait_fds(base + 64), base + 64)
+        for s in socks:
+            s.close()
+        self.assertEqual(d.wait_fds(base), base)
+        self.assertEqual(d.stop(), 0)
+        c = counters(d.log())
+        self.assertEqual((c["accepted"], c["refused"]), (1, n))
 
 
 if __name__ == "__main__":

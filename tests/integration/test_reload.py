@@ -35,6 +35,7 @@ import re
 import select
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -649,6 +650,60 @@ class Broken(SharedDaemon):
         self.assertIn(self.d.path, out.errors[0])
         self.still_good(out)
 
+    def test_unix_path_is_a_file(self):
+        """A unix listener whose path is a regular file: the reload fails at
+        the address line (so -t says the same) and the file stays, byte for
+        byte: jsond removes nothing but a socket."""
+        data = os.path.join(self.d.dir.name, "precious.db")
+        content = b"precious data\n\x00\xff" * 100
+        with open(data, "wb") as f:
+            f.write(content)
+        text = CHANGED + "[listen sock]\nrequests = yes\naddress = unix:%s\n" % data
+        out = self.reject(text, lines_of(text, "unix:"))
+        self.assertIn("'unix:%s' is a regular file, not a socket" % data, out.errors[0])
+        with open(data, "rb") as f:
+            self.assertEqual(f.read(), content)
+
+    def test_nothing_to_serve(self):
+        """An empty file, one cut short before its first listener, one with
+        only comments: no [listen] section, an error at the file (line 0),
+        and the old config serves on. Without this, a SIGHUP on a
+        half-written file closed every listener without a word."""
+        for text in ("", "; nothing yet\n", GOOD[GOOD.index("[route hello]"):],
+                     "[route hello]\nhandler = builtin:hel"):
+            out = reload(self.d, text)
+            self.assertFalse(out.ok, out.log)
+            self.assertIn("%s: no [listen] section: this config would serve nothing"
+                          % self.d.path, out.errors, out.log)
+            check_verdict(self, self.d, out)
+            self.still_good(out)
+
+    def test_every_listener_closed(self):
+        """Only address-less [listen] sections: valid to -t (systemd may pass
+        them sockets), but a reload that would close every listener is
+        refused, with its reason, and changes nothing."""
+        text = CHANGED.replace("address = 127.0.0.1:0\n", "")
+        self.assertEqual(run(["-t", "-c", write_conf(self.d, text)]).returncode, 0)
+        out = reload(self.d, text)
+        self.assertFalse(out.ok, out.log)
+        self.assertEqual(out.errors, ["%s: no listener has an address: this config would serve "
+                                      "nothing" % self.d.path], out.log)
+        self.still_good(out)
+
+    def test_two_listeners_one_address(self):
+        text = CHANGED + config("""
+            [listen d1]
+            address = 127.0.0.1:1
+            requests = yes
+            [listen d2]
+            requests = yes
+            address = 127.0.0.1:1
+        """)
+        first, second = lines_of(text, "address = 127.0.0.1:1")[0], len(text.splitlines())
+        out = self.reject(text, [second])
+        self.assertIn("listener d2: address 127.0.0.1:1 is also listener d1's (line %d)" % first,
+                      out.errors[0])
+
     def test_good_again_after_failures(self):
         self.reject(SYNTAX, lines_of(SYNTAX, "not ini", "[route unclosed"), verdict=False)
         out = reload(self.d, CHANGED)
@@ -660,6 +715,78 @@ class Broken(SharedDaemon):
         out = reload(self.d, GOOD)
         self.assertTrue(out.ok, out.log)
         self.assertEqual(out.routes(), (0, 1, 1))
+
+
+# ---- the config source -------------------------------------------------
+
+SOURCE_CONF = config("""
+    [listen main]
+    address = unix:@DIR@/main.sock
+    requests = yes
+    [route hello]
+    handler = builtin:hello
+""")
+
+
+def default_config_path():
+    """The daemon's default config path, as its usage text gives it."""
+    m = re.search(r"\(default (\S+);", run(["-h"]).stdout)
+    assert m, "no default path in the usage text"
+    return m.group(1)
+
+
+class ConfigSource(DaemonTest):
+    """Without -c, the source is chosen once, at start (DESIGN.md): a
+    reload re-reads it, and a default file that has gone missing (a package
+    upgrade replacing it) fails the reload; it never falls back to the
+    built-in default on 0.0.0.0:25000.
+
+    The default path is compiled in (SYSCONFDIR), so the test takes control
+    of it: the daemon runs in its own user and mount namespace with a
+    directory of the test bind-mounted over SYSCONFDIR, and in its own
+    network namespace, so that even a daemon that did fall back binds
+    0.0.0.0:25000 only there. It listens on a unix socket in the test's
+    directory, which both sides see. Where unprivileged namespaces are not
+    available the test is skipped, saying so."""
+
+    def test_missing_default_file_fails_the_reload(self):
+        default = default_config_path()
+        etc, rel = os.path.dirname(os.path.dirname(default)), os.path.basename(
+            os.path.dirname(default))
+        if not os.path.isdir(etc) or subprocess.run(
+                ["unshare", "--user", "--map-root-user", "--mount", "--net", "true"],
+                capture_output=True, timeout=3 * SLOW).returncode != 0:
+            self.skipTest("needs unshare (user, mount, net namespaces) and %s" % etc)
+        d = Daemon(SOURCE_CONF, start=False, wrapper=[])
+        self.addCleanup(d.close)
+        mine = os.path.join(d.dir.name, "etc")
+        path = write_conf(d, SOURCE_CONF, os.path.join(mine, rel, "jsond.conf"))
+        # jsond without -c: the harness's "-c FILE" is dropped by the shell.
+        d.wrapper = ["unshare", "--user", "--map-root-user", "--mount", "--net", "sh", "-c",
+                     'mount --bind "$1" "$2" && j=$3 && shift 5 && exec "$j" "$@"', "sh",
+                     mine, etc]
+        d.start()
+        started(d)
+        d.addrs["main"] = "unix:%s/main.sock" % d.dir.name
+        self.assertNotIn("built-in default", d.log())
+        c = self.client(d)
+        self.assertEqual(c.call("hello"), json.loads(HELLO))
+
+        os.rename(path, path + ".away")  # the package manager at work
+        out = reload(d)
+        self.assertFalse(out.ok, out.log)
+        self.assertEqual(out.errors, ["%s: cannot open: No such file or directory" % default])
+        self.assertNotIn("built-in default", out.log)
+        self.assertNotIn("listening on v4", out.log)
+        self.assertEqual(c.call("hello"), json.loads(HELLO))
+
+        os.rename(path + ".away", path)
+        write_conf(d, SOURCE_CONF + "[route echo]\nhandler = builtin:echo\n", path)
+        out = reload(d)
+        self.assertTrue(out.ok, out.log)
+        self.assertIn("reloaded %s: routes 1 added" % default, out.log)
+        self.assertEqual(c.call('echo {"a": 1}'), {"a": 1})
+        self.stop(d)
 
 
 # ---- include -----------------------------------------------------------
@@ -799,6 +926,42 @@ class Includes(DaemonTest):
         with Client(self.d, "extra") as c:
             self.assertEqual(c.call("hello"), json.loads(HELLO))
         self.stop(self.d)
+
+    def test_only_regular_files(self):
+        """A FIFO in conf.d/ (no writer ever comes), a symlink to /dev/zero,
+        an oversized file: the reload fails at the include line, naming the
+        file, at once; the loop never stalls on them (a client's hello is
+        answered promptly right after) and memory never balloons."""
+        d = self.d
+        c = Client(d, timeout=SLOW)
+        self.addCleanup(c.close)
+        line = lines_of(INCLUDING, "include = conf.d")[0]
+        rss = d.status("VmRSS")
+        fifo = os.path.join(self.confd, "10-fifo.conf")
+        os.mkfifo(fifo)
+        zero = os.path.join(self.confd, "20-zero.conf")
+        os.symlink("/dev/zero", zero)
+        big = os.path.join(self.confd, "30-big.conf")
+        with open(big, "wb") as f:
+            f.truncate(16 * 1024 * 1024 + 1)
+        for path, why in ((fifo, "not a regular file (a FIFO)"),
+                          (zero, "not a regular file (a character device)"),
+                          (big, "larger than 16M, the limit for one config file")):
+            out = reload(d)
+            self.assertFalse(out.ok, out.log)
+            self.assertIn("%s:%d: cannot read included file '%s': %s" % (d.path, line, path, why),
+                          out.errors, out.log)
+            t0 = time.monotonic()
+            self.assertEqual(c.call("hello"), json.loads(HELLO))
+            self.assertLess(time.monotonic() - t0, SLOW / 2)
+            check_verdict(self, d, out)
+            os.unlink(path)
+        if PLAIN:
+            self.assertLess(d.status("VmRSS") - rss, 16 * 1024)
+        out = reload(d)
+        self.assertTrue(out.ok, out.log)
+        self.good_serves(out)
+        self.stop(d)
 
     def test_globs_matching_nothing(self):
         text = INCLUDING + "include = nothing/*.conf\ninclude = conf.d/*.none\n"

@@ -2,11 +2,16 @@
  *
  * SPDX-License-Identifier: MIT
  */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, symlink */
+
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "addr.h"
 
@@ -165,6 +170,50 @@ START_TEST(test_format_truncates)
 }
 END_TEST
 
+START_TEST(test_unix_check)
+{
+    /* What may be replaced by a listening socket: nothing, or a socket.
+     * Anything else at the path is reported, so it is never removed. */
+    char dir[] = "/tmp/check_addr.XXXXXX", text[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    static const char *const names[] = {"none", "file", "dir", "link", "fifo", "sock"};
+    static const char *const want[] = {
+        NULL, "a regular file", "a directory", "a symbolic link", "a FIFO", NULL};
+    char paths[6][64];
+    for (size_t i = 0; i < 6; i++)
+        snprintf(paths[i], sizeof paths[i], "%s/%s", dir, names[i]);
+    FILE *f = fopen(paths[1], "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    ck_assert_int_eq(mkdir(paths[2], 0700), 0);
+    ck_assert_int_eq(symlink(paths[5], paths[3]), 0); /* to a socket: still a link */
+    ck_assert_int_eq(mkfifo(paths[4], 0600), 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    snprintf(text, sizeof text, "unix:%s", paths[5]);
+    jsond_addr a = parse_ok(text, text);
+    ck_assert_int_eq(bind(fd, (const struct sockaddr *)&a.ss, a.len), 0);
+    for (size_t i = 0; i < 6; i++) {
+        const char *what = NULL;
+        snprintf(text, sizeof text, "unix:%s", paths[i]);
+        a = parse_ok(text, text);
+        ck_assert_str_eq(jsond_addr_unix_path(&a), paths[i]);
+        ck_assert_int_eq(jsond_addr_unix_check(&a, &what), want[i] ? -1 : 0);
+        if (want[i])
+            ck_assert_str_eq(what, want[i]);
+    }
+    a = parse_ok("127.0.0.1:1", "127.0.0.1:1");
+    ck_assert_ptr_null(jsond_addr_unix_path(&a));
+    ck_assert_int_eq(jsond_addr_unix_check(&a, NULL), 0);
+    close(fd);
+    unlink(paths[5]);
+    unlink(paths[4]);
+    unlink(paths[3]);
+    rmdir(paths[2]);
+    unlink(paths[1]);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 static Suite *addr_suite(void)
 {
     Suite *s = suite_create("addr");
@@ -177,6 +226,7 @@ static Suite *addr_suite(void)
     tcase_add_test(tc, test_names_refused);
     tcase_add_test(tc, test_equal);
     tcase_add_test(tc, test_format_truncates);
+    tcase_add_test(tc, test_unix_check);
     suite_add_tcase(s, tc);
     return s;
 }

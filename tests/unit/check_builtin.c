@@ -373,7 +373,8 @@ START_TEST(test_routes)
 
     /* The listing is of the request's own config snapshot. */
     static const char other[] = "[route b]\nhandler = builtin:stats\n"
-                                "[route a]\nhandler = builtin:routes\n";
+                                "[route a]\nhandler = builtin:routes\n"
+                                "[listen l]\n"; /* a config must have one */
     jsond_config *old = cfg;
     cfg = jsond_config_parse("u.conf", other, sizeof other - 1, NULL);
     ck_assert_ptr_nonnull(cfg);

@@ -10,6 +10,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +23,33 @@
 
 static char rendered[1 << 16];
 
-/* Parses TEXT (LEN bytes) as "t.conf" and returns its errors as "LINE:
- * message\n" lines ("" when valid). Checks that a config comes back exactly
- * when there is no error, and that every error names the file. */
-static const char *errors_of_len(const char *text, size_t len)
+/* A config must have a [listen] section. Most cases are about something
+ * else: when TEXT has none, a bare "[listen zz]" (no keys: it declares the
+ * name only, so it cannot add an error) is appended after it, on lines of
+ * its own past the text's, so line numbers are those of TEXT. The appended
+ * section counts in cfg->nlistens: cases check nlistens with that in mind.
+ * The returned copy is the caller's to free. */
+#define AUTO_LISTEN "\n[listen zz]\n"
+
+static char *with_listener(const char *text, size_t len, size_t *outlen)
+{
+    int has = 0;
+    for (size_t i = 0; i + 7 <= len && !has; i++)
+        has = memcmp(text + i, "[listen", 7) == 0;
+    size_t extra = has ? 0 : strlen(AUTO_LISTEN);
+    char *t = malloc(len + extra + 1);
+    ck_assert_ptr_nonnull(t);
+    memcpy(t, text, len);
+    memcpy(t + len, AUTO_LISTEN, extra);
+    t[len + extra] = '\0';
+    *outlen = len + extra;
+    return t;
+}
+
+/* Parses exactly TEXT (LEN bytes) as "t.conf" and returns its errors as
+ * "LINE: message\n" lines ("" when valid). Checks that a config comes back
+ * exactly when there is no error, and that every error names the file. */
+static const char *errors_of_raw(const char *text, size_t len)
 {
     jsond_errors *errs = jsond_errors_new();
     jsond_config *cfg = jsond_config_parse("t.conf", text, len, errs);
@@ -45,20 +69,33 @@ static const char *errors_of_len(const char *text, size_t len)
     return rendered;
 }
 
+/* errors_of_raw() of TEXT with a listener appended if it has none. */
+static const char *errors_of_len(const char *text, size_t len)
+{
+    size_t n;
+    char *t = with_listener(text, len, &n);
+    errors_of_raw(t, n);
+    free(t);
+    return rendered;
+}
+
 static const char *errors_of(const char *text)
 {
     return errors_of_len(text, strlen(text));
 }
 
-/* Parses TEXT, which must be valid. */
+/* Parses TEXT (a listener appended if it has none), which must be valid. */
 static jsond_config *parse_ok(const char *text)
 {
+    size_t n;
+    char *t = with_listener(text, strlen(text), &n);
     jsond_errors *errs = jsond_errors_new();
-    jsond_config *cfg = jsond_config_parse("t.conf", text, strlen(text), errs);
+    jsond_config *cfg = jsond_config_parse("t.conf", t, n, errs);
     const jsond_error *e = jsond_errors_get(errs, 0);
     ck_assert_msg(cfg != NULL, "unexpected error: %d: %s", e ? e->line : 0, e ? e->text : "");
     ck_assert_uint_eq(jsond_errors_count(errs), 0);
     jsond_errors_free(errs);
+    free(t);
     return cfg;
 }
 
@@ -87,6 +124,7 @@ static char *srcdir_path(const char *rel)
 }
 
 #define ROUTE_HELLO "[route hello]\nhandler = builtin:hello\n"
+#define LISTEN_L    "[listen l]\n"
 
 /* ---- values ------------------------------------------------------------- */
 
@@ -173,7 +211,8 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(cfg->server.max_pipeline, 128);
     ck_assert_uint_eq(cfg->server.request_timeout_ms, 60000);
     ck_assert_int_eq(cfg->server.log_level, JSOND_LOG_INFO);
-    ck_assert_uint_eq(cfg->nlistens, 0);
+    ck_assert_uint_eq(cfg->nlistens, 1); /* the AUTO_LISTEN, which has no keys */
+    ck_assert_int_eq(cfg->listens[0].has_address, 0);
     ck_assert_uint_eq(cfg->nroutes, 0);
     jsond_config_unref(cfg);
 
@@ -571,6 +610,16 @@ static const struct {
     {"[route r]\n", "1: [route r] has no handler\n"},
     {"[route rpc.discover]\nhandler = builtin:hello\n",
      "1: route name 'rpc.discover' is reserved (rpc. prefix)\n"},
+    /* on_connect = none: no push; "none" is no route name. A listener
+     * that neither pushes nor reads requests is still an error. */
+    {"[listen a]\non_connect = none\nrequests = yes\n", ""},
+    {"[listen a]\nrequests = yes\non_connect = none ; no push\n" ROUTE_HELLO, ""},
+    {"[listen a]\naddress = 1.2.3.4:5\non_connect = none\n",
+     "1: listener a has neither on_connect nor requests = yes\n"},
+    {"[listen a]\nrequests = yes\n[route none]\nhandler = builtin:hello\n",
+     "3: route name 'none' is reserved (on_connect = none means no push)\n"},
+    {"[listen a]\nrequests = yes\nroutes = none\n", "3: route 'none' is not defined\n"},
+    {"[listen a]\nrequests = yes\non_connect = None\n", "3: route 'None' is not defined\n"},
     /* A [listen] may be called rpc.x: only route names are reserved. */
     {"[listen rpc.x]\n[route rpc]\nhandler = builtin:hello\n", ""},
     /* A listener must push or read requests; a bare [listen NAME] only
@@ -694,7 +743,7 @@ START_TEST(test_errs_null)
 {
     ck_assert_ptr_null(jsond_config_parse("t.conf", "[bad\n", 5, NULL));
     ck_assert_ptr_null(jsond_config_load("/nonexistent/jsond.conf", NULL));
-    jsond_config *cfg = jsond_config_parse(NULL, "", 0, NULL);
+    jsond_config *cfg = jsond_config_parse(NULL, LISTEN_L, strlen(LISTEN_L), NULL);
     ck_assert_ptr_nonnull(cfg);
     jsond_config_unref(cfg);
 }
@@ -773,13 +822,15 @@ START_TEST(test_json_errors)
     /* Never balanced: reported where the value starts. */
     ck_assert_str_eq(errors_of("[route r]\nhandler = builtin:hello\nargs = {\"a\": [1,\n\n"
                                "[listen a]\n"),
+                     "0: no [listen] section: this config would serve nothing\n"
                      "3: unbalanced JSON value\n");
     /* Brackets inside strings and after a comment do not count. */
     ck_assert_str_eq(errors_of("[route r]\nhandler = builtin:hello\nargs = {\"a\": \"}\" ; }\n"),
+                     "0: no [listen] section: this config would serve nothing\n" /* eaten */
                      "3: unbalanced JSON value\n");
     /* The values of unknown keys and bad sections are consumed whole too. */
     ck_assert_str_eq(errors_of("[route r]\nhandler = builtin:hello\nextra = {\n[listen a]\n}\n"
-                               "[bad]\nx = [\n[listen b]\n]\n"),
+                               "[bad]\nx = [\n[listen b]\n]\n" LISTEN_L),
                      "3: unknown key 'extra' in [route]\n6: unknown section [bad]\n");
 }
 END_TEST
@@ -835,6 +886,101 @@ START_TEST(test_long_line)
 END_TEST
 
 /* ---- the default, equality, references, files --------------------------- */
+
+START_TEST(test_on_connect_none)
+{
+    jsond_config *cfg = parse_ok("[listen a]\nrequests = yes\non_connect = none\n");
+    ck_assert_ptr_null(cfg->listens[0].on_connect);
+    ck_assert_int_eq(cfg->listens[0].requests, 1);
+    /* The same effect as no on_connect at all. */
+    jsond_config *same = parse_ok("[listen a]\nrequests = yes\n");
+    ck_assert(jsond_config_equal(cfg, same));
+    jsond_config_unref(same);
+    jsond_config_unref(cfg);
+}
+END_TEST
+
+START_TEST(test_must_serve)
+{
+    /* No [listen] section: an empty file (/dev/null), comments only, a
+     * file cut short before its first listener. At line 0: no line is at
+     * fault, the file is. */
+    static const char *const none[] = {
+        "",
+        "; only comments\n# and more\n",
+        "[server]\nmax_connections = 5\n" ROUTE_HELLO,
+        "[server]\nmax_conn",
+    };
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+        const char *want = i < 3 ? "0: no [listen] section: this config would serve nothing\n"
+                                 : "0: no [listen] section: this config would serve nothing\n"
+                                   "2: syntax error: expected 'key = value' or '[section]'\n";
+        ck_assert_str_eq(errors_of_raw(none[i], strlen(none[i])), want);
+    }
+    /* A [listen] with no address (for a socket systemd passes) is one; a
+     * bad [listen] header has been reported already: no second error. */
+    ck_assert_str_eq(errors_of_raw("[listen a]\n", 11), "");
+    ck_assert_str_eq(errors_of_raw("[listen a b]\n", 13),
+                     "1: bad section name 'a b' (1 to 64 of A-Z a-z 0-9 _ . -)\n");
+
+    /* Two listeners on one address: an error at the second's address
+     * line, naming the first's. Port 0 is a port each, unix paths too. */
+    static const struct {
+        const char *a, *b, *want;
+    } same[] = {
+        {"127.0.0.1:8080", "127.0.0.1:8080",
+         "5: listener b: address 127.0.0.1:8080 is also listener a's (line 2)\n"},
+        {"[::1]:8080", "[::1]:8080",
+         "5: listener b: address [::1]:8080 is also listener a's "
+         "(line 2)\n"},
+        {"unix:/nonexistent/s", "unix:/nonexistent/s",
+         "5: listener b: address unix:/nonexistent/s is also listener a's (line 2)\n"},
+        {"127.0.0.1:0", "127.0.0.1:0", ""},
+        {"[::1]:0", "[::1]:0", ""},
+        {"127.0.0.1:8080", "127.0.0.2:8080", ""},
+        {"127.0.0.1:8080", "[::1]:8080", ""},
+        {"0.0.0.0:8080", "[::]:8080", ""},
+    };
+    char text[512];
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        snprintf(text, sizeof text,
+                 "[listen a]\naddress = %s\nrequests = yes\n[listen b]\naddress = %s\n"
+                 "requests = yes\n",
+                 same[i].a, same[i].b);
+        ck_assert_str_eq(errors_of_raw(text, strlen(text)), same[i].want);
+    }
+    /* Three on one address: each later one names the first. */
+    ck_assert_str_eq(errors_of("[listen a]\naddress = 127.0.0.1:1\nrequests = yes\n"
+                               "[listen b]\nrequests = yes\naddress = 127.0.0.1:1\n"
+                               "[listen c]\naddress = 127.0.0.1:1\nrequests = yes\n"),
+                     "6: listener b: address 127.0.0.1:1 is also listener a's (line 2)\n"
+                     "8: listener c: address 127.0.0.1:1 is also listener a's (line 2)\n");
+}
+END_TEST
+
+START_TEST(test_unix_path_in_the_way)
+{
+    /* Only a socket is ever replaced: a file at a unix listener's path is
+     * an error at its address line, so `jsond -t` sees it too. */
+    char dir[] = "/tmp/check_config.XXXXXX", text[256], want[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(text, sizeof text, "[listen a]\nrequests = yes\naddress = unix:%s/f\n", dir);
+    ck_assert_str_eq(errors_of(text), "");
+    char path[64];
+    snprintf(path, sizeof path, "%s/f", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("data\n", f);
+    fclose(f);
+    snprintf(want, sizeof want,
+             "3: 'unix:%s' is a regular file, not a socket: jsond replaces only a stale "
+             "socket\n",
+             path);
+    ck_assert_str_eq(errors_of(text), want);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
 
 START_TEST(test_default_equals_conf)
 {
@@ -1187,7 +1333,7 @@ START_TEST(test_include_sorted)
     /* The second definition is the error, and names the first: b.conf is
      * read after a.conf, and both after the lines before the include. */
     put("jsond.conf", "[server]\n"
-                      "include = conf.d/*.conf\n");
+                      "include = conf.d/*.conf\n" LISTEN_L);
     put("conf.d/b.conf", "[route b]\nhandler = builtin:echo\n"
                          "[route a]\nhandler = builtin:echo\n"
                          "[server]\n");
@@ -1203,7 +1349,7 @@ START_TEST(test_include_relative)
     ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
     /* Relative to the including file's directory, at every level: not to
      * the top file's, not to the current directory. */
-    put("etc/jsond.conf", "include = sub/x.conf\n");
+    put("etc/jsond.conf", "include = sub/x.conf\n" LISTEN_L);
     put("etc/sub/x.conf", "include = y.conf\n");
     put("etc/sub/y.conf", "[route y]\nhandler = builtin:hello\n");
     put("etc/y.conf", "decoy\n");
@@ -1231,11 +1377,13 @@ START_TEST(test_include_relative)
     ck_assert_int_eq(chdir(tdir), 0);
     jsond_errors *errs = jsond_errors_new();
     ck_assert_str_eq(
-        render(jsond_config_parse("mem", "include = sub/x.conf\n", 21, errs), errs, NULL),
+        render(jsond_config_parse("mem", "include = sub/x.conf\n" LISTEN_L, 32, errs), errs, NULL),
         "sub/x.conf:1: syntax error: expected 'key = value' or '[section]'\n");
     errs = jsond_errors_new();
     ck_assert_str_eq(
-        render(jsond_config_parse("mem", "include = etc/sub/y*.conf\n", 26, errs), errs, &cfg), "");
+        render(jsond_config_parse("mem", "include = etc/sub/y*.conf\n" LISTEN_L, 37, errs), errs,
+               &cfg),
+        "");
     ck_assert_str_eq(cfg->routes[0].file, "etc/sub/y.conf");
     jsond_config_unref(cfg);
 
@@ -1258,7 +1406,7 @@ START_TEST(test_include_nothing)
     /* A glob matching nothing is fine: a missing or empty conf.d, say. */
     put("jsond.conf", "include = conf.d/*.conf\n"
                       "include = none-*.conf\n"
-                      "include = /nonexistent-dir/*/x?.conf\n" ROUTE_HELLO);
+                      "include = /nonexistent-dir/*/x?.conf\n" ROUTE_HELLO LISTEN_L);
     jsond_config *cfg;
     ck_assert_str_eq(load_errors(tpath("jsond.conf"), &cfg), "");
     ck_assert_uint_eq(cfg->nroutes, 1);
@@ -1288,6 +1436,106 @@ START_TEST(test_include_missing)
         "jsond.conf:5: cannot read included file 'sub': Is a directory\n"
         "jsond.conf:6: cannot read included file 'sub/dir.conf': Is a directory\n");
     ck_assert_ptr_null(cfg);
+}
+END_TEST
+
+/* Makes TDIR/REL with `make` (mkfifo, a symlink to /dev/zero, a sparse
+ * file of `size` bytes): things put() cannot. */
+static const char *special(const char *rel, const char *kind, off_t size)
+{
+    const char *path = tpath(rel);
+    if (strcmp(kind, "fifo") == 0) {
+        ck_assert_int_eq(mkfifo(path, 0600), 0);
+    } else if (strcmp(kind, "zero") == 0) {
+        ck_assert_int_eq(symlink("/dev/zero", path), 0);
+    } else {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, size), 0);
+        close(fd);
+    }
+    remember(path);
+    return path;
+}
+
+START_TEST(test_only_regular_files)
+{
+    /* A FIFO with no writer would block open() and read() forever, and a
+     * device like /dev/zero would fill memory: only regular files are read,
+     * and anything else is an error at the line that named it. The alarm
+     * bounds the test should the FIFO still be opened for a blocking read. */
+    alarm(20);
+    put("conf.d/00.conf", ROUTE_HELLO);
+    special("conf.d/10-fifo.conf", "fifo", 0);
+    special("conf.d/20-zero.conf", "zero", 0);
+    put("conf.d/30-dir.conf/x", "");
+    put("jsond.conf", "[listen a]\non_connect = hello\n"
+                      "include = conf.d/*.conf\n"
+                      "include = conf.d/10-fifo.conf\n");
+    ck_assert_str_eq(load_errors(tpath("jsond.conf"), NULL),
+                     "jsond.conf:3: cannot read included file 'conf.d/10-fifo.conf': not a "
+                     "regular file (a FIFO)\n"
+                     "jsond.conf:3: cannot read included file 'conf.d/20-zero.conf': not a "
+                     "regular file (a character device)\n"
+                     "jsond.conf:3: cannot read included file 'conf.d/30-dir.conf': Is a "
+                     "directory\n"
+                     "jsond.conf:4: cannot read included file 'conf.d/10-fifo.conf': not a "
+                     "regular file (a FIFO)\n");
+    /* The top file: its name and line 0, as "cannot open" is. */
+    ck_assert_str_eq(load_errors(tpath("conf.d/10-fifo.conf"), NULL),
+                     "conf.d/10-fifo.conf:0: cannot read: not a regular file (a FIFO)\n");
+    ck_assert_str_eq(load_errors("/dev/zero", NULL),
+                     "/dev/zero:0: cannot read: not a regular file (a character device)\n");
+    ck_assert_str_eq(load_errors(tpath("conf.d/20-zero.conf"), NULL),
+                     "conf.d/20-zero.conf:0: cannot read: not a regular file (a character "
+                     "device)\n");
+    alarm(0);
+}
+END_TEST
+
+START_TEST(test_size_limits)
+{
+    /* One file: at most 16M. Sparse files: the size is checked before a
+     * byte is read. */
+    special("big.conf", "size", 16 * 1024 * 1024 + 1);
+    put("jsond.conf", "[listen a]\non_connect = hello\n" ROUTE_HELLO "include = big.conf\n");
+    ck_assert_str_eq(load_errors(tpath("jsond.conf"), NULL),
+                     "jsond.conf:5: cannot read included file 'big.conf': larger than 16M, the "
+                     "limit for one config file\n");
+    ck_assert_str_eq(load_errors(tpath("big.conf"), NULL),
+                     "big.conf:0: cannot read: larger than 16M, the limit for one config file\n");
+    /* All the files of one config: at most 64M. Four files of 15M (each
+     * one NUL error: they are read) and the fifth is one too many. */
+    char name[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof name, "many/%d.conf", i);
+        if (i == 0)
+            put(name, "");
+        special(name, "size", 15 * 1024 * 1024);
+    }
+    put("all.conf", "[listen a]\non_connect = hello\n" ROUTE_HELLO "include = many/*.conf\n");
+    const char *got = load_errors(tpath("all.conf"), NULL);
+    ck_assert_msg(strstr(got, "all.conf:5: cannot read included file 'many/4.conf': the config's "
+                              "files add up to more than 64M, the limit\n"),
+                  "%s", got);
+    ck_assert_msg(!strstr(got, "'many/3.conf'"), "%s", got);
+}
+END_TEST
+
+START_TEST(test_must_serve_files)
+{
+    /* In another file, the first is named with its file. */
+    put("jsond.conf", "[listen a]\naddress = 127.0.0.1:1\nrequests = yes\n"
+                      "include = conf.d/*.conf\n");
+    put("conf.d/x.conf", "[listen b]\nrequests = yes\naddress = 127.0.0.1:1\n");
+    ck_assert_str_eq(load_errors(tpath("jsond.conf"), NULL),
+                     "conf.d/x.conf:3: listener b: address 127.0.0.1:1 is also listener a's "
+                     "(jsond.conf:2)\n");
+    put("empty.conf", "");
+    ck_assert_str_eq(load_errors(tpath("empty.conf"), NULL),
+                     "empty.conf:0: no [listen] section: this config would serve nothing\n");
+    ck_assert_str_eq(load_errors("/dev/null", NULL),
+                     "/dev/null:0: cannot read: not a regular file (a character device)\n");
 }
 END_TEST
 
@@ -1329,26 +1577,26 @@ END_TEST
 
 START_TEST(test_include_cycles)
 {
-    put("self.conf", ROUTE_HELLO "include = self.conf\n");
+    put("self.conf", ROUTE_HELLO "include = self.conf\n" LISTEN_L);
     ck_assert_str_eq(load_errors(tpath("self.conf"), NULL),
                      "self.conf:3: include cycle: self.conf -> self.conf\n");
-    put("a.conf", "include = b.conf\n");
+    put("a.conf", "include = b.conf\n" LISTEN_L);
     put("b.conf", "\ninclude = c.conf\n");
     put("c.conf", ROUTE_HELLO "include = a.conf\n");
     ck_assert_str_eq(load_errors(tpath("a.conf"), NULL),
                      "c.conf:3: include cycle: a.conf -> b.conf -> c.conf -> a.conf\n");
     /* Files are compared, not names. */
     put("sub/z", "");
-    put("d.conf", "include = sub/../d.conf\n");
+    put("d.conf", "include = sub/../d.conf\n" LISTEN_L);
     ck_assert_str_eq(load_errors(tpath("d.conf"), NULL),
                      "d.conf:1: include cycle: d.conf -> sub/../d.conf\n");
     /* The classic: a glob next to the file matches the file itself. */
-    put("all/x.conf", "include = *.conf\n");
+    put("all/x.conf", "include = *.conf\n" LISTEN_L);
     put("all/y.conf", ROUTE_HELLO);
     ck_assert_str_eq(load_errors(tpath("all/x.conf"), NULL),
                      "all/x.conf:1: include cycle: all/x.conf -> all/x.conf\n");
     /* The same file twice is no cycle, but its sections are defined twice. */
-    put("twice.conf", "include = r.conf\ninclude = r.conf\n");
+    put("twice.conf", "include = r.conf\ninclude = r.conf\n" LISTEN_L);
     put("r.conf", ROUTE_HELLO);
     ck_assert_str_eq(load_errors(tpath("twice.conf"), NULL),
                      "r.conf:1: duplicate section [route hello] (first at r.conf:1)\n");
@@ -1378,14 +1626,14 @@ START_TEST(test_include_sections)
      * header. */
     put("x.conf", "[route x]\nhandler = builtin:hello\n");
     put("keys.conf", "handler = builtin:hello\n[route k]\nhandler = builtin:hello\n");
-    put("t1.conf", "[route r]\nhandler = builtin:hello\ninclude = x.conf\nargs = {}\n");
+    put("t1.conf", "[route r]\nhandler = builtin:hello\ninclude = x.conf\nargs = {}\n" LISTEN_L);
     ck_assert_str_eq(
         load_errors(tpath("t1.conf"), NULL),
         "t1.conf:4: key 'args' outside any section (the include at line 3 ended [route r])\n");
-    put("t2.conf", "include = x.conf\nargs = {}\n");
+    put("t2.conf", "include = x.conf\nargs = {}\n" LISTEN_L);
     ck_assert_str_eq(load_errors(tpath("t2.conf"), NULL),
                      "t2.conf:2: key 'args' outside any section (after the include at line 1)\n");
-    put("t3.conf", "[route r]\ninclude = keys.conf\n");
+    put("t3.conf", "[route r]\ninclude = keys.conf\n" LISTEN_L);
     ck_assert_str_eq(load_errors(tpath("t3.conf"), NULL),
                      "t3.conf:1: [route r] has no handler\n"
                      "keys.conf:1: key 'handler' outside any section\n");
@@ -1548,6 +1796,9 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_refcount);
     tcase_add_test(tc, test_load_missing);
     tcase_add_test(tc, test_load_file);
+    tcase_add_test(tc, test_unix_path_in_the_way);
+    tcase_add_test(tc, test_must_serve);
+    tcase_add_test(tc, test_on_connect_none);
     tcase_add_test(tc, test_log);
     suite_add_tcase(s, tc);
 
@@ -1561,6 +1812,9 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_include_cycles);
     tcase_add_test(tc, test_include_sections);
     tcase_add_test(tc, test_include_installed);
+    tcase_add_test(tc, test_only_regular_files);
+    tcase_add_test(tc, test_size_limits);
+    tcase_add_test(tc, test_must_serve_files);
     suite_add_tcase(s, tc);
     return s;
 }
