@@ -25,6 +25,8 @@ HEAD = b'{"msg":"Hello World","data":"'
 TAIL = b'"}\n'
 KB, MB = 1024, 1024 * 1024
 GB = 1024 * MB
+# output_buffer where memory is asserted: growth is held to 4x it.
+OUTPUT_BUFFER = 256 * KB
 
 COUNTERS_RE = re.compile(r"connections: (\d+) accepted, (\d+) refused, (\d+) dropped, "
                          r"(\d+) reset, (\d+) cut")
@@ -292,7 +294,11 @@ class Push(unittest.TestCase):
 
     def test_1gb_to_slow_reader_memory_bounded(self):
         size = GB  # the default max_size: allowed, and no more
-        with Daemon(big_config(size, "write_timeout = %ds" % (10 * SLOW))) as d:
+        server = """
+            write_timeout = %ds
+            output_buffer = %d
+        """ % (10 * SLOW, OUTPUT_BUFFER)
+        with Daemon(big_config(size, server)) as d:
             hwm0 = d.status("VmHWM")
             t0 = time.monotonic()
             with d.connect("big") as s:
@@ -306,8 +312,10 @@ class Push(unittest.TestCase):
                              "start, %.1f MB after, growth %.1f MB%s\n"
                              % (took, hwm0 / 1024.0, hwm1 / 1024.0, growth,
                                 "" if PLAIN else " (not asserted in this build)"))
+            # A reply costs about one output_buffer (measured: +0.1 MB); 4x
+            # that still catches a producer that runs ahead of the reader.
             if PLAIN:
-                self.assertLessEqual(growth, 64)
+                self.assertLessEqual(growth, 4 * OUTPUT_BUFFER / MB)
             self.assertEqual(d.stop(), 0)
             c = counters(d.log())
             self.assertEqual((c["accepted"], c["dropped"], c["reset"]), (1, 0, 0))
