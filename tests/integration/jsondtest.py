@@ -14,6 +14,8 @@ version for the benchmarks in tests/bench.
 Environment (set by `make check`): JSOND (the daemon), JSOND_SRCDIR,
 JSOND_WRAPPER (e.g. valgrind), JSOND_SANITIZERS (yes/no).
 """
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -21,9 +23,11 @@ import shlex
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import textwrap
 import threading
 import time
@@ -138,6 +142,37 @@ class Daemon:
     def send_signal(self, sig):
         self.proc.send_signal(sig)
 
+    def stopped(self):
+        """1 when every thread of the daemon is stopped (SIGSTOP)."""
+        tasks = "/proc/%d/task" % self.proc.pid
+        for tid in os.listdir(tasks):
+            try:
+                with open("%s/%s/stat" % (tasks, tid)) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                continue  # a thread that ended meanwhile
+            if state not in ("T", "t"):
+                return False
+        return True
+
+    @contextlib.contextmanager
+    def frozen(self):
+        """Stops the daemon (SIGSTOP) for the body, and lets it go on after
+        (SIGCONT). A barrier: what the body does to the daemon's sockets
+        (connect, send, see the bytes acknowledged by its kernel) is
+        provably done before the daemon runs another instruction, so the
+        daemon's next decision sees it."""
+        self.proc.send_signal(signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 3 * SLOW
+            while not self.stopped():  # SIGSTOP lands asynchronously
+                if time.monotonic() > deadline:
+                    raise AssertionError("jsond did not stop within %ds" % (3 * SLOW))
+                time.sleep(0.001)
+            yield self
+        finally:
+            self.proc.send_signal(signal.SIGCONT)
+
     def stop(self, sig=signal.SIGTERM, timeout=None):
         """Signals the daemon and returns its exit status."""
         if self.proc.poll() is None:
@@ -188,6 +223,24 @@ def connect(addr, timeout=None):
         s.close()
         raise
     return s
+
+
+def unacked(sock):
+    """Bytes written on `sock` that the peer's kernel has not acknowledged
+    yet (SIOCOUTQ, which equals TIOCOUTQ)."""
+    return struct.unpack("i", fcntl.ioctl(sock, termios.TIOCOUTQ, b"\0" * 4))[0]
+
+
+def wait_acked(sock, timeout=None):
+    """Waits until the peer's kernel has acknowledged every byte written on
+    TCP socket `sock`: they are then in its receive queue, where the peer's
+    next look (a read, a peek) finds them. Bounded by `timeout`."""
+    deadline = time.monotonic() + (timeout or 3 * SLOW)
+    while unacked(sock):
+        if time.monotonic() > deadline:
+            raise AssertionError("%d bytes still unacknowledged after %ss"
+                                 % (unacked(sock), timeout or 3 * SLOW))
+        time.sleep(0.001)  # polling the socket, bounded by the deadline
 
 
 def recv_all(sock, limit=None, timeout=None):

@@ -114,10 +114,13 @@ class Limits(unittest.TestCase):
             for extra in self.clients(d, 1):
                 self.assertEqual(recv_all(extra), BUSY)
             # The three others are served in full once they read.
+            ports = [s.getsockname()[1] for s in held]
             for s in held:
                 read_reply(self, s)
                 s.close()
-            # Their slots are free again: a new client is served.
+            # Their slots are free again once the daemon has closed them (it
+            # may linger for our FIN): then a new client is served.
+            d.wait_log(lambda log: all(":%d closed (" % p in log for p in ports), 3 * SLOW)
             for s in self.clients(d, 1):
                 read_reply(self, s)
             self.assertEqual(d.stop(), 0)
