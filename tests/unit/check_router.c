@@ -64,7 +64,7 @@ static void done_cb(jsond_req *req, void *arg)
     req->reply = NULL;
     r->failed = req->failed;
     r->route = jsond_req_route(req);
-    jsond_req_free(req);
+    jsond_req_release(req);
 }
 
 static const cfg_listen *listener(const char *name)
