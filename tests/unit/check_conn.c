@@ -132,12 +132,12 @@ static void open_conn(const char *server, const char *listen)
     char text[2048];
     int n = snprintf(text, sizeof text,
                      "[server]\n%s\n"
-                     "[listen l]\nrequests = yes\n%s\n"
+                     "[listen l]\n%s%s\n"
                      "[route hello]\nhandler = builtin:hello\n"
                      "[route sleep]\nhandler = builtin:sleep\n"
                      "[route echo]\nhandler = builtin:echo\n"
                      "[route big]\nhandler = builtin:big\n",
-                     server, listen);
+                     server, strstr(listen, "requests") ? "" : "requests = yes\n", listen);
     ck_assert(n > 0 && (size_t)n < sizeof text);
     jsond_errors *errs = jsond_errors_new();
     cfg = jsond_config_parse("t.conf", text, (size_t)n, errs);
@@ -442,6 +442,77 @@ START_TEST(test_batch_1500)
 }
 END_TEST
 
+START_TEST(test_pipeline_bounds_lines)
+{
+    /* max_pipeline counts calls across lines too: five sleep lines, two at
+     * a time; the replies still come in order. */
+    open_conn("request_timeout = 0\nmax_pipeline = 2", "");
+    double t0 = now();
+    send_str("sleep {\"ms\":30}\nsleep {\"ms\":31}\nsleep {\"ms\":32}\nsleep {\"ms\":33}\n"
+             "sleep {\"ms\":34}\n");
+    for (int i = 0; i < 5; i++) {
+        while (evbuffer_search(got, "\n", 1, NULL).pos < 0 && !peer_eof && now() < t0 + LIMIT_S) {
+            pump();
+            json_int_t started = route_requests("sleep");
+            double elapsed = now() - t0;
+            ck_assert_msg(started <= 2 * ((json_int_t)(elapsed / 0.030) + 1),
+                          "%lld sleeps started after %.3f s", (long long)started, elapsed);
+        }
+        char want[32];
+        snprintf(want, sizeof want, "{\"slept_ms\":%d}", 30 + i);
+        expect_line(want);
+    }
+    ck_assert_msg(now() - t0 >= 0.090, "answered after %.3f s", now() - t0);
+}
+END_TEST
+
+START_TEST(test_batch_edge_cases)
+{
+    open_conn("request_timeout = 0", "");
+    /* Before any JSON-RPC, an array is no batch: bad_request. */
+    send_str("[]\n");
+    expect_line("{\"error\":{\"code\":\"bad_request\",\"message\":\"an array is accepted only "
+                "as a JSON-RPC batch\"}}");
+    json_t *doc;
+    /* Members made by producers stream inside the array, in order. */
+    send_str("[{\"jsonrpc\":\"2.0\",\"method\":\"big\",\"params\":{\"size\":200000},\"id\":1},"
+             "{\"jsonrpc\":\"2.0\",\"method\":\"sleep\",\"params\":{\"ms\":10},\"id\":2},"
+             "{\"jsonrpc\":\"2.0\",\"method\":\"big\",\"params\":{\"size\":3},\"id\":3},"
+             "{\"jsonrpc\":\"2.0\",\"method\":\"rpc.x\",\"id\":4}]\n");
+    doc = take_json();
+    ck_assert(json_is_array(doc));
+    ck_assert_uint_eq(json_array_size(doc), 4);
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(doc, i), "id")),
+                         (json_int_t)i + 1);
+    const char *data = json_string_value(
+        json_object_get(json_object_get(json_array_get(doc, 0), "result"), "data"));
+    ck_assert_ptr_nonnull(data);
+    ck_assert_uint_eq(strlen(data), 200000);
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(json_array_get(doc, 2), "result"), "data")),
+                     "xxx");
+    ck_assert_int_eq(json_integer_value(
+                         json_object_get(json_object_get(json_array_get(doc, 3), "error"), "code")),
+                     -32601);
+    json_decref(doc);
+    /* Once JSON-RPC is spoken, an empty batch is one -32600 error, not an
+     * array. */
+    send_str("[]\n");
+    doc = take_json();
+    ck_assert(json_is_object(doc));
+    ck_assert(json_is_null(json_object_get(doc, "id")));
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(doc, "error"), "code")),
+                     -32600);
+    json_decref(doc);
+    /* A single line after a batch waits for the whole array. */
+    send_str(
+        "[{\"jsonrpc\":\"2.0\",\"method\":\"sleep\",\"params\":{\"ms\":40},\"id\":1}]\nhello\n");
+    expect_line("[{\"jsonrpc\":\"2.0\",\"result\":{\"slept_ms\":40},\"id\":1}]");
+    expect_line("{\"msg\":\"Hello World\",\"data\":\"x\"}");
+}
+END_TEST
+
 /* ---- long lines -------------------------------------------------------------- */
 
 START_TEST(test_long_line)
@@ -631,6 +702,96 @@ START_TEST(test_closed_reset_mid_sleep)
 }
 END_TEST
 
+START_TEST(test_idle_timeout)
+{
+    /* A request in flight is not idleness; after its reply, idle_timeout
+     * closes the connection cleanly. */
+    open_conn("request_timeout = 0\nidle_timeout = 50ms", "");
+    double t0 = now(), at;
+    send_str("sleep {\"ms\":120}\n");
+    char *line = take_line_at(LIMIT_S, &at);
+    ck_assert_ptr_nonnull(line);
+    ck_assert_str_eq(line, "{\"slept_ms\":120}");
+    free(line);
+    expect_eof();
+    ck_assert_msg(now() - at >= 0.040, "closed %.3f s after the reply", now() - at);
+    ck_assert(now() - t0 < 5.0);
+    shutdown(peer, SHUT_WR);
+    wait_closed();
+    ck_assert_int_eq(closed_how, JSOND_CONN_DONE);
+}
+END_TEST
+
+START_TEST(test_write_timeout_drops)
+{
+    /* A client that takes nothing of a big reply for write_timeout is
+     * dropped. */
+    open_conn("request_timeout = 0\nwrite_timeout = 100ms", "");
+    reading = 0;
+    double t0 = now();
+    send_str("big {\"size\": 50000000}\n");
+    double end = now() + LIMIT_S;
+    while (!closed_count && now() < end)
+        pump();
+    ck_assert_int_eq(closed_count, 1);
+    ck_assert_int_eq(closed_how, JSOND_CONN_DROPPED);
+    ck_assert_msg(now() - t0 >= 0.100, "dropped after %.3f s", now() - t0);
+}
+END_TEST
+
+START_TEST(test_push)
+{
+    /* on_connect with requests = no: the push, then the close. */
+    open_conn("", "on_connect = hello\nrequests = no");
+    expect_line("{\"msg\":\"Hello World\",\"data\":\"x\"}");
+    expect_eof();
+    shutdown(peer, SHUT_WR);
+    wait_closed();
+    ck_assert_int_eq(closed_how, JSOND_CONN_DONE);
+}
+END_TEST
+
+START_TEST(test_push_then_requests)
+{
+    open_conn("", "on_connect = hello\nrequests = yes");
+    send_str("echo {\"a\":1}\n");
+    expect_line("{\"msg\":\"Hello World\",\"data\":\"x\"}");
+    expect_line("{\"a\":1}");
+    ck_assert_int_eq(closed_count, 0);
+}
+END_TEST
+
+START_TEST(test_shutdown)
+{
+    /* A shutdown lets the request in flight finish, then closes. */
+    open_conn("request_timeout = 0", "");
+    send_str("sleep {\"ms\":40}\n");
+    double end = now() + LIMIT_S;
+    while (route_requests("sleep") == 0 && now() < end)
+        pump();
+    jsond_conn_shutdown(conn);
+    ck_assert_int_eq(closed_count, 0);
+    expect_line("{\"slept_ms\":40}");
+    expect_eof();
+    shutdown(peer, SHUT_WR);
+    wait_closed();
+    ck_assert_int_eq(closed_how, JSOND_CONN_DONE);
+}
+END_TEST
+
+START_TEST(test_shutdown_idle)
+{
+    /* Nothing in progress: the connection closes at once. */
+    open_conn("request_timeout = 0", "");
+    jsond_conn_shutdown(conn);
+    for (int i = 0; i < 20 && !closed_count; i++)
+        pump();
+    ck_assert_int_eq(closed_count, 1);
+    ck_assert_int_eq(closed_how, JSOND_CONN_DONE);
+    expect_eof();
+}
+END_TEST
+
 /* ---- deadlines ------------------------------------------------------------------ */
 
 START_TEST(test_request_timeout)
@@ -695,6 +856,8 @@ static Suite *conn_suite(void)
     tcase_add_test(tc, test_pipeline_bounds_batch);
     tcase_add_test(tc, test_batch_notifications);
     tcase_add_test(tc, test_batch_1500);
+    tcase_add_test(tc, test_pipeline_bounds_lines);
+    tcase_add_test(tc, test_batch_edge_cases);
     tcase_add_test(tc, test_request_timeout);
     tcase_add_test(tc, test_jsonrpc_scalar);
     suite_add_tcase(s, tc);
@@ -714,6 +877,12 @@ static Suite *conn_suite(void)
     tcase_add_test(tc, test_closed_done);
     tcase_add_test(tc, test_closed_reset);
     tcase_add_test(tc, test_closed_reset_mid_sleep);
+    tcase_add_test(tc, test_idle_timeout);
+    tcase_add_test(tc, test_write_timeout_drops);
+    tcase_add_test(tc, test_push);
+    tcase_add_test(tc, test_push_then_requests);
+    tcase_add_test(tc, test_shutdown);
+    tcase_add_test(tc, test_shutdown_idle);
     suite_add_tcase(s, tc);
     return s;
 }
