@@ -822,6 +822,88 @@ START_TEST(test_request_timeout)
 }
 END_TEST
 
+START_TEST(test_batch_member_timeout)
+{
+    /* A batch member past its deadline gets its timeout error in its
+     * place; the members around it are answered as usual. */
+    open_conn("request_timeout = 50ms\nmax_pipeline = 2", "");
+    send_str("[{\"jsonrpc\":\"2.0\",\"method\":\"hello\",\"id\":1},"
+             "{\"jsonrpc\":\"2.0\",\"method\":\"sleep\",\"params\":{\"ms\":10000},\"id\":2},"
+             "{\"jsonrpc\":\"2.0\",\"method\":\"sleep\",\"params\":{\"ms\":10000}},"
+             "{\"jsonrpc\":\"2.0\",\"method\":\"sleep\",\"params\":{\"ms\":5},\"id\":4}]\n");
+    json_t *doc = take_json();
+    ck_assert_uint_eq(json_array_size(doc), 3);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(doc, 0), "id")), 1);
+    json_t *m = json_array_get(doc, 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(m, "id")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(m, "error"), "code")),
+                     -32002);
+    m = json_array_get(doc, 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(m, "id")), 4);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(m, "result"), "slept_ms")),
+                     5);
+    json_decref(doc);
+    ck_assert_int_eq(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), 2);
+}
+END_TEST
+
+START_TEST(test_reset_mid_batch)
+{
+    /* The client goes away while a batch streams, some members still
+     * running: one close, counted as reset, nothing left pending. */
+    open_conn("request_timeout = 0\nmax_pipeline = 4", "");
+    reading = 0;
+    send_str(
+        "hello\n[{\"jsonrpc\":\"2.0\",\"method\":\"big\",\"params\":{\"size\":1000000},\"id\":1},"
+        "{\"jsonrpc\":\"2.0\",\"method\":\"sleep\",\"params\":{\"ms\":10000},\"id\":2},"
+        "{\"jsonrpc\":\"2.0\",\"method\":\"sleep\",\"params\":{\"ms\":10000},\"id\":3},"
+        "{\"jsonrpc\":\"2.0\",\"method\":\"sleep\",\"params\":{\"ms\":10000},\"id\":4},"
+        "{\"jsonrpc\":\"2.0\",\"method\":\"sleep\",\"params\":{\"ms\":10000},\"id\":5},"
+        "{\"jsonrpc\":\"2.0\",\"method\":\"hello\",\"id\":6}]\nhello\n");
+    double end = now() + LIMIT_S;
+    while (route_requests("sleep") < 3 && now() < end)
+        pump();
+    ck_assert_int_ge(route_requests("sleep"), 3);
+    for (int i = 0; i < 50; i++)
+        pump();
+    ck_assert_int_eq(closed_count, 0);
+    close(peer);
+    peer = -1;
+    end = now() + 2.0;
+    while (!closed_count && now() < end)
+        pump();
+    ck_assert_int_eq(closed_count, 1);
+    ck_assert_int_eq(closed_how, JSOND_CONN_RESET);
+    ck_assert_int_eq(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), 0);
+}
+END_TEST
+
+START_TEST(test_shutdown_unparsed_lines)
+{
+    /* Lines read but not parsed when the shutdown comes get shutting_down;
+     * the one in flight finishes; then the close. max_pipeline = 1 keeps
+     * the later lines unparsed while the sleep runs. */
+    open_conn("request_timeout = 0\nmax_pipeline = 1", "");
+    send_str("sleep {\"ms\":40}\nhello\n{\"route\":\"echo\",\"id\":7}\n");
+    double end = now() + LIMIT_S;
+    while (route_requests("sleep") == 0 && now() < end)
+        pump();
+    for (int i = 0; i < 5; i++)
+        pump(); /* the rest is read, but held */
+    ck_assert_int_eq(route_requests("hello"), 0);
+    jsond_conn_shutdown(conn);
+    expect_line("{\"slept_ms\":40}");
+    expect_line("{\"error\":{\"code\":\"shutting_down\",\"message\":\"the server is shutting "
+                "down\"}}");
+    expect_line("{\"error\":{\"code\":\"shutting_down\",\"message\":\"the server is shutting "
+                "down\"},\"id\":7}");
+    expect_eof();
+    shutdown(peer, SHUT_WR);
+    wait_closed();
+    ck_assert_int_eq(closed_how, JSOND_CONN_DONE);
+}
+END_TEST
+
 /* ---- JSON-RPC ---------------------------------------------------------------------- */
 
 START_TEST(test_jsonrpc_scalar)
@@ -860,6 +942,7 @@ static Suite *conn_suite(void)
     tcase_add_test(tc, test_batch_edge_cases);
     tcase_add_test(tc, test_request_timeout);
     tcase_add_test(tc, test_jsonrpc_scalar);
+    tcase_add_test(tc, test_batch_member_timeout);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("lines");
@@ -883,6 +966,8 @@ static Suite *conn_suite(void)
     tcase_add_test(tc, test_push_then_requests);
     tcase_add_test(tc, test_shutdown);
     tcase_add_test(tc, test_shutdown_idle);
+    tcase_add_test(tc, test_reset_mid_batch);
+    tcase_add_test(tc, test_shutdown_unparsed_lines);
     suite_add_tcase(s, tc);
     return s;
 }
