@@ -13,6 +13,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -49,6 +51,7 @@ typedef struct reply {
     int counted;                   /* in the connection's calls in flight */
     int begun;                     /* a batch member whose bytes have started */
     json_t *doc;                   /* the reply document, or */
+    struct evbuffer *bytes;        /* a batch member's, serialized when given, or */
     const jsond_producer_ops *ops; /* a producer, with the envelope around it */
     void *self;
     char *prefix, *suffix;
@@ -89,6 +92,8 @@ struct jsond_conn {
     struct evbuffer *in;
     size_t scanned;          /* bytes of `in` known to hold no '\n' */
     struct event *read_ev;   /* reading requests, or discarding while lingering */
+    struct event *hup_ev;    /* not reading: a reset still ends the connection, */
+    evutil_socket_t hup_fd;  /* watched on a duplicate of fd (or -1) */
     struct event *resume_ev; /* deferred: parse what is buffered, re-arm reading */
     struct event *timer;     /* idle_timeout while serving, linger_timeout after */
     slot *head, *tail;       /* lines whose replies are not in the output yet */
@@ -125,6 +130,9 @@ static void drop_outcome(reply *r)
     r->ops = NULL;
     json_decref(r->doc);
     r->doc = NULL;
+    if (r->bytes)
+        evbuffer_free(r->bytes);
+    r->bytes = NULL;
     free(r->prefix);
     free(r->suffix);
     r->prefix = r->suffix = NULL;
@@ -149,6 +157,19 @@ static void slot_free(slot *s)
     free(s);
 }
 
+/* Stops watching for a reset while paused (see pause_reading). */
+static void unwatch_hangup(jsond_conn *c)
+{
+    if (c->hup_ev) {
+        event_free(c->hup_ev);
+        c->hup_ev = NULL;
+    }
+    if (c->hup_fd >= 0) {
+        close(c->hup_fd);
+        c->hup_fd = -1;
+    }
+}
+
 /* Releases everything the connection holds, whatever it got to. */
 static void conn_free(jsond_conn *c)
 {
@@ -162,6 +183,7 @@ static void conn_free(jsond_conn *c)
         evbuffer_free(c->in);
     if (c->read_ev)
         event_free(c->read_ev);
+    unwatch_hangup(c);
     if (c->resume_ev)
         event_free(c->resume_ev);
     if (c->timer)
@@ -205,6 +227,37 @@ static void arm_timer(jsond_conn *c, unsigned ms)
     }
 }
 
+/* Reading paused: the socket is still watched, so a client that resets
+ * while its requests wait is gone at once, not at their deadlines. libevent
+ * reports a reset (EPOLLERR) as readable and writable, never as EV_CLOSED
+ * alone, and a level-triggered read would fire for as long as unread
+ * requests wait: so the watch is edge-triggered, on a duplicate of the
+ * socket (libevent refuses to mix edge- and level-triggered events on one
+ * descriptor, and the output's write event is level-triggered). It fires
+ * once per arrival while paused. Without a descriptor to spare, the
+ * deadlines still bound the wait. */
+static void conn_hup_cb(evutil_socket_t fd, short what, void *arg);
+
+static void pause_reading(jsond_conn *c)
+{
+    event_del(c->read_ev);
+    if (c->eof || c->hup_ev)
+        return; /* after end-of-stream there is no edge left to see */
+    c->hup_fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
+    if (c->hup_fd >= 0)
+        c->hup_ev = event_new(c->base, c->hup_fd, EV_READ | EV_ET | EV_PERSIST, conn_hup_cb, c);
+    if (!c->hup_ev || event_add(c->hup_ev, NULL) < 0) {
+        jsond_log(JSOND_LOG_DEBUG, "%s: cannot watch for a reset while paused", c->peer);
+        unwatch_hangup(c);
+    }
+}
+
+static int resume_reading(jsond_conn *c)
+{
+    unwatch_hangup(c);
+    return event_add(c->read_ev, NULL);
+}
+
 /* ---- closing ---------------------------------------------------------- */
 
 /* 1 when the peer has acknowledged every byte we sent. */
@@ -237,7 +290,7 @@ static void begin_close(jsond_conn *c)
     }
     c->state = LINGERING;
     event_del(c->resume_ev);
-    if (event_add(c->read_ev, NULL) < 0) {
+    if (resume_reading(c) < 0) {
         jsond_conn_close(c, JSOND_CONN_DONE);
         return;
     }
@@ -249,7 +302,7 @@ static void stop_requests(jsond_conn *c)
 {
     if (c->state == SERVING)
         c->state = CLOSING;
-    event_del(c->read_ev);
+    pause_reading(c);
     event_del(c->timer);
     schedule_resume(c);
 }
@@ -315,10 +368,12 @@ static const char *oom_text(const jsond_call *call)
                      : "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 }
 
-/* Appends `r`'s document to `dst`; on failure part of it may be there. */
+/* Appends `r`'s reply to `dst`; on failure part of it may be there. */
 static int dump_to(struct evbuffer *dst, reply *r)
 {
     dumper d = {.n = 0, .spill = dst};
+    if (r->bytes)
+        return evbuffer_add_buffer(dst, r->bytes);
     if (!r->doc) {
         const char *text = oom_text(r->call);
         return evbuffer_add(dst, text, strlen(text));
@@ -461,6 +516,22 @@ static void given(reply *r)
     slot *s = r->s;
     r->given = 1;
     s->owed--;
+    if (s->request.batch) {
+        /* A member may wait behind slower ones: as bytes it holds a tenth
+         * of its tree's memory, and a notification's reply none at all. */
+        if (r->call->silent)
+            drop_outcome(r);
+        else if (r->doc && (r->bytes = evbuffer_new())) {
+            dumper d = {.n = 0, .spill = r->bytes};
+            if (dump(r->doc, &d) == 0 && evbuffer_add(r->bytes, d.buf, d.n) == 0) {
+                json_decref(r->doc);
+                r->doc = NULL;
+            } else {
+                evbuffer_free(r->bytes); /* the doc is tried again when written */
+                r->bytes = NULL;
+            }
+        }
+    }
     if (s->streaming) {
         if (r == &s->replies[s->turn])
             jsond_output_wake(s->c->out);
@@ -755,8 +826,8 @@ static void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
             if (!held && (c->eof || c->draining)) {
                 stop_requests(c);
             } else if (held || c->draining) {
-                event_del(c->read_ev);
-            } else if (event_add(c->read_ev, NULL) < 0) {
+                pause_reading(c);
+            } else if (resume_reading(c) < 0) {
                 jsond_log(JSOND_LOG_ERROR, "%s: cannot watch its socket: closing", c->peer);
                 jsond_conn_close(c, JSOND_CONN_RESET);
                 return;
@@ -771,6 +842,39 @@ static void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- events --------------------------------------------------------- */
 
+/* One recv() of up to READ_SLICE bytes straight into the input buffer.
+ * evbuffer_read() would ask FIONREAD first and then take at most 4 KB, so a
+ * long line would cost a system call more and 16 loop passes per slice. */
+static ssize_t read_slice(jsond_conn *c)
+{
+    struct evbuffer_iovec v[2];
+    int nv = evbuffer_reserve_space(c->in, READ_SLICE, v, 2);
+    if (nv < 1) {
+        errno = ENOMEM;
+        return -1;
+    }
+    struct iovec iov[2];
+    size_t room = READ_SLICE;
+    for (int i = 0; i < nv; i++) {
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = v[i].iov_len < room ? v[i].iov_len : room;
+        room -= iov[i].iov_len;
+    }
+    ssize_t n = readv(c->fd, iov, nv);
+    if (n <= 0) {
+        evbuffer_commit_space(c->in, v, 0);
+        return n;
+    }
+    size_t left = (size_t)n;
+    int used = 0;
+    for (; used < nv && left > 0; used++) {
+        v[used].iov_len = left < iov[used].iov_len ? left : iov[used].iov_len;
+        left -= v[used].iov_len;
+    }
+    evbuffer_commit_space(c->in, v, used);
+    return n;
+}
+
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -779,7 +883,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         discard(c);
         return;
     }
-    int n = evbuffer_read(c->in, fd, READ_SLICE);
+    ssize_t n = read_slice(c);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n < 0) {
@@ -792,6 +896,33 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     }
     c->stats->bytes_in += (uint64_t)n;
     conn_resume_cb(fd, 0, c);
+}
+
+/* The peer hung up while we were not reading: a reset (or an error) means
+ * it is gone, and its requests are cancelled now. A plain FIN is a
+ * half-close: the replies owed are still sent. */
+static void conn_hup_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    jsond_conn *c = arg;
+    char b;
+    int err = 0;
+    socklen_t len = sizeof err;
+    /* A reset leaves unread input readable: the socket's error says it. */
+    ssize_t n = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0
+                    ? (errno = err, -1)
+                    : recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        jsond_log(JSOND_LOG_DEBUG, "%s went away: %s", c->peer, strerror(errno));
+        jsond_conn_close(c, JSOND_CONN_RESET);
+        return;
+    }
+    if (n == 0) {
+        c->eof = 1; /* nothing unread before the FIN: end-of-stream now */
+        unwatch_hangup(c);
+        schedule_resume(c);
+    }
+    /* n > 0: more requests, or a FIN behind them: seen when reading resumes. */
 }
 
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -847,6 +978,7 @@ jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const ch
         return NULL;
     }
     c->fd = fd;
+    c->hup_fd = -1;
     c->base = base;
     c->state = SERVING;
     c->cfg = jsond_config_ref(cfg);
@@ -900,7 +1032,7 @@ void jsond_conn_shutdown(jsond_conn *c)
     /* Lines read but not parsed yet are answered with shutting_down; the
      * connection closes once its replies are out. */
     c->draining = 1;
-    event_del(c->read_ev);
+    pause_reading(c);
     event_del(c->timer);
     conn_resume_cb(c->fd, 0, c);
 }

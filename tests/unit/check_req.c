@@ -41,7 +41,7 @@ static const char conf[] = "[server]\n"
                            "[route t80]\n"
                            "handler = builtin:echo\n"
                            "timeout = 80ms\n"
-                           "[route none]\n"
+                           "[route zero]\n"
                            "handler = builtin:sleep\n"
                            "timeout = 0\n";
 
@@ -487,14 +487,14 @@ END_TEST
 START_TEST(test_no_deadline)
 {
     /* timeout = 0 on the route wins over request_timeout. */
-    const cfg_route *none = jsond_config_route(cfg, "none");
+    const cfg_route *zero = jsond_config_route(cfg, "zero");
     const cfg_route *inherit = jsond_config_route(cfg, "inherit");
-    ck_assert_uint_eq(jsond_route_timeout(cfg, none), 0);
+    ck_assert_uint_eq(jsond_route_timeout(cfg, zero), 0);
     ck_assert_uint_eq(jsond_route_timeout(cfg, inherit), 50);
     ck_assert_uint_eq(jsond_route_timeout(cfg, jsond_config_route(cfg, "t80")), 80);
 
     result r;
-    jsond_req *req = request("none", never, NULL, done_cb, &r);
+    jsond_req *req = request("zero", never, NULL, done_cb, &r);
     jsond_req_run(req);
     ck_assert_int_eq(pending_events(), 0);
     ck_assert_int_eq(event_base_loop(base, EVLOOP_NONBLOCK), 1);
@@ -658,7 +658,7 @@ START_TEST(test_release_inside_done_then_handler_returns)
     /* done runs inside the handler's call and releases there: the request
      * must survive until the handler returns (jsond_req_run holds it). */
     result r;
-    jsond_req *req = request("none", reply_now, NULL, done_cb, &r);
+    jsond_req *req = request("zero", reply_now, NULL, done_cb, &r);
     jsond_req_run(req);
     ck_assert_int_eq(r.done, 1);
     ck_assert_int_eq(h.runs, 1);
