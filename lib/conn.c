@@ -33,7 +33,7 @@
 
 /* Bytes read per readable event: bounded work per callback, so a client
  * streaming requests cannot hold the loop. */
-#define READ_SLICE (64 * 1024)
+#define READ_SLICE ((size_t)64 * 1024)
 /* Reads per event while discarding input during a linger. */
 #define DISCARD_READS 16
 /* Batch members started, and written, per pass: a 64 KB line can hold
