@@ -908,7 +908,7 @@ START_TEST(test_must_serve)
     static const char *const none[] = {
         "",
         "; only comments\n# and more\n",
-        "[server]\nmax_connections = 5\n" ROUTE_HELLO,
+        ("[server]\nmax_connections = 5\n" ROUTE_HELLO),
         "[server]\nmax_conn",
     };
     for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
