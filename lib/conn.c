@@ -2,11 +2,14 @@
  * close that never loses output.
  *
  * Each request line becomes a slot in a FIFO; a slot holds one reply per
- * call (a batch has several). Handlers fill slots in any order; only the
- * slots at the head that are complete go to the output, so replies leave in
- * request order. Reading stops while the output is full or max_pipeline
- * slots are waiting, and resumes from a deferred event, never from inside a
- * handler's reply.
+ * call (a batch has several). Handlers fill slots in any order; a single
+ * reply at the head goes to the output once complete, and a batch at the
+ * head becomes a producer that writes its members in order as they finish,
+ * so replies leave in request order. max_pipeline bounds the calls in
+ * flight (batch members count): a batch's members start as room allows,
+ * and reading stops while any wait, while the output is full, or at the
+ * bound. It resumes from a deferred event, never from inside a handler's
+ * reply.
  *
  * SPDX-License-Identifier: MIT
  */

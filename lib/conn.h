@@ -3,7 +3,7 @@
  * A connection pushes its listener's on_connect reply, then (requests =
  * yes) reads request lines, runs them, and writes their replies in request
  * order whatever order handlers finish in. It stops reading while its
- * output is full or max_pipeline requests are in flight, so a client that
+ * output is full or max_pipeline calls are in flight, so a client that
  * floods requests meets TCP back-pressure. Every close follows the closing
  * rule (DESIGN.md, "Closing a connection"). Loop thread only.
  *
@@ -24,7 +24,7 @@ typedef struct jsond_conn jsond_conn;
 typedef enum jsond_conn_end {
     JSOND_CONN_DONE,    /* closed by the closing rule */
     JSOND_CONN_DROPPED, /* the peer took nothing for write_timeout */
-    JSOND_CONN_RESET,   /* the peer went away mid-reply */
+    JSOND_CONN_RESET,   /* the peer reset, or a write failed: its requests are cancelled */
     JSOND_CONN_CUT,     /* cut by the server (shutdown_timeout) */
 } jsond_conn_end;
 
