@@ -929,6 +929,179 @@ START_TEST(test_jsonrpc_scalar)
 }
 END_TEST
 
+/* ---- out of memory ------------------------------------------------------------------ */
+
+/* A handler says it ran out of memory by replying NULL; the connection
+ * answers with an internal error shaped like any other (the call's id, the
+ * JSON-RPC envelope, its place in a batch) and counts it. The handlers here
+ * are the builtins, so the NULL is made real: jansson's allocator is hooked
+ * to fail under builtin:hello, whose
+ *     json_pack("{s:s,s:s}", "msg", "Hello World", "data", "x")
+ * copies "Hello World" with json_string: one jansson allocation of exactly
+ * strlen("Hello World") + 1 = 12 bytes. Refused, json_pack fails, and
+ * hello replies NULL.
+ *
+ * The rule (refuse every jansson allocation of 12 bytes, only while armed:
+ * from just before the request is written until its reply has been read)
+ * is deterministic: jansson sizes its allocations by the documents alone,
+ * never by addresses or timing, and while armed the loop serves only the
+ * request written. Checked by experiment (jansson 2.14) and counted by every
+ * test below, so a change in jansson or in the request path shows here:
+ * - the successful path makes exactly one 12-byte allocation (OOM_COUNT):
+ *   hello's copy of "Hello World", seen in a backtrace from the hook
+ *   (hello_run, json_pack, json_stringn_nocheck). jansson's other
+ *   allocations on the path are structs (integers, strings, arrays,
+ *   objects: 24 to 40 bytes; hashtable entries, which hold their key: 58
+ *   and up; buckets: 128), the parser's buffer (16, then doubling), the
+ *   copy of each string token (its length + 3: the quotes and the NUL) and
+ *   the copy of each string built (its length + 1). So no string token in
+ *   these requests has 9 characters, and no string built on the path but
+ *   "Hello World" has 11 ("internal", the error's code, takes 9 bytes, "out
+ *   of memory" 14);
+ * - the failing path refuses exactly one (OOM_FAIL): building the error
+ *   reply and counting it make no 12-byte allocation, or the count would
+ *   be 2 and the reply would be conn.c's last resort without an id. */
+#define OOM_SIZE (sizeof "Hello World")
+
+typedef enum oom_mode {
+    OOM_OFF,   /* jansson's default allocator */
+    OOM_COUNT, /* the hook counts what the rule matches, and refuses nothing */
+    OOM_FAIL,  /* the hook refuses what the rule matches */
+} oom_mode;
+
+static oom_mode oom_armed;
+static int oom_matched; /* allocations the rule matched while armed */
+
+static void *oom_malloc(size_t size)
+{
+    if (oom_armed != OOM_OFF && size == OOM_SIZE) {
+        oom_matched++;
+        if (oom_armed == OOM_FAIL)
+            return NULL;
+    }
+    return malloc(size);
+}
+
+static void oom_arm(oom_mode mode)
+{
+    oom_armed = mode;
+    json_set_alloc_funcs(oom_malloc, free);
+}
+
+/* Also run by the teardown: a failed assertion leaves the hook in place. */
+static void oom_disarm(void)
+{
+    json_set_alloc_funcs(malloc, free);
+    oom_armed = OOM_OFF;
+}
+
+static void oom_teardown(void)
+{
+    oom_disarm();
+    teardown();
+}
+
+/* Writes `request` (a line) and reads its reply line, the allocator in
+ * `mode` from just before the write until the reply is read; the
+ * allocations the rule matched in *matched. */
+static char *oom_call(const char *request, oom_mode mode, int *matched)
+{
+    oom_matched = 0;
+    if (mode != OOM_OFF)
+        oom_arm(mode);
+    send_str(request);
+    char *line = take_line_at(LIMIT_S, NULL);
+    *matched = oom_matched;
+    oom_disarm();
+    ck_assert_msg(line != NULL, "no reply line (eof %d, errno %d, %zu bytes pending)", peer_eof,
+                  peer_errno, evbuffer_get_length(got));
+    return line;
+}
+
+/* `request` four times: without the hook, then with it counting, the reply
+ * `ok` both times; armed, the reply `oom`; without the hook again, `ok`.
+ * The rule matches one allocation each time it is in place. */
+static void expect_oom(const char *request, const char *ok, const char *oom)
+{
+    static const oom_mode modes[] = {OOM_OFF, OOM_COUNT, OOM_FAIL, OOM_OFF};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        int matched;
+        char *line = oom_call(request, modes[i], &matched);
+        ck_assert_str_eq(line, modes[i] == OOM_FAIL ? oom : ok);
+        free(line);
+        ck_assert_int_eq(matched, modes[i] == OOM_OFF ? 0 : 1);
+    }
+    ck_assert_int_eq(closed_count, 0);
+}
+
+/* The stats count the one refusal: an internal error of route hello, and
+ * no other error anywhere. */
+static void expect_oom_counted(void)
+{
+    json_t *doc = jsond_stats_json(&stats);
+    ck_assert_ptr_nonnull(doc);
+    json_t *requests = json_object_get(doc, "requests");
+    ck_assert_int_eq(json_integer_value(json_object_get(requests, "errors")), 1);
+    json_t *routes = json_object_get(requests, "routes");
+    json_t *hello = json_object_get(routes, "hello");
+    ck_assert_int_eq(json_integer_value(json_object_get(hello, "requests")), 4);
+    json_t *want = json_pack("{s:i}", "internal", 1);
+    char *text = json_dumps(routes, JSON_COMPACT);
+    ck_assert_msg(json_equal(json_object_get(hello, "errors"), want), "routes: %s", text);
+    const char *route;
+    json_t *bucket;
+    json_object_foreach(routes, route, bucket)
+    {
+        if (strcmp(route, "hello") != 0)
+            ck_assert_msg(json_object_size(json_object_get(bucket, "errors")) == 0, "routes: %s",
+                          text);
+    }
+    free(text);
+    json_decref(want);
+    json_decref(doc);
+    ck_assert_uint_eq(stats.errors, 1);
+}
+
+START_TEST(test_oom_reply_line)
+{
+    open_conn("request_timeout = 0", "");
+    expect_oom("{\"route\":\"hello\",\"id\":7}\n", "{\"msg\":\"Hello World\",\"data\":\"x\"}",
+               "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"},\"id\":7}");
+    expect_oom_counted();
+}
+END_TEST
+
+START_TEST(test_oom_reply_jsonrpc)
+{
+    open_conn("request_timeout = 0", "");
+    expect_oom("{\"jsonrpc\":\"2.0\",\"method\":\"hello\",\"id\":7}\n",
+               "{\"jsonrpc\":\"2.0\",\"result\":{\"msg\":\"Hello World\",\"data\":\"x\"},\"id\":7}",
+               "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32603,\"message\":\"out of memory\","
+               "\"data\":{\"code\":\"internal\"}},\"id\":7}");
+    expect_oom_counted();
+}
+END_TEST
+
+START_TEST(test_oom_reply_batch)
+{
+    /* The error takes the member's place; the members around it, answered
+     * before and after it, are intact. */
+    open_conn("request_timeout = 0", "");
+    expect_oom("[{\"jsonrpc\":\"2.0\",\"method\":\"echo\",\"params\":{\"a\":1},\"id\":1},"
+               "{\"jsonrpc\":\"2.0\",\"method\":\"hello\",\"id\":7},"
+               "{\"jsonrpc\":\"2.0\",\"method\":\"echo\",\"params\":{\"b\":[2]},\"id\":\"c\"}]\n",
+               "[{\"jsonrpc\":\"2.0\",\"result\":{\"a\":1},\"id\":1},"
+               "{\"jsonrpc\":\"2.0\",\"result\":{\"msg\":\"Hello World\",\"data\":\"x\"},\"id\":7},"
+               "{\"jsonrpc\":\"2.0\",\"result\":{\"b\":[2]},\"id\":\"c\"}]",
+               "[{\"jsonrpc\":\"2.0\",\"result\":{\"a\":1},\"id\":1},"
+               "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32603,\"message\":\"out of memory\","
+               "\"data\":{\"code\":\"internal\"}},\"id\":7},"
+               "{\"jsonrpc\":\"2.0\",\"result\":{\"b\":[2]},\"id\":\"c\"}]");
+    expect_oom_counted();
+    ck_assert_int_eq(route_requests("echo"), 8);
+}
+END_TEST
+
 static Suite *conn_suite(void)
 {
     Suite *s = suite_create("conn");
@@ -968,6 +1141,13 @@ static Suite *conn_suite(void)
     tcase_add_test(tc, test_shutdown_idle);
     tcase_add_test(tc, test_reset_mid_batch);
     tcase_add_test(tc, test_shutdown_unparsed_lines);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("oom");
+    tcase_add_checked_fixture(tc, setup, oom_teardown);
+    tcase_add_test(tc, test_oom_reply_line);
+    tcase_add_test(tc, test_oom_reply_jsonrpc);
+    tcase_add_test(tc, test_oom_reply_batch);
     suite_add_tcase(s, tc);
     return s;
 }
