@@ -257,6 +257,15 @@ def recv_all(sock, limit=None, timeout=None):
             raise AssertionError("more than %d bytes" % limit)
 
 
+def kernel_buffers():
+    """The most a loopback connection's socket buffers can hold: the
+    client's receive buffer and the daemon's send buffer at their maxima."""
+    def high(path):
+        with open(path) as f:
+            return int(f.read().split()[2])
+    return high("/proc/sys/net/ipv4/tcp_rmem") + high("/proc/sys/net/ipv4/tcp_wmem")
+
+
 def run(args, **kw):
     """Runs jsond to completion (for -t, -V, -h); returns CompletedProcess."""
     return subprocess.run(WRAPPER + [JSOND] + list(args), capture_output=True, text=True,

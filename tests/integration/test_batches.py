@@ -13,7 +13,7 @@ import struct
 import threading
 import time
 
-from jsondtest import (HELLO, PLAIN, SANITIZED, SLOW, VALGRIND, Client, Daemon, config, main,
+from jsondtest import (HELLO, PLAIN, SLOW, VALGRIND, Client, Daemon, SharedDaemon, config, main,
                        unittest)
 
 MB = 1024 * 1024
@@ -45,8 +45,8 @@ def wait_started(test, c, route, n):
         time.sleep(0.01)  # polling, bounded by the deadline
 
 
-class Batches(unittest.TestCase):
-    CONF = config("""
+class Batches(SharedDaemon):
+    conf = config("""
         [server]
         max_pipeline = 4
         request_timeout = 0
@@ -67,24 +67,6 @@ class Batches(unittest.TestCase):
         [route stats]
         handler = builtin:stats
     """ % OUTPUT_BUFFER)
-
-    @classmethod
-    def setUpClass(cls):
-        cls.d = Daemon(cls.CONF)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            status = cls.d.stop()
-        finally:
-            cls.d.close()
-        if status != 0:
-            raise AssertionError("jsond exited %d" % status)
-
-    def client(self):
-        c = Client(self.d)
-        self.addCleanup(c.close)
-        return c
 
     def test_members_count_against_max_pipeline(self):
         """20 sleeps of 100 ms with max_pipeline = 4 take at least 5 rounds:

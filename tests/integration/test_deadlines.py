@@ -12,7 +12,8 @@ import socket
 import struct
 import time
 
-from jsondtest import SCALE, SLOW, Client, Daemon, config, error_of, main, recv_all, unittest
+from jsondtest import (SCALE, SLOW, Client, Daemon, SharedDaemon, config, error_of, kernel_buffers,
+                       main, recv_all, unittest)
 
 CONF = config("""
     [server]
@@ -44,39 +45,14 @@ DEADLINE_MS = 200 * SCALE
 HASTY_MS = 100 * SCALE
 
 
-def kernel_buffers():
-    """The most a loopback connection's socket buffers can hold: the
-    client's receive buffer and the daemon's send buffer at their maxima."""
-    def high(path):
-        with open(path) as f:
-            return int(f.read().split()[2])
-    return high("/proc/sys/net/ipv4/tcp_rmem") + high("/proc/sys/net/ipv4/tcp_wmem")
-
-
 def timed_call(c, line):
     t0 = time.monotonic()
     reply = c.call(line)
     return reply, time.monotonic() - t0
 
 
-class Deadlines(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.d = Daemon(CONF % (DEADLINE_MS, HASTY_MS))
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            status = cls.d.stop()
-        finally:
-            cls.d.close()
-        if status != 0:
-            raise AssertionError("jsond exited %d" % status)
-
-    def client(self, listener="main"):
-        c = Client(self.d, listener)
-        self.addCleanup(c.close)
-        return c
+class Deadlines(SharedDaemon):
+    conf = CONF % (DEADLINE_MS, HASTY_MS)
 
     def test_request_timeout(self):
         c = self.client()

@@ -16,7 +16,8 @@ is asserted.
 import sys
 import time
 
-from jsondtest import HELLO, PLAIN, SLOW, VALGRIND, Client, Daemon, config, main, unittest
+from jsondtest import (HELLO, PLAIN, SLOW, VALGRIND, Client, Daemon, config, kernel_buffers, main,
+                       unittest)
 
 MB = 1024 * 1024
 SIZE = 100000
@@ -49,15 +50,6 @@ CONF = config("""
     handler = builtin:stats
 """) % (3 * SLOW + PAUSE, OUTPUT_BUFFER)
 MAX_PIPELINE = 128  # the default
-
-
-def kernel_buffers():
-    """The most a loopback connection's socket buffers can hold: the
-    client's receive buffer and the daemon's send buffer at their maxima."""
-    def high(path):
-        with open(path) as f:
-            return int(f.read().split()[2])
-    return high("/proc/sys/net/ipv4/tcp_rmem") + high("/proc/sys/net/ipv4/tcp_wmem")
 
 
 def requests():

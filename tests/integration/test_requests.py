@@ -19,7 +19,7 @@ import subprocess
 import time
 
 from jsondtest import (HELLO, SCALE, SLOW, Client, Closed, Daemon, SharedDaemon, config, error_of,
-                       main, unittest, wait_acked, wait_counted)
+                       kernel_buffers, main, unittest, wait_acked, wait_counted)
 
 KB = 1024
 IDLE = 0.3 * SCALE
@@ -35,15 +35,6 @@ def over_limit(data, limit):
             return pos + limit + 2
         pos += len(line) + 1
     raise AssertionError("no line over %d bytes" % limit)
-
-
-def kernel_buffers():
-    """The most a loopback connection's socket buffers can hold: the
-    client's receive buffer and the daemon's send buffer at their maxima."""
-    def high(path):
-        with open(path) as f:
-            return int(f.read().split()[2])
-    return high("/proc/sys/net/ipv4/tcp_rmem") + high("/proc/sys/net/ipv4/tcp_wmem")
 
 
 def big_reply(size):

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "req.h"
 #include "stats.h"
+#include "unit.h"
 
 /* What the done callback saw. */
 typedef struct result {
@@ -62,24 +63,9 @@ static const char conf[] = "[server]\n"
                            "handler = builtin:big\n"
                            "args = {\"max_size\": 10}\n";
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void setup(void)
 {
-    /* libevent's default clock may be CLOCK_MONOTONIC_COARSE, whose ticks
-     * (4 ms here) fire a timer up to a tick early by the precise clock the
-     * tests measure with. */
-    struct event_config *ec = event_config_new();
-    ck_assert_ptr_nonnull(ec);
-    ck_assert_int_eq(event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER), 0);
-    base = event_base_new_with_config(ec);
-    event_config_free(ec);
-    ck_assert_ptr_nonnull(base);
+    base = precise_base();
     jsond_context_set(JSOND_CTX_LOOP);
     ck_assert_int_eq(jsond_stats_init(&stats), 0);
     cfg = jsond_config_parse("t.conf", conf, sizeof conf - 1, NULL);

@@ -34,6 +34,7 @@
 #include "jsond.h"
 #include "stats.h"
 #include "timeout.h"
+#include "unit.h"
 
 #define LIMIT_S 20.0 /* no single wait here may take longer */
 
@@ -54,13 +55,6 @@ static int peer_eof;         /* the server's end shut its side */
 static int peer_errno;       /* a read error on the client's end */
 static int reading;          /* pump() reads the client's end */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void quiet_sink(jsond_log_level level, const char *msg, void *arg)
 {
     (void)level;
@@ -70,14 +64,7 @@ static void quiet_sink(jsond_log_level level, const char *msg, void *arg)
 
 static void setup(void)
 {
-    /* A precise clock: the coarse one fires timers up to a tick early by
-     * the clock the tests measure with. */
-    struct event_config *ec = event_config_new();
-    ck_assert_ptr_nonnull(ec);
-    ck_assert_int_eq(event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER), 0);
-    base = event_base_new_with_config(ec);
-    event_config_free(ec);
-    ck_assert_ptr_nonnull(base);
+    base = precise_base();
     jsond_context_set(JSOND_CTX_LOOP);
     jsond_log_set_sink(quiet_sink, NULL);
     ck_assert_int_eq(jsond_stats_init(&stats), 0);

@@ -27,6 +27,7 @@
 #include "req.h"
 #include "stats.h"
 #include "timeout.h"
+#include "unit.h"
 
 /* The server's deadline, which routes without a timeout inherit. */
 static const char conf[] = "[server]\n"
@@ -72,23 +73,9 @@ static jsond_stats stats;
 static jsond_config *cfg;
 static jsond_req_env env;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void setup(void)
 {
-    /* A precise clock: the coarse one fires timers up to a tick early by
-     * the clock the tests measure with. */
-    struct event_config *ec = event_config_new();
-    ck_assert_ptr_nonnull(ec);
-    ck_assert_int_eq(event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER), 0);
-    base = event_base_new_with_config(ec);
-    event_config_free(ec);
-    ck_assert_ptr_nonnull(base);
+    base = precise_base();
     jsond_context_set(JSOND_CTX_LOOP);
     ck_assert_int_eq(jsond_stats_init(&stats), 0);
     cfg = jsond_config_parse("t.conf", conf, sizeof conf - 1, NULL);
