@@ -165,7 +165,9 @@ class Bounded(unittest.TestCase):
                       "RSS +%.1f MB" % (lines, members, sent / MB, started(c, "sleep"),
                                         grew / 1024))
                 if PLAIN:
-                    self.assertLess(grew, 16 * 1024)
+                    # 128 sleepers and one parsed line of 1,000 calls: 1.2 MB
+                    # measured. 131 MB when every call ran.
+                    self.assertLess(grew, 4 * 1024)
             # The client resets: everything it had running goes at once.
             flood.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             flood.close()
@@ -229,9 +231,10 @@ class Bounded(unittest.TestCase):
                   "peak RSS +%.1f MB, worst hello %.1f ms" %
                   (calls, nroutes, len(raw) / MB, took, grew / 1024, worst[0] * 1e3))
             if PLAIN:
-                # The members in flight (max_pipeline of ~23 KB each) and the
-                # output buffer; building the whole reply took 340 MB.
-                self.assertLess(grew, 4 * OUTPUT_BUFFER // 1024 + 8 * 1024)
+                # The output buffer and the members in flight, max_pipeline
+                # of them, each held as its ~17 KB of text: 3.8 MB measured.
+                # Building the whole reply took 303 MB.
+                self.assertLess(grew, 4 * OUTPUT_BUFFER // 1024 + 5 * 1024)
                 self.assertLess(worst[0], 1.0)
 
     def test_long_line_is_scanned_once(self):
