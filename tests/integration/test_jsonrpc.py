@@ -18,8 +18,8 @@ allocation, so their mapping is checked in tests/unit/check_proto.c.
 import json
 import signal
 
-from jsondtest import (SCALE, SLOW, Client, Closed, Daemon, SharedDaemon, config, main, unittest,
-                       wait_counted)
+from jsondtest import (SCALE, SLOW, Client, Closed, Daemon, SharedDaemon, config, kernel_buffers,
+                       main, unittest, wait_counted)
 
 ECHOES = ["subtract", "sum", "update", "notify_hello", "get_data", "echo"]
 
@@ -374,21 +374,25 @@ class Rpc(SharedDaemon):
 class Shutdown(unittest.TestCase):
     def test_shutting_down(self):
         """-32005 (shutting_down) for lines received but not yet parsed
-        when SIGTERM comes, while the request before them finishes."""
+        when SIGTERM comes, while the request before them finishes. The
+        request in flight is a reply larger than the kernel's buffers that
+        the client has not read yet: it cannot finish before the signal,
+        whatever the machine's load."""
         conf = CONF.replace("[server]", "[server]\nmax_pipeline = 1\nshutdown_timeout = %ds"
-                            % (3 * SLOW))
+                            % (3 * SLOW)) + "[route huge]\nhandler = builtin:big\n"
+        size = 2 * kernel_buffers()
         with Daemon(conf) as d:
             c = RpcClient(d, "rpc")
-            ms = 1000 * SCALE
-            c.send(b'{"jsonrpc": "2.0", "method": "sleep", "params": {"ms": %d}, "id": 1}\n'
+            c.send(b'{"jsonrpc": "2.0", "method": "huge", "params": {"size": %d}, "id": 1}\n'
                    b'{"jsonrpc": "2.0", "method": "echo", "id": 2}\n'
-                   b'{"jsonrpc": "2.0", "method": "echo", "id": 3}\n' % ms)
-            # The sleep is in flight once stats count it; the two lines after
+                   b'{"jsonrpc": "2.0", "method": "echo", "id": 3}\n' % size)
+            # The reply is in flight once stats count it; the two lines after
             # it wait, unparsed, behind it (max_pipeline = 1).
             with Client(d, "main") as watcher:
-                wait_counted(watcher, "sleep")
+                wait_counted(watcher, "huge")
             d.send_signal(signal.SIGTERM)
-            result_of(c.reply(), 1, {"slept_ms": ms})
+            reply = json.loads(c.raw(bufsize=1 << 20))
+            self.assertEqual((reply["id"], len(reply["result"]["data"])), (1, size))
             for id in (2, 3):
                 try:
                     reply = c.reply()
