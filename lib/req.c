@@ -9,21 +9,6 @@
 
 #include "req.h"
 
-static const char *const code_names[] = {
-    [JSOND_BAD_REQUEST] = "bad_request", [JSOND_NOT_FOUND] = "not_found",
-    [JSOND_TOO_LARGE] = "too_large",     [JSOND_BUSY] = "busy",
-    [JSOND_TIMEOUT] = "timeout",         [JSOND_HANDLER_FAILED] = "handler_failed",
-    [JSOND_WRONG_COLOR] = "wrong_color", [JSOND_SHUTTING_DOWN] = "shutting_down",
-    [JSOND_INTERNAL] = "internal",
-};
-
-const char *jsond_code_name(jsond_code code)
-{
-    if ((unsigned)code < sizeof code_names / sizeof code_names[0])
-        return code_names[code];
-    return "internal";
-}
-
 jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, jsond_async_fn fn, json_t *args,
                          const jsond_req_env *env, jsond_req_done_fn done, void *arg)
 {
