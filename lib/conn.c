@@ -48,7 +48,7 @@ typedef struct slot slot;
 /* One call's reply, once its handler has given it. */
 typedef struct reply {
     slot *s;
-    jsond_call *call;
+    jsond_proto_call *call;
     jsond_req *req;                /* running, until it replies */
     int given;                     /* the outcome below is here */
     int counted;                   /* in the connection's calls in flight */
@@ -364,7 +364,7 @@ static int dump(const json_t *doc, dumper *d)
 
 /* The reply that stands in when even an error reply cannot be made (out of
  * memory): shaped by the protocol the call speaks, its id unknown. */
-static const char *oom_text(const jsond_call *call)
+static const char *oom_text(const jsond_proto_call *call)
 {
     return call->rpc ? "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32603,\"message\":\"out of "
                        "memory\",\"data\":{\"code\":\"internal\"}},\"id\":null}"
@@ -583,7 +583,7 @@ static void reply_done_cb(jsond_req *req, void *arg)
 /* Runs one call; its reply may be given before this returns. */
 static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
 {
-    jsond_call *call = r->call;
+    jsond_proto_call *call = r->call;
     r->s->started++;
     r->counted = 1;
     c->calls++;
@@ -694,7 +694,7 @@ static int too_large(jsond_conn *c)
 {
     jsond_log(JSOND_LOG_INFO, "%s sent a request line over %zu bytes: closing", c->peer,
               c->cfg->server.max_request_size);
-    jsond_request request = {.calls = calloc(1, sizeof(jsond_call)), .ncalls = 1};
+    jsond_request request = {.calls = calloc(1, sizeof(jsond_proto_call)), .ncalls = 1};
     slot *s = request.calls ? push_slot(c, &request) : NULL;
     if (!s) {
         free(request.calls);
@@ -702,7 +702,7 @@ static int too_large(jsond_conn *c)
     }
     /* The line is never parsed, so its id is unknown: the error is shaped by
      * the protocol the client speaks, with id null under JSON-RPC. */
-    jsond_call *call = &s->request.calls[0];
+    jsond_proto_call *call = &s->request.calls[0];
     call->rpc = c->rpc_seen || c->lst->protocol == JSOND_PROTOCOL_JSONRPC;
     call->failed = 1;
     call->code = JSOND_TOO_LARGE;

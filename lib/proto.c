@@ -22,7 +22,7 @@ static int is_space(char c)
     return c == ' ' || c == '\t';
 }
 
-static void fail(jsond_call *c, jsond_code code, int rpc_code, const char *message)
+static void fail(jsond_proto_call *c, jsond_code code, int rpc_code, const char *message)
 {
     c->failed = 1;
     c->code = code;
@@ -33,7 +33,7 @@ static void fail(jsond_call *c, jsond_code code, int rpc_code, const char *messa
 /* A line that is not a request and not JSON: bad_request, or a JSON-RPC
  * parse error (id null) once JSON-RPC is in use, so a JSON-RPC client
  * always gets a JSON-RPC answer. */
-static void not_json(jsond_call *c, int mode, const char *message)
+static void not_json(jsond_proto_call *c, int mode, const char *message)
 {
     if (mode & (JSOND_PROTO_RPC_SEEN | JSOND_PROTO_RPC_ONLY)) {
         c->rpc = 1;
@@ -44,14 +44,14 @@ static void not_json(jsond_call *c, int mode, const char *message)
     }
 }
 
-static int set_route(jsond_call *c, const char *name)
+static int set_route(jsond_proto_call *c, const char *name)
 {
     c->route = strdup(name);
     return c->route ? 0 : -1;
 }
 
 /* {"jsonrpc": "2.0", "method": ..., "params": ..., "id": ...} */
-static int parse_rpc(json_t *obj, jsond_call *c)
+static int parse_rpc(json_t *obj, jsond_proto_call *c)
 {
     json_t *version = json_object_get(obj, "jsonrpc");
     json_t *method = json_object_get(obj, "method");
@@ -75,7 +75,7 @@ static int parse_rpc(json_t *obj, jsond_call *c)
 }
 
 /* {"route": ..., "args": {...}, "id": ...} */
-static int parse_plain(json_t *obj, jsond_call *c)
+static int parse_plain(json_t *obj, jsond_proto_call *c)
 {
     json_t *route = json_object_get(obj, "route");
     json_t *args = json_object_get(obj, "args");
@@ -92,7 +92,7 @@ static int parse_plain(json_t *obj, jsond_call *c)
     return set_route(c, json_string_value(route));
 }
 
-static int parse_object(json_t *obj, int mode, jsond_call *c)
+static int parse_object(json_t *obj, int mode, jsond_proto_call *c)
 {
     if (json_object_get(obj, "jsonrpc"))
         return parse_rpc(obj, c);
@@ -156,7 +156,7 @@ static int parse_json(const char *line, size_t len, int mode, jsond_request *r)
         rc = alloc_calls(r, json_array_size(doc));
         for (size_t i = 0; rc == 0 && i < r->ncalls; i++) {
             json_t *member = json_array_get(doc, i);
-            jsond_call *c = &r->calls[i];
+            jsond_proto_call *c = &r->calls[i];
             if (json_is_object(member) && json_object_get(member, "jsonrpc")) {
                 rc = parse_rpc(member, c);
             } else {
@@ -177,7 +177,7 @@ static int parse_shorthand(const char *line, size_t len, int mode, jsond_request
 {
     if (alloc_calls(r, 1) < 0)
         return -1;
-    jsond_call *c = &r->calls[0];
+    jsond_proto_call *c = &r->calls[0];
     size_t n = 0;
     if (mode & JSOND_PROTO_RPC_ONLY) {
         /* A JSON scalar (123, "x", null) is JSON, just not a request. */
@@ -261,12 +261,12 @@ int jsond_proto_rpc_code(jsond_code code, int params)
 }
 
 /* The id of a JSON-RPC reply: the request's, or null. */
-static json_t *rpc_id(const jsond_call *call)
+static json_t *rpc_id(const jsond_proto_call *call)
 {
     return call->id ? json_incref(call->id) : json_null();
 }
 
-json_t *jsond_proto_result(const jsond_call *call, json_t *result)
+json_t *jsond_proto_result(const jsond_proto_call *call, json_t *result)
 {
     if (!call->rpc)
         return result;
@@ -328,7 +328,8 @@ static json_t *message_string(const char *message)
     return str;
 }
 
-json_t *jsond_proto_error(const jsond_call *call, jsond_code code, int params, const char *message)
+json_t *jsond_proto_error(const jsond_proto_call *call, jsond_code code, int params,
+                          const char *message)
 {
     json_t *text = message_string(message);
     if (!text)
@@ -349,7 +350,7 @@ json_t *jsond_proto_error(const jsond_call *call, jsond_code code, int params, c
     return err;
 }
 
-int jsond_proto_wrap(const jsond_call *call, char **prefix, char **suffix)
+int jsond_proto_wrap(const jsond_proto_call *call, char **prefix, char **suffix)
 {
     *prefix = *suffix = NULL;
     if (!call->rpc) {

@@ -21,8 +21,9 @@
 
 #include "jsond.h"
 
-/* One call of a request line. */
-typedef struct jsond_call {
+/* One call of a request line (not jsond_call(), the bridge's call between
+ * routes: this is what the client sent). */
+typedef struct jsond_proto_call {
     char *route;  /* NULL when the call failed to parse */
     json_t *args; /* object, array (JSON-RPC params by position), or NULL */
     json_t *id;   /* the request's id, or NULL when it had none */
@@ -33,11 +34,11 @@ typedef struct jsond_call {
     jsond_code code;
     int rpc_code; /* the JSON-RPC code, when it is not the code's default */
     const char *message;
-} jsond_call;
+} jsond_proto_call;
 
 /* One request line: a call, or the members of a batch. */
 typedef struct jsond_request {
-    jsond_call *calls;
+    jsond_proto_call *calls;
     size_t ncalls;
     int batch; /* replies go out as one JSON array (none if all are silent) */
     int rpc;   /* the line was JSON-RPC: later parse errors become -32700 */
@@ -61,16 +62,17 @@ void jsond_request_fini(jsond_request *r);
 
 /* The reply document for `call`: the handler's result as it is (plain) or
  * in a JSON-RPC envelope. Steals `result`. NULL when out of memory. */
-json_t *jsond_proto_result(const jsond_call *call, json_t *result);
+json_t *jsond_proto_result(const jsond_proto_call *call, json_t *result);
 
 /* An error reply for `call`. `params` marks a bad_request raised by the
  * handler (JSON-RPC -32602) rather than by the protocol (-32600). */
-json_t *jsond_proto_error(const jsond_call *call, jsond_code code, int params, const char *message);
+json_t *jsond_proto_error(const jsond_proto_call *call, jsond_code code, int params,
+                          const char *message);
 
 /* For a reply made by a producer: the bytes that go before and after the
  * producer's own (a JSON-RPC envelope; empty for plain replies). Both are
  * malloc'ed; -1 when out of memory. */
-int jsond_proto_wrap(const jsond_call *call, char **prefix, char **suffix);
+int jsond_proto_wrap(const jsond_proto_call *call, char **prefix, char **suffix);
 
 /* The JSON-RPC error code for a jsond code. */
 int jsond_proto_rpc_code(jsond_code code, int params);

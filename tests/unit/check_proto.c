@@ -70,11 +70,11 @@ static const char *take_text(json_t *doc)
 }
 
 /* The single call of `req`, a call that parsed: route, args, id. */
-static const jsond_call *ok_call(const char *route, const char *args, const char *id)
+static const jsond_proto_call *ok_call(const char *route, const char *args, const char *id)
 {
     ck_assert_uint_eq(req.ncalls, 1);
     ck_assert_int_eq(req.batch, 0);
-    const jsond_call *c = &req.calls[0];
+    const jsond_proto_call *c = &req.calls[0];
     ck_assert_msg(!c->failed, "failed: %s", c->message ? c->message : "");
     ck_assert_str_eq(c->route, route);
     ck_assert_str_eq(text(c->args), args);
@@ -93,10 +93,11 @@ static void assert_clean_message(const char *message)
 }
 
 /* Call I failed with CODE, RPC_CODE (0: a plain error) and id ID. */
-static const jsond_call *failed_call_at(size_t i, jsond_code code, int rpc_code, const char *id)
+static const jsond_proto_call *failed_call_at(size_t i, jsond_code code, int rpc_code,
+                                              const char *id)
 {
     ck_assert_uint_lt(i, req.ncalls);
-    const jsond_call *c = &req.calls[i];
+    const jsond_proto_call *c = &req.calls[i];
     ck_assert_int_eq(c->failed, 1);
     ck_assert_ptr_null(c->route);
     ck_assert_ptr_null(c->args);
@@ -122,7 +123,7 @@ static void plain_bad_request(void)
 /* The error reply the connection sends for call I of `req`. */
 static const char *error_reply(size_t i)
 {
-    const jsond_call *c = &req.calls[i];
+    const jsond_proto_call *c = &req.calls[i];
     return take_text(jsond_proto_error(c, c->code, 0, c->message));
 }
 
@@ -131,7 +132,7 @@ static const char *error_reply(size_t i)
 START_TEST(test_shorthand)
 {
     parse("hello", AUTO);
-    const jsond_call *c = ok_call("hello", "(none)", "(none)");
+    const jsond_proto_call *c = ok_call("hello", "(none)", "(none)");
     ck_assert_int_eq(c->rpc, 0);
     ck_assert_int_eq(c->silent, 0);
     ck_assert_int_eq(req.rpc, 0);
@@ -164,7 +165,7 @@ END_TEST
 START_TEST(test_route_object)
 {
     parse("{\"route\": \"big\", \"args\": {\"size\": 7}, \"id\": 7}", AUTO);
-    const jsond_call *c = ok_call("big", "{\"size\":7}", "7");
+    const jsond_proto_call *c = ok_call("big", "{\"size\":7}", "7");
     ck_assert_int_eq(c->rpc, 0);
     ck_assert_int_eq(c->silent, 0);
     ck_assert_int_eq(req.rpc, 0);
@@ -208,7 +209,7 @@ START_TEST(test_jsonrpc)
 {
     parse("{\"jsonrpc\": \"2.0\", \"method\": \"big\", \"params\": {\"size\": 3}, \"id\": 7}",
           AUTO);
-    const jsond_call *c = ok_call("big", "{\"size\":3}", "7");
+    const jsond_proto_call *c = ok_call("big", "{\"size\":3}", "7");
     ck_assert_int_eq(c->rpc, 1);
     ck_assert_int_eq(c->silent, 0);
     ck_assert_int_eq(req.rpc, 1);
@@ -239,7 +240,7 @@ END_TEST
 START_TEST(test_notification)
 {
     parse("{\"jsonrpc\":\"2.0\",\"method\":\"update\",\"params\":[1,2,3,4,5]}", AUTO);
-    const jsond_call *c = ok_call("update", "[1,2,3,4,5]", "(none)");
+    const jsond_proto_call *c = ok_call("update", "[1,2,3,4,5]", "(none)");
     ck_assert_int_eq(c->rpc, 1);
     ck_assert_int_eq(c->silent, 1);
     ck_assert_int_eq(req.rpc, 1);
@@ -593,7 +594,7 @@ START_TEST(test_mixed_batch)
                           "(none)",  NULL};
     const char *ids[] = {"\"1\"", "(none)", "\"2\"", "null", "\"5\"", "\"9\"", "10"};
     for (size_t i = 0; i < 7; i++) {
-        const jsond_call *c = &req.calls[i];
+        const jsond_proto_call *c = &req.calls[i];
         ck_assert_int_eq(c->rpc, 1);
         if (!routes[i]) {
             failed_call_at(i, JSOND_BAD_REQUEST, -32600, ids[i]);
