@@ -10,6 +10,12 @@
  * The parser never prints: problems go to a jsond_errors list, and a config
  * with any problem is freed and never returned.
  *
+ * Handlers are not config's business: it checks that a handler reads
+ * KIND:ARG and keeps the string. Whether such a handler exists is asked of
+ * the resolver the caller passes (the handler registry, handler.c), once per
+ * route after every file is read; its problems join the others, in reading
+ * order, so `jsond -t` and a reload report them like any other.
+ *
  * `include = GLOB` reads other files in place (see include()). Each file read
  * is an entry of the parser's file table, which knows who included it where:
  * that is enough to name every problem's own FILE:LINE, to refuse cycles,
@@ -30,7 +36,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "builtin.h"
 #include "config.h" /* lib/config.h: same directory, so not autoconf's */
 
 /* Section kinds, as bits so a key can belong to several. */
@@ -170,11 +175,6 @@ static const char *const protocol_names[] = {
     [JSOND_PROTOCOL_JSONRPC] = "jsonrpc",
 };
 
-/* Echoed input is cut to this many bytes and made printable: a config can be
- * a binary file given by mistake, and messages end up in terminals and logs. */
-#define SHOW_MAX 64
-#define SHOW_BUF (SHOW_MAX + 4)
-
 /* on_connect = none: no push. Reserved: no route may have this name. */
 #define JSOND_ROUTE_NONE "none"
 
@@ -192,7 +192,7 @@ static const char *const protocol_names[] = {
 #define MAX_FILE  (16 * MIB)
 #define MAX_TOTAL (64 * MIB)
 
-/* Shown paths are cut to this many bytes (see show()). */
+/* Shown paths are cut to this many bytes (see jsond_config_show()). */
 #define PATH_SHOW 256
 
 /* One file read: the top file, or one read by an include line. The same
@@ -316,7 +316,7 @@ static void *grow(void *v, size_t *cap, size_t need, size_t size)
     return nv;
 }
 
-static const char *show(char *out, size_t size, const char *s, size_t n)
+const char *jsond_config_show(char *out, size_t size, const char *s, size_t n)
 {
     size_t max = size - 4, i;
     for (i = 0; i < n && i < max; i++) {
@@ -783,40 +783,21 @@ static int read_value(parser *P, const char *v, size_t n, int start)
 
 /* ---- typed values ------------------------------------------------------ */
 
-static int check_builtin(parser *P, const char *arg, int line)
-{
-    char s[SHOW_BUF];
-    if (jsond_builtin_find(arg))
-        return 0;
-    perr(P, line, "unknown builtin handler '%s'", show(s, sizeof s, arg, strlen(arg)));
-    return -1;
-}
-
-/* Handler kinds; NULL check: recognised, not supported by this version. */
-static const struct handler_kind {
-    const char *name;
-    int (*check)(parser *P, const char *arg, int line);
-} handler_kinds[] = {
-    {"builtin", check_builtin},
-    {"file", NULL},
-    {"exec", NULL},
-    {"module", NULL},
-};
+/* Handler kinds: the grammar of a handler. Which of them this version runs,
+ * and which names exist, is the resolver's to say. */
+static const char *const handler_kinds[] = {"builtin", "file", "exec", "module"};
 
 static int check_handler(parser *P, const char *v, int line)
 {
-    char s[SHOW_BUF];
+    char s[JSOND_SHOW_BUF];
     const char *colon = strchr(v, ':');
     for (size_t i = 0; colon && i < sizeof handler_kinds / sizeof handler_kinds[0]; i++) {
-        const struct handler_kind *h = &handler_kinds[i];
-        if (strlen(h->name) != (size_t)(colon - v) || memcmp(v, h->name, (size_t)(colon - v)) != 0)
-            continue;
-        if (h->check)
-            return h->check(P, colon + 1, line);
-        perr(P, line, "handler kind '%s' is not supported by this version", h->name);
-        return -1;
+        const char *kind = handler_kinds[i];
+        if (strlen(kind) == (size_t)(colon - v) && memcmp(v, kind, (size_t)(colon - v)) == 0)
+            return 0;
     }
-    perr(P, line, "bad handler '%s'%s", show(s, sizeof s, v, strlen(v)), types[T_HANDLER].hint);
+    perr(P, line, "bad handler '%s'%s", jsond_config_show(s, sizeof s, v, strlen(v)),
+         types[T_HANDLER].hint);
     return -1;
 }
 
@@ -845,7 +826,7 @@ static void set_json(parser *P, const key_def *k, json_t **field, const char *v,
     json_t *j = json_loadb(v, strlen(v), JSON_REJECT_DUPLICATES, &jerr);
     if (!j) {
         perr(P, jerr.line > 0 ? line + jerr.line - 1 : line, "bad JSON in %s: %s", k->name,
-             show(s, sizeof s, jerr.text, strlen(jerr.text)));
+             jsond_config_show(s, sizeof s, jerr.text, strlen(jerr.text)));
         return;
     }
     if (!json_is_object(j)) {
@@ -874,11 +855,11 @@ static char *route_ref_new(parser *P, const char *s, size_t n, int line)
 
 static void set_route(parser *P, const key_def *k, char **field, const char *v, int line)
 {
-    char s[SHOW_BUF];
+    char s[JSOND_SHOW_BUF];
     size_t n = strlen(v);
     if (!jsond_config_valid_name(v, n)) {
-        perr(P, line, "bad %s '%s' for %s%s", types[k->type].what, show(s, sizeof s, v, n), k->name,
-             types[k->type].hint);
+        perr(P, line, "bad %s '%s' for %s%s", types[k->type].what,
+             jsond_config_show(s, sizeof s, v, n), k->name, types[k->type].hint);
         return;
     }
     *field = route_ref_new(P, v, n, line);
@@ -889,7 +870,7 @@ static void set_route(parser *P, const key_def *k, char **field, const char *v, 
  * empty, so a bad list is one error, not one per name. */
 static void set_routes(parser *P, const key_def *k, cfg_listen *l, const char *v, int line)
 {
-    char s[SHOW_BUF];
+    char s[JSOND_SHOW_BUF];
     const char *p = v, *end = v + strlen(v); /* v is trimmed */
     size_t cap = 0, refs = P->nrefs;
     if (strcmp(v, "*") == 0)
@@ -900,12 +881,13 @@ static void set_routes(parser *P, const key_def *k, cfg_listen *l, const char *v
         if (n == 0) /* empty: the whole list, or between commas */
             goto bad_list;
         if (!jsond_config_valid_name(p, n)) {
-            perr(P, line, "bad route name '%s' in %s%s", show(s, sizeof s, p, n), k->name,
-                 types[T_ROUTE].hint);
+            perr(P, line, "bad route name '%s' in %s%s", jsond_config_show(s, sizeof s, p, n),
+                 k->name, types[T_ROUTE].hint);
             goto fail;
         }
         if (listed(l, p, n)) {
-            perr(P, line, "route '%s' is listed twice in %s", show(s, sizeof s, p, n), k->name);
+            perr(P, line, "route '%s' is listed twice in %s", jsond_config_show(s, sizeof s, p, n),
+                 k->name);
             goto fail;
         }
         char **nl = grow(l->routes, &cap, l->nroutes + 1, sizeof *nl);
@@ -924,8 +906,8 @@ static void set_routes(parser *P, const key_def *k, cfg_listen *l, const char *v
             p = skip_blanks(p + 1, end);
     }
 bad_list:
-    perr(P, line, "bad %s '%s' for %s%s", types[k->type].what, show(s, sizeof s, v, strlen(v)),
-         k->name, types[k->type].hint);
+    perr(P, line, "bad %s '%s' for %s%s", types[k->type].what,
+         jsond_config_show(s, sizeof s, v, strlen(v)), k->name, types[k->type].hint);
 fail:
     P->nrefs = refs;
     free_route_list(l);
@@ -947,7 +929,7 @@ static void set_value(parser *P, const key_def *k, void *base, const char *v, in
 {
     void *field = (char *)base + k->offset;
     const struct type_def *t = &types[k->type];
-    char s[SHOW_BUF], lo[32], hi[32];
+    char s[JSOND_SHOW_BUF], lo[32], hi[32];
     const char *why;
     unsigned long long num;
     int b, rc;
@@ -962,7 +944,8 @@ static void set_value(parser *P, const key_def *k, void *base, const char *v, in
             break;
         if (rc == -2 || num < k->min || num > k->max) {
             perr(P, line, "%s = %s is out of range (%s..%s)", k->name,
-                 show(s, sizeof s, v, strlen(v)), format_number(lo, sizeof lo, t->units, k->min),
+                 jsond_config_show(s, sizeof s, v, strlen(v)),
+                 format_number(lo, sizeof lo, t->units, k->min),
                  format_number(hi, sizeof hi, t->units, k->max));
             return;
         }
@@ -985,14 +968,15 @@ static void set_value(parser *P, const key_def *k, void *base, const char *v, in
         return;
     case T_ADDR:
         if (jsond_addr_parse(v, field, &why) < 0) {
-            perr(P, line, "bad address '%s': %s", show(s, sizeof s, v, strlen(v)), why);
+            perr(P, line, "bad address '%s': %s", jsond_config_show(s, sizeof s, v, strlen(v)),
+                 why);
             return;
         }
         /* Checked here, so -t sees it too: binding would need the path
          * removed, and jsond removes nothing but a socket. */
         if (jsond_addr_unix_check(field, &why) < 0) {
             perr(P, line, "'%s' is %s, not a socket: jsond replaces only a stale socket",
-                 show(s, sizeof s, v, strlen(v)), why);
+                 jsond_config_show(s, sizeof s, v, strlen(v)), why);
             return;
         }
         /* The address is optional: a listener without one only takes
@@ -1009,15 +993,18 @@ static void set_value(parser *P, const key_def *k, void *base, const char *v, in
         set_routes(P, k, base, v, line);
         return;
     case T_HANDLER:
-        if (check_handler(P, v, line) == 0 && !(*(char **)field = dupn(v, strlen(v))))
+        if (check_handler(P, v, line) < 0)
+            return;
+        if (!(*(char **)field = dupn(v, strlen(v))))
             oom(P);
+        ((cfg_route *)base)->handler_line = line;
         return;
     default: /* T_JSON */
         set_json(P, k, field, v, line);
         return;
     }
-    perr(P, line, "bad %s '%s' for %s%s", t->what, show(s, sizeof s, v, strlen(v)), k->name,
-         t->hint);
+    perr(P, line, "bad %s '%s' for %s%s", t->what, jsond_config_show(s, sizeof s, v, strlen(v)),
+         k->name, t->hint);
 }
 
 /* ---- sections and keys ------------------------------------------------- */
@@ -1125,7 +1112,7 @@ static void section(parser *P, const char *s, size_t n)
 {
     const char *end = s + n, *close = memchr(s, ']', n), *first_file = NULL;
     int line = P->lineno, first;
-    char shown[SHOW_BUF], at[PATH_SHOW + 32];
+    char shown[JSOND_SHOW_BUF], at[PATH_SHOW + 32];
 
     close_section(P);
     /* Until the header proves good, the keys that follow are ignored: one
@@ -1159,7 +1146,8 @@ static void section(parser *P, const char *s, size_t n)
     if (sd && sd->kind == S_LISTEN)
         P->listen_seen = 1;
     if (!sd) {
-        perr(P, line, "unknown section [%s]", show(shown, sizeof shown, kw, (size_t)(kwe - kw)));
+        perr(P, line, "unknown section [%s]",
+             jsond_config_show(shown, sizeof shown, kw, (size_t)(kwe - kw)));
         return;
     }
     if (!sd->named) {
@@ -1180,7 +1168,7 @@ static void section(parser *P, const char *s, size_t n)
         perr(P, line, "[%s] needs a name", sd->name);
     } else if (!jsond_config_valid_name(name, namelen)) {
         perr(P, line, "bad section name '%s' (1 to 64 of A-Z a-z 0-9 _ . -)",
-             show(shown, sizeof shown, name, namelen));
+             jsond_config_show(shown, sizeof shown, name, namelen));
     } else if (sd->unsupported) {
         perr(P, line, "[%s] sections are not supported by this version", sd->name);
     } else if (sd->reserved && namelen >= strlen(sd->reserved) &&
@@ -1347,7 +1335,7 @@ static void report_cycle(parser *P, size_t from, const char *shown, int line)
     }
     while (n--) {
         const char *name = file_name(P, chain[n]);
-        line_add(&lb, "%s -> ", show(s, sizeof s, name, strlen(name)));
+        line_add(&lb, "%s -> ", jsond_config_show(s, sizeof s, name, strlen(name)));
     }
     line_add(&lb, "%s", shown);
     perr(P, line, "include cycle: %s", lb.s);
@@ -1360,7 +1348,7 @@ static void include_file(parser *P, const char *path, int line)
     const char *what;
     size_t len, f;
 
-    show(shown, sizeof shown, path, strlen(path));
+    jsond_config_show(shown, sizeof shown, path, strlen(path));
     if (!(real = realpath(path, NULL))) {
         perr(P, line, "cannot open included file '%s': %s", shown, strerror(errno));
         return;
@@ -1466,7 +1454,7 @@ static void include(parser *P, const char *v, size_t n, int line)
         oom(P);
     else if (rc != 0 && rc != GLOB_NOMATCH)
         perr(P, line, "cannot read the files of '%s'",
-             show(shown, sizeof shown, path, strlen(path)));
+             jsond_config_show(shown, sizeof shown, path, strlen(path)));
     if (g.gl_pathv)
         globfree(&g);
 done:
@@ -1481,7 +1469,7 @@ static void key_value(parser *P, const char *s, size_t n)
     const char *eq = memchr(s, '=', n);
     size_t klen = eq ? trim_len(s, (size_t)(eq - s)) : 0;
     int line = P->lineno;
-    char shown[SHOW_BUF];
+    char shown[JSOND_SHOW_BUF];
 
     if (!klen) {
         perr(P, line, "syntax error: expected 'key = value' or '[section]'");
@@ -1499,7 +1487,7 @@ static void key_value(parser *P, const char *s, size_t n)
         return;
     const key_def *k = find_key(P->kind, s, klen);
     if (!k) {
-        show(shown, sizeof shown, s, klen);
+        jsond_config_show(shown, sizeof shown, s, klen);
         if (P->kind == S_TOP && P->include_line && P->ended[0])
             perr(P, line, "key '%s' outside any section (the include at line %d ended %s)", shown,
                  P->include_line, P->ended);
@@ -1570,8 +1558,11 @@ static void config_free(jsond_config *cfg)
         return;
     for (size_t i = 0; i < cfg->nlistens; i++)
         free_values(S_LISTEN, &cfg->listens[i]);
-    for (size_t i = 0; i < cfg->nroutes; i++)
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        if (cfg->routes[i].impl)
+            cfg->resolver->release(cfg->routes[i].impl);
         free_values(S_ROUTE, &cfg->routes[i]);
+    }
     for (size_t i = 0; i < cfg->nfiles; i++)
         free(cfg->files[i]);
     free(cfg->files);
@@ -1627,11 +1618,38 @@ static void check_serves(parser *P)
     }
 }
 
+/* The src of a route (its header's file; its keys are in the same file). */
+static size_t route_src(const parser *P, const cfg_route *r)
+{
+    for (size_t i = 0; i < P->nfiles; i++)
+        if (P->cfg->files[i] == r->file)
+            return i;
+    return 0;
+}
+
+/* Asks the resolver about every route read with a handler, even when other
+ * lines failed: -t lists every problem at once. */
+static void resolve_handlers(parser *P, const jsond_config_resolver *res)
+{
+    char why[256];
+    jsond_config *cfg = P->cfg;
+    cfg->resolver = res;
+    for (size_t i = 0; res && i < cfg->nroutes && !P->stop; i++) {
+        cfg_route *r = &cfg->routes[i];
+        if (!r->handler)
+            continue;
+        why[0] = '\0';
+        if (!(r->impl = res->resolve(cfg, r, why, sizeof why)))
+            perr_at(P, route_src(P, r), r->handler_line, "%s", why[0] ? why : "out of memory");
+    }
+}
+
 /* Parses the top file `name`: `real` is its realpath() (taken; NULL for
  * text from memory), and with `relative` its includes are relative to its
- * directory, else to the current directory. */
+ * directory, else to the current directory. Handlers are resolved by `res`
+ * (NULL: not resolved). */
 static jsond_config *parse_top(const char *name, char *real, int relative, const char *text,
-                               size_t len, jsond_errors *errs)
+                               size_t len, const jsond_config_resolver *res, jsond_errors *errs)
 {
     parser P = {0};
     size_t top = SIZE_MAX;
@@ -1652,6 +1670,7 @@ static jsond_config *parse_top(const char *name, char *real, int relative, const
     atomic_init(&P.cfg->refs, 1);
     apply_defaults(S_SERVER, &P.cfg->server);
     parse_file(&P, 0, text, len);
+    resolve_handlers(&P, res);
     for (size_t i = 0; i < P.nrefs && !P.stop; i++)
         if (!jsond_config_route(P.cfg, P.refs[i].name))
             perr_at(&P, P.refs[i].file, P.refs[i].line, "route '%s' is not defined",
@@ -1673,12 +1692,15 @@ done:
     return P.cfg;
 }
 
-jsond_config *jsond_config_parse(const char *name, const char *text, size_t len, jsond_errors *errs)
+jsond_config *jsond_config_read_text(const char *name, const char *text, size_t len,
+                                     const jsond_config_resolver *res, jsond_errors *errs)
 {
-    return parse_top(name ? name : "(string)", NULL, 0, text ? text : "", text ? len : 0, errs);
+    return parse_top(name ? name : "(string)", NULL, 0, text ? text : "", text ? len : 0, res,
+                     errs);
 }
 
-jsond_config *jsond_config_load(const char *path, jsond_errors *errs)
+jsond_config *jsond_config_read(const char *path, const jsond_config_resolver *res,
+                                jsond_errors *errs)
 {
     const char *what;
     char why[128];
@@ -1692,7 +1714,7 @@ jsond_config *jsond_config_load(const char *path, jsond_errors *errs)
     /* Without it (realpath() failed), a cycle through the top file is
      * caught one round later. */
     char *real = realpath(path, NULL);
-    jsond_config *cfg = parse_top(path, real, 1, text, len, errs);
+    jsond_config *cfg = parse_top(path, real, 1, text, len, res, errs);
     free(text);
     return cfg;
 }
@@ -1700,11 +1722,6 @@ jsond_config *jsond_config_load(const char *path, jsond_errors *errs)
 const char *jsond_config_default_text(void)
 {
     return default_text;
-}
-
-jsond_config *jsond_config_default(void)
-{
-    return jsond_config_parse("(built-in)", default_text, sizeof default_text - 1, NULL);
 }
 
 jsond_config *jsond_config_ref(jsond_config *cfg)
@@ -1718,6 +1735,11 @@ void jsond_config_unref(jsond_config *cfg)
 {
     if (cfg && atomic_fetch_sub(&cfg->refs, 1) == 1)
         config_free(cfg);
+}
+
+int jsond_config_route_equal(const cfg_route *a, const cfg_route *b)
+{
+    return values_equal(S_ROUTE, a, b);
 }
 
 int jsond_config_equal(const jsond_config *a, const jsond_config *b)

@@ -52,15 +52,38 @@ typedef struct cfg_listen {
     int address_line; /* of its address key (same file as the header), or 0 */
 } cfg_listen;
 
+/* A route's handler as the resolver made it (the handler registry's
+ * struct, handler.h): config carries it and never looks inside. */
+struct jsond_handler;
+
 typedef struct cfg_route {
     char name[JSOND_NAME_MAX + 1];
     const char *file;    /* where its [route NAME] header is (in cfg->files), */
     int line;            /* and its line, for messages */
     char *handler;       /* as written, e.g. "builtin:hello" */
+    int handler_line;    /* of its handler key (in the header's file) */
     json_t *args;        /* object or NULL: defaults under request args */
     json_t *fixed_args;  /* object or NULL: merged over request args */
     unsigned timeout_ms; /* overrides request_timeout; JSOND_TIMEOUT_INHERIT: none given */
+    /* Set once at load by the resolver, NULL without one; owned by the
+     * config, freed with it. */
+    struct jsond_handler *impl;
 } cfg_route;
+
+/* How a config's handlers are resolved: the handler registry is the one the
+ * library's loaders use (jsond_handler_resolver()). config.c knows only this
+ * hook, so it stays pure data and never depends on what runs a handler. */
+typedef struct jsond_config_resolver {
+    /* Called once per route that has a handler, after every file is read
+     * (even when some lines failed, so all problems are reported at once).
+     * Returns the resolved handler, or NULL with a one-line reason in
+     * `why` (empty: out of memory); it becomes an error at the route's
+     * handler line. */
+    struct jsond_handler *(*resolve)(const jsond_config *cfg, const cfg_route *route, char *why,
+                                     size_t size);
+    /* Frees what `resolve` returned. */
+    void (*release)(struct jsond_handler *h);
+} jsond_config_resolver;
 
 /* The deadline of a request for `route` of `cfg`, in ms (0: none). */
 unsigned jsond_route_timeout(const jsond_config *cfg, const cfg_route *route);
@@ -75,7 +98,29 @@ struct jsond_config {
     size_t nlistens;
     cfg_route *routes; /* in file order */
     size_t nroutes;
+    const jsond_config_resolver *resolver; /* what resolved the routes, or NULL */
 };
+
+/* jsond_config_load() and jsond_config_parse() with handlers resolved by
+ * `res` (NULL: not resolved, every route's impl stays NULL). The public
+ * loaders are these with the handler registry (handler.c): there is one
+ * code path, so `jsond -t` and a reload cannot disagree. */
+jsond_config *jsond_config_read(const char *path, const jsond_config_resolver *res,
+                                jsond_errors *errs);
+jsond_config *jsond_config_read_text(const char *name, const char *text, size_t len,
+                                     const jsond_config_resolver *res, jsond_errors *errs);
+
+/* 1 when two routes have the same effect: every key of the [route] table
+ * compared (not the name or source position), so a new key counts. */
+int jsond_config_route_equal(const cfg_route *a, const cfg_route *b);
+
+/* Echoed input is cut to JSOND_SHOW_MAX bytes and made printable: a config
+ * can be a binary file given by mistake, and messages end up in terminals
+ * and logs. Writes s[0..n) so into `out` (JSOND_SHOW_BUF bytes) and
+ * returns it. */
+#define JSOND_SHOW_MAX 64
+#define JSOND_SHOW_BUF (JSOND_SHOW_MAX + 4)
+const char *jsond_config_show(char *out, size_t size, const char *s, size_t n);
 
 /* The route called NAME, or NULL. */
 const cfg_route *jsond_config_route(const jsond_config *cfg, const char *name);

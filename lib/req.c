@@ -9,8 +9,8 @@
 
 #include "req.h"
 
-jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, jsond_async_fn fn, json_t *args,
-                         const jsond_req_env *env, jsond_req_done_fn done, void *arg)
+jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, const jsond_handler *h,
+                         json_t *args, const jsond_req_env *env, jsond_req_done_fn done, void *arg)
 {
     jsond_req *req = calloc(1, sizeof *req);
     if (!req) {
@@ -19,7 +19,7 @@ jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, jsond_async_
     }
     req->cfg = jsond_config_ref(cfg);
     req->route = route;
-    req->fn = fn;
+    req->h = *h;
     req->args = args;
     req->env = *env;
     req->done = done;
@@ -71,7 +71,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     jsond_req *req = arg;
     req->armed = 0;
-    unsigned ms = jsond_route_timeout(req->cfg, req->route);
+    unsigned ms = req->h.timeout_ms;
     snprintf(req->message, sizeof req->message, "no reply within %u ms", ms);
     req->failed = 1;
     req->code = JSOND_TIMEOUT;
@@ -85,8 +85,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 void jsond_req_run(jsond_req *req)
 {
     req->refs++; /* a reply inside the handler must not free it under us */
-    req->fn(req, req->args);
-    unsigned ms = jsond_route_timeout(req->cfg, req->route);
+    req->h.async_fn(req, req->args);
+    unsigned ms = req->h.timeout_ms;
     if (req->state == JSOND_REQ_RUNNING && ms > 0) {
         /* Armed after the call, so a handler that replies at once costs no
          * timer; the clock is the loop's, read before the call. */

@@ -20,6 +20,7 @@
 #include <event2/event_struct.h>
 
 #include "config.h"
+#include "handler.h"
 #include "jsond.h"
 #include "producer.h"
 #include "stats.h"
@@ -46,7 +47,7 @@ typedef enum jsond_req_state {
 struct jsond_req {
     jsond_config *cfg; /* the snapshot the request was resolved on (a reference) */
     const cfg_route *route;
-    jsond_async_fn fn;
+    jsond_handler h; /* what runs it, as resolved at load (a copy) */
     json_t *args;
     jsond_req_env env;
     jsond_req_done_fn done;
@@ -67,10 +68,11 @@ struct jsond_req {
     char message[256];
 };
 
-/* A request for `route` of `cfg` (a new reference is taken) with `args`
- * (stolen). NULL when out of memory; `args` is released then too. */
-jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, jsond_async_fn fn, json_t *args,
-                         const jsond_req_env *env, jsond_req_done_fn done, void *arg);
+/* A request for `route` of `cfg` (a new reference is taken), run by `h`
+ * (copied), with `args` (stolen). NULL when out of memory; `args` is
+ * released then too. */
+jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, const jsond_handler *h,
+                         json_t *args, const jsond_req_env *env, jsond_req_done_fn done, void *arg);
 
 /* Runs the handler; `done` may be called before this returns. A handler
  * that has not replied by then is given the route's deadline. */

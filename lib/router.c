@@ -3,22 +3,9 @@
  * SPDX-License-Identifier: MIT
  */
 #include "autoconfig.h"
-#include <string.h>
 
-#include "builtin.h"
+#include "handler.h"
 #include "router.h"
-
-#define BUILTIN_PREFIX "builtin:"
-
-/* The config accepted only handlers this version has, so a failure here
- * is a bug, reported as `internal` rather than trusted. */
-static jsond_async_fn resolve(const cfg_route *route)
-{
-    if (strncmp(route->handler, BUILTIN_PREFIX, sizeof BUILTIN_PREFIX - 1) != 0)
-        return NULL;
-    const jsond_builtin *b = jsond_builtin_find(route->handler + sizeof BUILTIN_PREFIX - 1);
-    return b ? jsond_builtin_fn(b) : NULL;
-}
 
 static json_t *merge_args(const cfg_route *route, json_t *args)
 {
@@ -49,11 +36,13 @@ jsond_req *jsond_router_route(jsond_config *cfg, const cfg_listen *lst, const ch
         *code = JSOND_NOT_FOUND;
         return NULL;
     }
-    jsond_async_fn fn = resolve(route);
+    /* Resolved when the config was loaded. A config read without the
+     * registry has none: a bug, reported as `internal` rather than trusted. */
+    const jsond_handler *h = jsond_handler_of(route);
     json_t *merged = merge_args(route, args);
-    jsond_req *req = fn && merged ? jsond_req_new(cfg, route, fn, merged, env, done, arg) : NULL;
+    jsond_req *req = h && merged ? jsond_req_new(cfg, route, h, merged, env, done, arg) : NULL;
     if (!req) {
-        if (!fn)
+        if (!h)
             json_decref(merged);
         *code = JSOND_INTERNAL;
     }

@@ -113,9 +113,9 @@ static jsond_req *request_cb(const char *name, json_t *args, jsond_req_done_fn d
 {
     const cfg_route *route = jsond_config_route(cfg, name);
     ck_assert_ptr_nonnull(route);
-    const jsond_builtin *b = jsond_builtin_find(route->handler + strlen("builtin:"));
-    ck_assert_ptr_nonnull(b);
-    jsond_req *req = jsond_req_new(cfg, route, jsond_builtin_fn(b), args, &env, done, arg);
+    const jsond_handler *h = jsond_handler_of(route); /* resolved at load */
+    ck_assert_ptr_nonnull(h);
+    jsond_req *req = jsond_req_new(cfg, route, h, args, &env, done, arg);
     ck_assert_ptr_nonnull(req);
     return req;
 }

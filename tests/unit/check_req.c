@@ -132,6 +132,18 @@ static void result_fini(result *r)
     r->reply = NULL;
 }
 
+/* Route NAME of config C, run by the test handler FN: as the registry
+ * resolves it, with FN in place of the builtin. jsond_req_new copies it. */
+static const jsond_handler *handler(jsond_config *c, const char *name, jsond_async_fn fn)
+{
+    static jsond_handler made;
+    const cfg_route *route = jsond_config_route(c, name);
+    ck_assert_ptr_nonnull(route);
+    made = *jsond_handler_of(route);
+    made.async_fn = fn;
+    return &made;
+}
+
 static jsond_req *request(const char *route_name, jsond_async_fn fn, json_t *args,
                           jsond_req_done_fn done, result *r)
 {
@@ -139,7 +151,8 @@ static jsond_req *request(const char *route_name, jsond_async_fn fn, json_t *arg
     h.watch = r;
     const cfg_route *route = jsond_config_route(cfg, route_name);
     ck_assert_ptr_nonnull(route);
-    jsond_req *req = jsond_req_new(cfg, route, fn, args ? args : json_object(), &env, done, r);
+    jsond_req *req = jsond_req_new(cfg, route, handler(cfg, route_name, fn),
+                                   args ? args : json_object(), &env, done, r);
     ck_assert_ptr_nonnull(req);
     return req;
 }
@@ -508,15 +521,15 @@ START_TEST(test_no_deadline)
     ck_assert_ptr_nonnull(other);
     memset(&r, 0, sizeof r);
     h.watch = &r;
-    req = jsond_req_new(other, jsond_config_route(other, "a"), never, json_object(), &env, done_cb,
-                        &r);
+    req = jsond_req_new(other, jsond_config_route(other, "a"), handler(other, "a", never),
+                        json_object(), &env, done_cb, &r);
     ck_assert_ptr_nonnull(req);
     jsond_req_run(req);
     ck_assert_int_eq(pending_events(), 0);
     jsond_req_cancel(req);
     ck_assert_int_eq(h.hooks, 3);
-    req = jsond_req_new(other, jsond_config_route(other, "b"), never, json_object(), &env, done_cb,
-                        &r);
+    req = jsond_req_new(other, jsond_config_route(other, "b"), handler(other, "b", never),
+                        json_object(), &env, done_cb, &r);
     ck_assert_ptr_nonnull(req);
     jsond_req_run(req);
     /* The request holds its own reference: the snapshot may go. */

@@ -192,6 +192,26 @@ START_TEST(test_not_found)
 }
 END_TEST
 
+/* The router runs what the registry resolved at load and looks nothing up
+ * by name: a config read without the registry has nothing to run, and that
+ * is a bug, reported as internal rather than guessed at. */
+START_TEST(test_unresolved_is_internal)
+{
+    static const char text[] = "[listen l]\nrequests = yes\n[route r]\nhandler = builtin:echo\n";
+    jsond_config *raw = jsond_config_read_text("u.conf", text, sizeof text - 1, NULL, NULL);
+    ck_assert_ptr_nonnull(raw);
+    jsond_req_env env = {.base = base, .stats = &stats};
+    jsond_code code = (jsond_code)-1;
+    json_t *args = json_object();
+    json_incref(args);
+    ck_assert_ptr_null(jsond_router_route(raw, NULL, "r", args, &env, NULL, NULL, &code));
+    ck_assert_int_eq(code, JSOND_INTERNAL);
+    ck_assert_int_eq(args->refcount, 1); /* taken and released all the same */
+    json_decref(args);
+    jsond_config_unref(raw);
+}
+END_TEST
+
 /* ---- a listener's routes list ------------------------------------------- */
 
 START_TEST(test_listener_routes_restrict)
@@ -298,6 +318,7 @@ static Suite *router_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_found_runs_that_route);
     tcase_add_test(tc, test_not_found);
+    tcase_add_test(tc, test_unresolved_is_internal);
     tcase_add_test(tc, test_listener_routes_restrict);
     tcase_add_test(tc, test_no_listener_is_unrestricted);
     suite_add_tcase(s, tc);
