@@ -593,14 +593,6 @@ fail:
     return NULL;
 }
 
-static int route_equal(const cfg_route *a, const cfg_route *b)
-{
-    return strcmp(a->handler, b->handler) == 0 &&
-           (a->args ? b->args && json_equal(a->args, b->args) : !b->args) &&
-           (a->fixed_args ? b->fixed_args && json_equal(a->fixed_args, b->fixed_args)
-                          : !b->fixed_args);
-}
-
 int jsond_server_reload(jsond_server *srv, jsond_config *cfg, jsond_reload_summary *sum,
                         jsond_errors *errs)
 {
@@ -611,7 +603,7 @@ int jsond_server_reload(jsond_server *srv, jsond_config *cfg, jsond_reload_summa
         const cfg_route *old = jsond_config_route(srv->cfg, cfg->routes[i].name);
         if (!old)
             sum->routes_added++;
-        else if (!route_equal(old, &cfg->routes[i]))
+        else if (!jsond_config_route_equal(old, &cfg->routes[i]))
             sum->routes_changed++;
     }
     for (size_t i = 0; i < srv->cfg->nroutes; i++)
