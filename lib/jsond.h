@@ -229,8 +229,41 @@ void jsond_reply(jsond_req *req, json_t *reply);
 /* Replies with an error object {"error": {"code": ..., "message": ...}}. */
 void jsond_reply_error(jsond_req *req, jsond_code code, const char *fmt, ...) JSOND_PRINTF(3, 4);
 
-/* The route name this request was routed to. */
+/* The route name this request was routed to. Any thread holding `req`. */
 const char *jsond_req_route(const jsond_req *req);
+
+/* A cancel hook: runs on the loop thread when the reply `req` still owes is
+ * no longer wanted (the client went away, or the route's deadline passed),
+ * at most once, and never after the handler replied. It must release what
+ * the handler holds for `req` and reply all the same (jsond_reply(req,
+ * NULL) will do): that reply is discarded, but it is what lets go of the
+ * handler's hold on the request. Without a hook, a cancelled request waits
+ * for the handler's own reply, which is discarded too. */
+typedef void (*jsond_cancel_fn)(jsond_req *req, void *arg);
+
+/* Sets the cancel hook of `req` (fn NULL: none), replacing any earlier one.
+ * Loop thread, while the reply is owed: from the handler or from a
+ * callback it armed. */
+void jsond_req_on_cancel(jsond_req *req, jsond_cancel_fn fn, void *arg);
+
+/* A one-shot timer on the loop, for an async handler that replies later
+ * (the loop must never block: wait with a timer, not a sleep). */
+typedef struct jsond_timer jsond_timer;
+typedef void (*jsond_timer_fn)(jsond_req *req, void *arg);
+
+/* Arms a timer: `fn(req, arg)` runs on the loop thread once `ms`
+ * milliseconds have passed. Returns its handle, or NULL when it cannot be
+ * armed (then reply with an error). The handle belongs to the request and
+ * is freed for the handler: just before `fn` runs (so `fn` must not cancel
+ * it), by jsond_timer_cancel(), or when the handler replies (a timer never
+ * fires after its request's reply). A cancelled request keeps its timers
+ * until the handler replies, usually from its cancel hook. Loop thread,
+ * while the reply is owed. */
+jsond_timer *jsond_req_timer(jsond_req *req, unsigned ms, jsond_timer_fn fn, void *arg);
+
+/* Disarms and frees `t`, a timer that has not fired and whose request has
+ * not replied yet; NULL does nothing. Loop thread. */
+void jsond_timer_cancel(jsond_timer *t);
 
 #ifdef __cplusplus
 }

@@ -29,8 +29,84 @@ jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, const jsond_
     return req;
 }
 
+/* ---- the handler's timers --------------------------------------------- */
+
+struct jsond_timer {
+    struct event ev;
+    jsond_req *req;
+    jsond_timer_fn fn;
+    void *arg;
+    jsond_timer *prev, *next; /* in req->timers */
+};
+
+static void timer_free(jsond_timer *t)
+{
+    event_del(&t->ev);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        t->req->timers = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    free(t);
+}
+
+/* The handler has replied: nothing it armed may call it back any more. */
+static void drop_timers(jsond_req *req)
+{
+    jsond_timer *t = req->timers;
+    req->timers = NULL;
+    while (t) {
+        jsond_timer *next = t->next;
+        event_del(&t->ev);
+        free(t);
+        t = next;
+    }
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    jsond_timer *t = arg;
+    jsond_req *req = t->req;
+    jsond_timer_fn fn = t->fn;
+    void *fn_arg = t->arg;
+    timer_free(t); /* first: `fn` may reply, and the request go with it */
+    fn(req, fn_arg);
+}
+
+jsond_timer *jsond_req_timer(jsond_req *req, unsigned ms, jsond_timer_fn fn, void *arg)
+{
+    jsond_timer *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    struct timeval tv = jsond_ms_tv(ms);
+    if (evtimer_assign(&t->ev, req->env.base, timer_cb, t) < 0 || evtimer_add(&t->ev, &tv) < 0) {
+        free(t);
+        return NULL;
+    }
+    t->req = req;
+    t->fn = fn;
+    t->arg = arg;
+    t->next = req->timers;
+    if (t->next)
+        t->next->prev = t;
+    req->timers = t;
+    return t;
+}
+
+void jsond_timer_cancel(jsond_timer *t)
+{
+    if (t)
+        timer_free(t);
+}
+
+/* ---- the request --------------------------------------------------------- */
+
 static void req_free(jsond_req *req)
 {
+    drop_timers(req);
     if (req->armed)
         event_del(&req->deadline);
     if (req->ops)
@@ -99,7 +175,7 @@ void jsond_req_run(jsond_req *req)
     unref(req);
 }
 
-void jsond_req_on_cancel(jsond_req *req, jsond_req_cancel_fn fn, void *arg)
+void jsond_req_on_cancel(jsond_req *req, jsond_cancel_fn fn, void *arg)
 {
     req->cancel = fn;
     req->cancel_arg = arg;
@@ -125,7 +201,15 @@ static void complete(jsond_req *req)
 {
     req->state = JSOND_REQ_REPLIED;
     disarm(req);
+    drop_timers(req);
     req->done(req, req->done_arg);
+    unref(req);
+}
+
+/* A reply after the cancel: the handler is done all the same. */
+static void late(jsond_req *req)
+{
+    drop_timers(req);
     unref(req);
 }
 
@@ -133,7 +217,7 @@ void jsond_reply(jsond_req *req, json_t *reply)
 {
     if (req->state != JSOND_REQ_RUNNING) {
         json_decref(reply);
-        unref(req);
+        late(req);
         return;
     }
     req->reply = reply; /* NULL (out of memory) becomes an internal error */
@@ -143,7 +227,7 @@ void jsond_reply(jsond_req *req, json_t *reply)
 void jsond_reply_error(jsond_req *req, jsond_code code, const char *fmt, ...)
 {
     if (req->state != JSOND_REQ_RUNNING) {
-        unref(req);
+        late(req);
         return;
     }
     va_list ap;
@@ -159,7 +243,7 @@ void jsond_reply_producer(jsond_req *req, const jsond_producer_ops *ops, void *s
 {
     if (req->state != JSOND_REQ_RUNNING) {
         ops->stop(self);
-        unref(req);
+        late(req);
         return;
     }
     req->ops = ops;
@@ -170,4 +254,19 @@ void jsond_reply_producer(jsond_req *req, const jsond_producer_ops *ops, void *s
 const char *jsond_req_route(const jsond_req *req)
 {
     return req->route->name;
+}
+
+const jsond_stats *jsond_req_stats(const jsond_req *req)
+{
+    return req->env.stats;
+}
+
+const jsond_config *jsond_req_config(const jsond_req *req)
+{
+    return req->cfg;
+}
+
+const cfg_route *jsond_req_route_config(const jsond_req *req)
+{
+    return req->route;
 }

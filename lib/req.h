@@ -27,7 +27,6 @@
 #include "timeout.h"
 
 typedef void (*jsond_req_done_fn)(jsond_req *req, void *arg);
-typedef void (*jsond_req_cancel_fn)(jsond_req *req, void *arg);
 
 /* What a handler may use besides its args: the loop it runs on (for
  * timers) and the server's counters (read-only, for stats and health);
@@ -52,8 +51,9 @@ struct jsond_req {
     jsond_req_env env;
     jsond_req_done_fn done;
     void *done_arg;
-    jsond_req_cancel_fn cancel; /* the handler's, for a reply still owed */
+    jsond_cancel_fn cancel; /* the handler's, for a reply still owed */
     void *cancel_arg;
+    jsond_timer *timers; /* the handler's, armed: freed when it replies */
     jsond_req_state state;
     int refs;              /* the connection's and the handler's */
     int armed;             /* the deadline is pending */
@@ -83,17 +83,20 @@ void jsond_req_run(jsond_req *req);
  * `self` passes to the request. */
 void jsond_reply_producer(jsond_req *req, const jsond_producer_ops *ops, void *self);
 
-/* For a handler that replies later: `fn` runs when the reply is no longer
- * wanted (the client is gone, or the deadline passed), and must release
- * what the handler holds and reply all the same (the reply is discarded):
- * that reply is what lets go of the handler's reference. */
-void jsond_req_on_cancel(jsond_req *req, jsond_req_cancel_fn fn, void *arg);
-
 /* The connection no longer wants the reply and lets go of the request: a
  * running handler is cancelled. */
 void jsond_req_cancel(jsond_req *req);
 
 /* The connection has taken the outcome (from `done`) and lets go. */
 void jsond_req_release(jsond_req *req);
+
+/* For the builtins, which belong to the server: what no handler module
+ * gets. The server's counters (read-only, for stats and health). */
+const jsond_stats *jsond_req_stats(const jsond_req *req);
+
+/* The config snapshot the request was resolved on, and its route there
+ * (for caps set only in the route's config). Valid while `req` is. */
+const jsond_config *jsond_req_config(const jsond_req *req);
+const cfg_route *jsond_req_route_config(const jsond_req *req);
 
 #endif /* JSOND_REQ_H */

@@ -66,6 +66,7 @@ static struct {
     result *watch;    /* whose done count the hook records */
     int stops;        /* test producer stops */
     int proceeds;     /* test producer proceeds */
+    int fired;        /* handler timer callbacks */
 } h;
 
 static struct event_base *base;
@@ -204,48 +205,69 @@ static void error_now(jsond_req *req, json_t *args)
     jsond_reply_error(req, JSOND_BAD_REQUEST, "bad %s", "thing");
 }
 
-/* Replies {"later": ms} from a loop timer after args.ms. */
-typedef struct later {
-    jsond_req *req;
-    struct event *timer;
-    int ms;
-} later;
-
-static void later_timer_cb(evutil_socket_t fd, short what, void *arg)
+/* Replies {"later": ms} from a loop timer (jsond_req_timer) after args.ms.
+ * The timer's arg is a malloc'ed copy of ms, so a callback or hook that
+ * never runs leaks. */
+static void later_timer_cb(jsond_req *req, void *arg)
 {
-    (void)fd;
-    (void)what;
-    later *l = arg;
-    jsond_req *req = l->req;
-    int ms = l->ms;
-    jsond_req_on_cancel(req, NULL, NULL);
-    event_free(l->timer);
-    free(l);
+    int ms = *(int *)arg;
+    h.fired++;
+    free(arg);
     jsond_reply(req, json_pack("{s:i}", "later", ms));
 }
 
 static void later_cancel_cb(jsond_req *req, void *arg)
 {
-    later *l = arg;
     h.hooks++;
     h.done_at_hook = h.watch ? h.watch->done : -1;
-    event_free(l->timer);
-    free(l);
+    free(arg); /* the reply drops the timer: its callback never runs */
     jsond_reply(req, json_pack("{s:s}", "discarded", "yes"));
 }
 
 static void reply_later(jsond_req *req, json_t *args)
 {
     h.runs++;
-    later *l = calloc(1, sizeof *l);
-    ck_assert_ptr_nonnull(l);
-    l->req = req;
-    l->ms = (int)json_integer_value(json_object_get(args, "ms"));
-    l->timer = evtimer_new(req->env.base, later_timer_cb, l);
-    ck_assert_ptr_nonnull(l->timer);
-    struct timeval tv = jsond_ms_tv((unsigned)l->ms);
-    ck_assert_int_eq(evtimer_add(l->timer, &tv), 0);
-    jsond_req_on_cancel(req, later_cancel_cb, l);
+    int *ms = malloc(sizeof *ms);
+    ck_assert_ptr_nonnull(ms);
+    *ms = (int)json_integer_value(json_object_get(args, "ms"));
+    ck_assert_ptr_nonnull(jsond_req_timer(req, (unsigned)*ms, later_timer_cb, ms));
+    jsond_req_on_cancel(req, later_cancel_cb, ms);
+}
+
+/* Arms timers of 10 ms and 1 s, then cancels the first and replies at
+ * once: neither may fire, and none stays pending. */
+static void count_timer_cb(jsond_req *req, void *arg)
+{
+    (void)req;
+    (void)arg;
+    h.fired++;
+}
+
+static void timers_then_reply(jsond_req *req, json_t *args)
+{
+    (void)args;
+    h.runs++;
+    jsond_timer *t = jsond_req_timer(req, 10, count_timer_cb, NULL);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_ptr_nonnull(jsond_req_timer(req, 1000, count_timer_cb, NULL));
+    ck_assert_int_eq(pending_events(), 2);
+    jsond_timer_cancel(t);
+    jsond_timer_cancel(NULL);
+    ck_assert_int_eq(pending_events(), 1);
+    jsond_reply(req, json_pack("{s:i}", "n", 1));
+    ck_assert_int_eq(pending_events(), 0);
+}
+
+/* A timer and no cancel hook: a cancel leaves the timer, whose callback
+ * replies late; that reply is discarded and lets go. */
+static void timer_no_hook(jsond_req *req, json_t *args)
+{
+    (void)args;
+    h.runs++;
+    int *ms = malloc(sizeof *ms);
+    ck_assert_ptr_nonnull(ms);
+    *ms = 20;
+    ck_assert_ptr_nonnull(jsond_req_timer(req, 20, later_timer_cb, ms));
 }
 
 /* Never replies by itself; its hook replies (and that reply is discarded).
@@ -383,6 +405,46 @@ START_TEST(test_reply_later)
     ck_assert_int_eq(r.done, 1);
     ck_assert_int_eq(h.hooks, 0);
     result_fini(&r);
+}
+END_TEST
+
+/* ---- the handler's timers ------------------------------------------------- */
+
+START_TEST(test_timers_dropped_by_reply)
+{
+    result r;
+    jsond_req_run(request("t80", timers_then_reply, NULL, done_cb, &r));
+    ck_assert_int_eq(r.done, 1);
+    ck_assert_int_eq(pending_events(), 0);
+    run_for(0.030);
+    ck_assert_int_eq(h.fired, 0);
+    result_fini(&r);
+}
+END_TEST
+
+START_TEST(test_timer_cancelled_request)
+{
+    /* With a hook: the hook's reply drops the timer; it never fires. */
+    result r;
+    jsond_req *req = request("t80", reply_later, json_pack("{s:i}", "ms", 20), done_cb, &r);
+    jsond_req_run(req);
+    jsond_req_cancel(req);
+    ck_assert_int_eq(h.hooks, 1);
+    ck_assert_int_eq(pending_events(), 0);
+    run_for(0.040);
+    ck_assert_int_eq(h.fired, 0);
+    ck_assert_int_eq(r.done, 0);
+
+    /* Without one: the timer stays and fires; its late reply is discarded
+     * and frees the request (the allocation checkers see a leak if not). */
+    req = request("t80", timer_no_hook, NULL, done_cb, &r);
+    jsond_req_run(req);
+    jsond_req_cancel(req);
+    ck_assert_int_eq(pending_events(), 1);
+    run_until(&h.fired, 1, 5.0);
+    ck_assert_int_eq(h.fired, 1);
+    ck_assert_int_eq(r.done, 0);
+    ck_assert_int_eq(pending_events(), 0);
 }
 END_TEST
 
@@ -840,6 +902,8 @@ static Suite *req_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_reply_at_once);
     tcase_add_test(tc, test_reply_later);
+    tcase_add_test(tc, test_timers_dropped_by_reply);
+    tcase_add_test(tc, test_timer_cancelled_request);
     tcase_add_test(tc, test_release_inside_done_then_handler_returns);
     suite_add_tcase(s, tc);
 
