@@ -3,17 +3,21 @@
  * All of them are async: they run on the loop thread and never block. One
  * that waits (sleep) arms a timer on the loop and replies from it.
  *
+ * They see a request only through accessors: the public ones any handler
+ * module has (jsond.h), and for stats, health, routes and big's cap, the
+ * few of req.h that only the server's own handlers get.
+ *
  * SPDX-License-Identifier: MIT
  */
 #include "autoconfig.h"
-#include <event2/event.h>
+#include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "builtin.h"
+#include "handler.h"
 #include "req.h"
 #include "stats.h"
-#include "timeout.h"
 
 struct jsond_builtin {
     const char *name;
@@ -107,7 +111,7 @@ static int int_arg(jsond_req *req, json_t *args, const char *key, json_int_t dfl
  * client that sends its own max_size cannot raise it. */
 static int big_max(jsond_req *req, json_int_t *max)
 {
-    const cfg_route *r = req->route;
+    const cfg_route *r = jsond_req_route_config(req);
     json_t *v = json_object_get(r->fixed_args, "max_size");
     if (!v)
         v = json_object_get(r->args, "max_size");
@@ -155,7 +159,8 @@ static void echo_run(jsond_req *req, json_t *args)
 static void health_run(jsond_req *req, json_t *args)
 {
     (void)args;
-    jsond_reply(req, json_pack("{s:s}", "status", req->env.stats->draining ? "draining" : "ok"));
+    jsond_reply(req,
+                json_pack("{s:s}", "status", jsond_req_stats(req)->draining ? "draining" : "ok"));
 }
 
 /* ---- stats: the server's counters (shape in jsond(8)) --------------- */
@@ -163,7 +168,7 @@ static void health_run(jsond_req *req, json_t *args)
 static void stats_run(jsond_req *req, json_t *args)
 {
     (void)args;
-    jsond_reply(req, jsond_stats_json(req->env.stats));
+    jsond_reply(req, jsond_stats_json(jsond_req_stats(req)));
 }
 
 /* ---- routes: the routes of the request's config, in file order ------- */
@@ -172,18 +177,21 @@ static json_t *route_json(const cfg_route *r)
 {
     /* The config accepts only KIND:ARG handlers, so the colon is there. */
     size_t kind = strcspn(r->handler, ":");
-    /* Every handler of this version is a builtin, and every builtin is
-     * async: it runs on the loop, in no pool. */
+    /* Every handler of this version is async, as resolved at load: it runs
+     * on the loop, in no pool. */
+    const jsond_handler *h = jsond_handler_of(r);
     return json_pack("{s:s,s:s,s:s%,s:s,s:n}", "name", r->name, "handler", r->handler, "kind",
-                     r->handler, kind, "color", "async", "pool");
+                     r->handler, kind, "color", jsond_color_name(h ? h->color : JSOND_COLOR_ASYNC),
+                     "pool");
 }
 
 static void routes_run(jsond_req *req, json_t *args)
 {
     (void)args;
+    const jsond_config *cfg = jsond_req_config(req);
     json_t *list = json_array();
-    for (size_t i = 0; list && i < req->cfg->nroutes; i++) {
-        if (json_array_append_new(list, route_json(&req->cfg->routes[i])) < 0) {
+    for (size_t i = 0; list && i < cfg->nroutes; i++) {
+        if (json_array_append_new(list, route_json(&cfg->routes[i])) < 0) {
             json_decref(list);
             list = NULL;
         }
@@ -196,35 +204,19 @@ static void routes_run(jsond_req *req, json_t *args)
 
 #define SLEEP_MAX_MS 3600000 /* one hour */
 
-typedef struct sleeper {
-    jsond_req *req;
-    struct event *timer;
-    json_int_t ms;
-} sleeper;
-
-static void sleeper_free(sleeper *sl)
+/* The reply is made when the timer is armed, so the timer can only hand
+ * it over; the cancel hook drops it instead. One of the two runs. */
+static void sleep_timer_cb(jsond_req *req, void *arg)
 {
-    event_free(sl->timer); /* deletes it if still pending */
-    free(sl);
-}
-
-static void sleep_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-    sleeper *sl = arg;
-    jsond_req *req = sl->req;
-    json_int_t ms = sl->ms;
-    (void)fd;
-    (void)what;
-    jsond_req_on_cancel(req, NULL, NULL); /* nothing left to cancel */
-    sleeper_free(sl);
-    jsond_reply(req, json_pack("{s:I}", "slept_ms", ms));
+    jsond_reply(req, arg);
 }
 
 /* The connection went away mid-sleep: the reply is owed all the same (it
- * is what frees the request), but nobody reads it, so it is empty. */
+ * is what lets go of the request, and the timer with it), but nobody reads
+ * it, so it is empty. */
 static void sleep_cancel_cb(jsond_req *req, void *arg)
 {
-    sleeper_free(arg);
+    json_decref(arg);
     jsond_reply(req, NULL);
 }
 
@@ -237,22 +229,18 @@ static void sleep_run(jsond_req *req, json_t *args)
         jsond_reply_error(req, JSOND_BAD_REQUEST, "'ms' must be at most %d", SLEEP_MAX_MS);
         return;
     }
-    struct timeval tv = jsond_ms_tv((unsigned)ms); /* at most an hour: fits */
-    sleeper *sl = calloc(1, sizeof *sl);
-    if (!sl)
-        goto fail;
-    sl->req = req;
-    sl->ms = ms;
-    if (!(sl->timer = evtimer_new(req->env.base, sleep_timer_cb, sl)) ||
-        evtimer_add(sl->timer, &tv) < 0)
-        goto fail;
-    jsond_req_on_cancel(req, sleep_cancel_cb, sl);
-    return;
-fail:
-    if (sl && sl->timer)
-        event_free(sl->timer);
-    free(sl);
-    jsond_reply_error(req, JSOND_INTERNAL, "cannot arm a timer");
+    json_t *reply = json_pack("{s:I}", "slept_ms", ms);
+    if (!reply) {
+        jsond_reply_error(req, JSOND_INTERNAL, "out of memory");
+        return;
+    }
+    /* At most an hour: fits an unsigned. */
+    if (!jsond_req_timer(req, (unsigned)ms, sleep_timer_cb, reply)) {
+        json_decref(reply);
+        jsond_reply_error(req, JSOND_INTERNAL, "cannot arm a timer");
+        return;
+    }
+    jsond_req_on_cancel(req, sleep_cancel_cb, reply);
 }
 
 /* ---- the table ------------------------------------------------------- */

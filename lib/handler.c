@@ -63,6 +63,12 @@ static struct jsond_handler *resolve(const jsond_config *cfg, const cfg_route *r
     return h;
 }
 
+const char *jsond_color_name(jsond_color color)
+{
+    static const char *const names[] = {[JSOND_COLOR_ASYNC] = "async"};
+    return (unsigned)color < sizeof names / sizeof names[0] ? names[color] : "async";
+}
+
 static void release(struct jsond_handler *h)
 {
     free(h);

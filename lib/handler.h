@@ -25,6 +25,9 @@ typedef enum jsond_color {
     JSOND_COLOR_ASYNC, /* runs on the loop, replies now or later */
 } jsond_color;
 
+/* "async", as `routes` shows it. */
+const char *jsond_color_name(jsond_color color);
+
 /* A route's handler, resolved. Later versions add the sync function and the
  * pool a sync or dual handler runs on. */
 typedef struct jsond_handler {
