@@ -340,9 +340,10 @@ int main(int argc, char **argv)
         jsond_log(JSOND_LOG_ERROR, "cannot create the event loop");
         goto out;
     }
-    d.srv = jsond_server_new(d.base, cfg, d.capacity, errs);
-    if (!d.srv)
-        goto out;
+    /* Before the listeners are announced: whoever sees "listening on" may
+     * signal at once, and the signal must find its handler, not kill us.
+     * One that comes before the loop runs waits for it (d.srv is set by
+     * then). */
     sigs[0] = evsignal_new(d.base, SIGTERM, signal_stop_cb, &d);
     sigs[1] = evsignal_new(d.base, SIGINT, signal_stop_cb, &d);
     sigs[2] = evsignal_new(d.base, SIGHUP, signal_reload_cb, &d);
@@ -352,6 +353,9 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    d.srv = jsond_server_new(d.base, cfg, d.capacity, errs);
+    if (!d.srv)
+        goto out;
     jsond_log(JSOND_LOG_NOTICE, "jsond %s started (pid %ld)", jsond_version(), (long)getpid());
     if (event_base_dispatch(d.base) < 0) {
         jsond_log(JSOND_LOG_ERROR, "event loop failed");
