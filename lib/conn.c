@@ -310,18 +310,18 @@ static void stop_requests(jsond_conn *c)
     schedule_resume(c);
 }
 
-static void discard(jsond_conn *c)
+int jsond_conn_discard(evutil_socket_t fd)
 {
     char buf[16384];
     for (int i = 0; i < DISCARD_READS; i++) {
-        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
         if (n > 0)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            return;
-        jsond_conn_close(c, JSOND_CONN_DONE); /* end-of-stream, or the peer reset */
-        return;
+            return 0;
+        return -1; /* end-of-stream, or the peer reset */
     }
+    return 1;
 }
 
 /* ---- serializing ------------------------------------------------------ */
@@ -883,7 +883,8 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     jsond_conn *c = arg;
     if (c->state == LINGERING) {
-        discard(c);
+        if (jsond_conn_discard(fd) < 0)
+            jsond_conn_close(c, JSOND_CONN_DONE);
         return;
     }
     ssize_t n = read_slice(c);

@@ -51,6 +51,13 @@ void jsond_conn_start(jsond_conn *c);
  * read but not parsed with shutting_down, finishes, then closes. */
 void jsond_conn_shutdown(jsond_conn *c);
 
+/* The closing rule's discard: reads and throws away what a peer whose
+ * reply is out still sends, at most a bounded amount per call (fairness to
+ * the other connections). Returns -1 at end-of-stream or an error (the
+ * socket may be closed now), 0 when nothing more is there yet, 1 when the
+ * bound was reached with input still coming. Loop thread. */
+int jsond_conn_discard(evutil_socket_t fd);
+
 /* Closes at once, counted as `how`. */
 void jsond_conn_close(jsond_conn *c, jsond_conn_end how);
 

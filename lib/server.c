@@ -24,8 +24,6 @@
  * reading its client's input to end-of-stream so that the refusal line is
  * not destroyed by a reset; past this many, a refusal is a plain close. */
 #define MAX_REFUSALS 64
-/* Reads per event while a refusal discards input. */
-#define REFUSAL_READS 16
 
 /* After EMFILE/ENFILE, accepting pauses this long before trying again:
  * the listening socket stays readable, so retrying at once would spin. */
@@ -208,16 +206,10 @@ static void refusal_free(refusal *r)
 static void refusal_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
-    char buf[4096];
-    for (int i = 0; i < REFUSAL_READS; i++) {
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
-        if (n > 0)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            return;
-        break; /* end-of-stream, or the peer reset: nothing left to protect */
-    }
-    refusal_free(arg); /* also after REFUSAL_READS full reads: a flood */
+    /* Freed at end-of-stream or an error, and also when the client keeps
+     * sending: a refused flood is not worth more reads. */
+    if (jsond_conn_discard(fd) != 0)
+        refusal_free(arg);
 }
 
 static void refusal_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -250,9 +242,8 @@ static void refuse(listener *l, evutil_socket_t fd)
     r->fd = fd;
     r->read_ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, refusal_read_cb, r);
     r->timer = ms ? evtimer_new(srv->base, refusal_timer_cb, r) : NULL;
-    struct timeval tv = jsond_ms_tv(ms);
     if (!r->read_ev || (ms && !r->timer) || event_add(r->read_ev, NULL) < 0 ||
-        (r->timer && event_add(r->timer, &tv) < 0)) {
+        (r->timer && jsond_timeouts_add(srv->timeouts, r->timer, ms) < 0)) {
         jsond_log(JSOND_LOG_WARNING, "listener %s: cannot watch a refused connection: closed",
                   l->cfg->name);
         goto close_now;
