@@ -513,6 +513,48 @@ END_TEST
 
 /* ---- long lines -------------------------------------------------------------- */
 
+/* jansson allocations of at least a page, counted while a hook is in. */
+static int page_allocs;
+
+static void *page_counting_malloc(size_t size)
+{
+    if (size >= 4096)
+        page_allocs++;
+    return malloc(size);
+}
+
+/* The jansson allocations of a page or more that one request line (with
+ * `args`) to `route` costs, from its write until its reply is read. */
+static int page_allocs_of(const char *route, const char *args)
+{
+    char line[16384];
+    ck_assert_int_lt(snprintf(line, sizeof line, "%s %s\n", route, args), (int)sizeof line);
+    page_allocs = 0;
+    json_set_alloc_funcs(page_counting_malloc, free);
+    send_str(line);
+    char *reply = take_line();
+    json_set_alloc_funcs(malloc, free);
+    free(reply);
+    return page_allocs;
+}
+
+START_TEST(test_reply_serialized_once)
+{
+    /* An 8 KB reply, larger than the stack buffer replies are made in, is
+     * serialized in one pass straight into the output: no jansson buffer
+     * holds its text. json_dumps() would grow one to its size. Measured
+     * against `hello` with the same args, which parses them alike and
+     * replies 32 bytes. */
+    open_conn("request_timeout = 0", "");
+    char args[8200];
+    int n = snprintf(args, sizeof args, "{\"s\":\"%8000d\"}", 7);
+    ck_assert(n > 0 && (size_t)n < sizeof args);
+    int parse_only = page_allocs_of("hello", args);
+    ck_assert_int_gt(parse_only, 0); /* the hook sees the request's own */
+    ck_assert_int_eq(page_allocs_of("echo", args), parse_only);
+}
+END_TEST
+
 START_TEST(test_long_line)
 {
     /* An 8 MB line arrives in many reads and is answered whole. */
@@ -1105,6 +1147,7 @@ static Suite *conn_suite(void)
     tc = tcase_create("lines");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_long_line);
+    tcase_add_test(tc, test_reply_serialized_once);
     tcase_add_test(tc, test_too_large);
     tcase_add_test(tc, test_too_large_without_newline);
     tcase_add_test(tc, test_max_line_fits);
