@@ -513,6 +513,83 @@ static void guard_cb(evutil_socket_t fd, short what, void *arg)
     *(int *)arg = 1;
 }
 
+/* ---- a producer that waits ------------------------------------------------ */
+
+/* Gives its parts one at a time: each proceed adds the part it was fed and
+ * then waits for the next (WAIT); after the last, DONE. */
+typedef struct waiter {
+    const char *const *parts;
+    size_t nparts, fed, given;
+    int proceeds, stops;
+} waiter;
+
+static jsond_produce waiter_proceed(void *self, struct evbuffer *out, size_t want)
+{
+    (void)want;
+    waiter *w = self;
+    w->proceeds++;
+    while (w->given < w->fed) {
+        const char *p = w->parts[w->given++];
+        ck_assert_int_eq(evbuffer_add(out, p, strlen(p)), 0);
+    }
+    return w->given == w->nparts ? JSOND_PRODUCE_DONE : JSOND_PRODUCE_WAIT;
+}
+
+static void waiter_stop(void *self)
+{
+    ((waiter *)self)->stops++;
+}
+
+static const jsond_producer_ops waiter_ops = {waiter_proceed, waiter_stop};
+
+START_TEST(test_producer_waits_until_woken)
+{
+    /* "Nothing yet" is not a failure: the output asks no more until woken
+     * (no spinning), blames no wait on the peer (write_timeout does not
+     * fire), and what is written behind the producer stays behind it. */
+    static const char *const parts[] = {"[1", ",2", ",3]"};
+    static const char after[] = "\n";
+    int w, peer;
+    tcp_pair(&w, &peer);
+    struct event_base *base = event_base_new();
+    ck_assert_ptr_nonnull(base);
+    events ev = {0};
+    jsond_output_opts opts = {.high_water = HIGH_WATER, .timeout_ms = 50};
+    jsond_output *out = jsond_output_new(base, w, &opts, record_cb, &ev);
+    ck_assert_ptr_nonnull(out);
+    waiter wt = {.parts = parts, .nparts = 3, .fed = 1};
+    ck_assert_int_eq(jsond_output_produce(out, &waiter_ops, &wt), 0);
+    ck_assert_int_eq(jsond_output_write(out, after, sizeof after - 1), 0);
+    pump(base, peer, (const unsigned char *)"[1", 2, NULL, NULL);
+    int asked = wt.proceeds;
+    /* Four timeouts' worth of loop turns: not asked again, not timed out. */
+    double until = now_ms() + 4 * opts.timeout_ms;
+    while (now_ms() < until) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        struct pollfd p = {.fd = peer, .events = POLLIN};
+        ck_assert_int_eq(poll(&p, 1, 5), 0); /* nothing more is sent */
+    }
+    ck_assert_int_eq(wt.proceeds, asked);
+    ck_assert_int_eq(ev.timeout + ev.error + ev.drained, 0);
+    ck_assert(jsond_output_full(out));
+    /* Fed and woken, twice: the rest arrives, then the bytes behind it. */
+    wt.fed = 2;
+    jsond_output_wake(out);
+    pump(base, peer, (const unsigned char *)",2", 2, NULL, NULL);
+    wt.fed = 3;
+    jsond_output_wake(out);
+    pump(base, peer, (const unsigned char *)",3]\n", 4, NULL, NULL);
+    ck_assert_int_eq(wt.stops, 1);
+    ck_assert(jsond_output_idle(out));
+    ck_assert_int_eq(ev.drained, 1);
+    ck_assert_int_eq(ev.timeout + ev.error, 0);
+    jsond_output_free(out);
+    event_base_free(base);
+    close(w);
+    close(peer);
+}
+END_TEST
+
 START_TEST(test_write_timeout_fires_when_peer_reads_nothing)
 {
     int w, peer;
@@ -658,6 +735,7 @@ static Suite *output_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_producer_memory_bounded_and_in_order);
     tcase_add_test(tc, test_producer_stopped_when_freed_mid_reply);
+    tcase_add_test(tc, test_producer_waits_until_woken);
     tcase_add_test(tc, test_write_timeout_fires_when_peer_reads_nothing);
     suite_add_tcase(s, tc);
 
