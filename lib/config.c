@@ -59,6 +59,7 @@ enum {
     T_ADDR,     /* jsond_addr, in a cfg_listen (sets has_address) */
     T_ROUTE,    /* char *, a route name that must be defined in the file */
     T_ROUTES,   /* char **, in a cfg_listen with all_routes (default 1: "*") and nroutes */
+    T_POOL,     /* char *, a pool name that must be declared in the config, or default */
     T_HANDLER,  /* char *, "KIND:ARG" */
     T_JSON,     /* json_t *, an object */
 };
@@ -81,7 +82,7 @@ typedef struct key_def {
     int type;
     int flags;
     unsigned long long min, max, def; /* numeric types, in bytes or ms */
-    size_t offset;                    /* into cfg_server, cfg_listen or cfg_route */
+    size_t offset;                    /* into cfg_server, cfg_listen, cfg_pool or cfg_route */
 } key_def;
 
 /* The table reads best as columns. */
@@ -91,6 +92,7 @@ typedef struct key_def {
      .min = (lo), .max = (hi), .def = (dflt), .offset = offsetof(st, field)}
 #define SERVER(...) KEY(S_SERVER, cfg_server, __VA_ARGS__)
 #define LISTEN(...) KEY(S_LISTEN, cfg_listen, __VA_ARGS__)
+#define POOL(...)   KEY(S_POOL, cfg_pool, __VA_ARGS__)
 #define ROUTE(...)  KEY(S_ROUTE, cfg_route, __VA_ARGS__)
 /* DESIGN.md names these; a later version gives each a type and a field. */
 #define UNSUPPORTED(sec, nm) {.section = (sec), .name = (nm), .flags = F_UNSUPPORTED}
@@ -116,11 +118,14 @@ static const key_def keys[] = {
     LISTEN("routes",           T_ROUTES,   0,       0,         1,        routes, 0),
     LISTEN("protocol",         T_PROTOCOL, 0,       0, JSOND_PROTOCOL_AUTO, protocol, 0),
 
+    POOL("threads",            T_UINT,     1,       1024,      4,        threads, 0),
+    POOL("queue_limit",        T_UINT,     0,       1000000,   256,      queue_limit, 0),
+
     ROUTE("handler",           T_HANDLER,  0,       0,         0,        handler, F_REQUIRED),
     ROUTE("args",              T_JSON,     0,       0,         0,        args, 0),
     ROUTE("fixed_args",        T_JSON,     0,       0,         0,        fixed_args, 0),
     ROUTE("timeout",           T_DURATION, 0,       24 * HOUR, JSOND_TIMEOUT_INHERIT, timeout_ms, 0),
-    UNSUPPORTED(S_ROUTE, "pool"),
+    ROUTE("pool",              T_POOL,     0,       0,         0,        pool, 0),
 };
 /* clang-format on */
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -136,7 +141,7 @@ typedef struct section_def {
 static const section_def sections[] = {
     {"server", S_SERVER, 0, 0, NULL},
     {"listen", S_LISTEN, 1, 0, NULL},
-    {"pool", S_POOL, 1, 1, NULL},
+    {"pool", S_POOL, 1, 0, NULL},
     {"route", S_ROUTE, 1, 0, "rpc."}, /* JSON-RPC reserves rpc.* method names */
 };
 
@@ -166,6 +171,7 @@ static const struct type_def {
     [T_PROTOCOL] = {"protocol", " (auto, jsonrpc)", NULL},
     [T_ROUTE] = {"route name", " (1 to 64 of A-Z a-z 0-9 _ . -)", NULL},
     [T_ROUTES] = {"route list", " (* or route names separated by commas or blanks)", NULL},
+    [T_POOL] = {"pool name", " (1 to 64 of A-Z a-z 0-9 _ . -)", NULL},
     [T_HANDLER] = {"handler", " (builtin:NAME, file:PATH, exec:COMMAND or module:PATH.so:NAME)",
                    NULL},
 };
@@ -205,12 +211,13 @@ typedef struct src {
     size_t dirlen; /* relative includes are relative to name[0..dirlen) */
 } src;
 
-/* A route name to check once every [route] is known. */
-typedef struct route_ref {
+/* A route or pool name to check once every section is known. */
+typedef struct name_ref {
+    unsigned kind;    /* S_ROUTE or S_POOL: what it names */
     const char *name; /* owned by the config */
     size_t file;      /* a src */
     int line;
-} route_ref;
+} name_ref;
 
 typedef struct parser {
     const char *top; /* the top file's name, for errors with no entry */
@@ -226,12 +233,12 @@ typedef struct parser {
     int stop;   /* out of memory or too many errors */
     int lost;   /* an error could not be recorded: out of memory */
     jsond_config *cfg;
-    size_t listen_cap, route_cap, names_cap;
+    size_t listen_cap, pool_cap, route_cap, names_cap;
     /* The section being read; a section never spans files (an include line
      * ends it, and so does the end of a file). */
     unsigned kind; /* S_TOP outside any section */
     int skip;      /* its header was bad: ignore its keys, do not cascade */
-    size_t index;  /* into cfg->listens or cfg->routes */
+    size_t index;  /* into cfg->listens, cfg->pools or cfg->routes */
     int header_line;
     int server_line;    /* of [server], 0 if none yet */
     size_t server_file; /* and its src */
@@ -241,7 +248,7 @@ typedef struct parser {
      * ended ("[route r]", or ""): keys after it get a hint. */
     int include_line;
     char ended[JSOND_NAME_MAX + 16];
-    route_ref *refs;
+    name_ref *refs;
     size_t nrefs, refs_cap;
     char *buf; /* the current value, comments stripped, NUL-terminated */
     size_t buflen, bufcap;
@@ -476,7 +483,7 @@ static void free_values(unsigned kind, void *base)
         void *field = (char *)base + keys[i].offset;
         if (!(keys[i].section & kind))
             continue;
-        if (keys[i].type == T_ROUTE || keys[i].type == T_HANDLER)
+        if (keys[i].type == T_ROUTE || keys[i].type == T_POOL || keys[i].type == T_HANDLER)
             free(*(char **)field);
         else if (keys[i].type == T_ROUTES)
             free_route_list(base);
@@ -837,11 +844,12 @@ static void set_json(parser *P, const key_def *k, json_t **field, const char *v,
     *field = j;
 }
 
-/* Copies route name s[0..n) for the config and remembers to check, once
- * every [route] is known, that it is defined. NULL when out of memory. */
-static char *route_ref_new(parser *P, const char *s, size_t n, int line)
+/* Copies name s[0..n) of a `kind` section (S_ROUTE or S_POOL) for the
+ * config and remembers to check, once every section is known, that it is
+ * defined. NULL when out of memory. */
+static char *name_ref_new(parser *P, unsigned kind, const char *s, size_t n, int line)
 {
-    route_ref *nr = grow(P->refs, &P->refs_cap, P->nrefs + 1, sizeof *nr);
+    name_ref *nr = grow(P->refs, &P->refs_cap, P->nrefs + 1, sizeof *nr);
     char *name = nr ? dupn(s, n) : NULL;
     if (nr)
         P->refs = nr;
@@ -849,11 +857,12 @@ static char *route_ref_new(parser *P, const char *s, size_t n, int line)
         oom(P);
         return NULL;
     }
-    P->refs[P->nrefs++] = (route_ref){name, P->cur, line};
+    P->refs[P->nrefs++] = (name_ref){kind, name, P->cur, line};
     return name;
 }
 
-static void set_route(parser *P, const key_def *k, char **field, const char *v, int line)
+/* A route name (T_ROUTE) or a pool name (T_POOL). */
+static void set_ref(parser *P, const key_def *k, char **field, const char *v, int line)
 {
     char s[JSOND_SHOW_BUF];
     size_t n = strlen(v);
@@ -862,7 +871,7 @@ static void set_route(parser *P, const key_def *k, char **field, const char *v, 
              jsond_config_show(s, sizeof s, v, n), k->name, types[k->type].hint);
         return;
     }
-    *field = route_ref_new(P, v, n, line);
+    *field = name_ref_new(P, k->type == T_POOL ? S_POOL : S_ROUTE, v, n, line);
 }
 
 /* `*`, or route names separated by a comma, blanks, or both ("a, b c"):
@@ -896,7 +905,7 @@ static void set_routes(parser *P, const key_def *k, cfg_listen *l, const char *v
             goto fail;
         }
         l->routes = nl;
-        if (!(l->routes[l->nroutes] = route_ref_new(P, p, n, line)))
+        if (!(l->routes[l->nroutes] = name_ref_new(P, S_ROUTE, p, n, line)))
             goto fail;
         l->nroutes++;
         p = skip_blanks(p + n, end);
@@ -987,7 +996,10 @@ static void set_value(parser *P, const key_def *k, void *base, const char *v, in
     case T_ROUTE:
         /* on_connect = none: no push (so no route may be called none). */
         if (strcmp(v, JSOND_ROUTE_NONE) != 0)
-            set_route(P, k, field, v, line);
+            set_ref(P, k, field, v, line);
+        return;
+    case T_POOL:
+        set_ref(P, k, field, v, line);
         return;
     case T_ROUTES:
         set_routes(P, k, base, v, line);
@@ -1013,6 +1025,8 @@ static const char *section_name(const parser *P)
 {
     if (P->kind == S_LISTEN)
         return P->cfg->listens[P->index].name;
+    if (P->kind == S_POOL)
+        return P->cfg->pools[P->index].name;
     if (P->kind == S_ROUTE)
         return P->cfg->routes[P->index].name;
     return NULL;
@@ -1022,6 +1036,8 @@ static void *section_base(const parser *P)
 {
     if (P->kind == S_LISTEN)
         return &P->cfg->listens[P->index];
+    if (P->kind == S_POOL)
+        return &P->cfg->pools[P->index];
     if (P->kind == S_ROUTE)
         return &P->cfg->routes[P->index];
     return &P->cfg->server;
@@ -1063,8 +1079,9 @@ static int open_named(parser *P, unsigned kind, const char *name, size_t n, int 
                       const char **first)
 {
     jsond_config *cfg = P->cfg;
-    const char *file = file_name(P, P->cur);
-    char nm[JSOND_NAME_MAX + 1];
+    char nm[JSOND_NAME_MAX + 1], *slot_name;
+    const char **slot_file;
+    int *slot_line;
     memcpy(nm, name, n);
     nm[n] = '\0';
     if (kind == S_LISTEN) {
@@ -1080,9 +1097,24 @@ static int open_named(parser *P, unsigned kind, const char *name, size_t n, int 
         cfg->listens = nl;
         P->index = cfg->nlistens++;
         memset(&nl[P->index], 0, sizeof nl[P->index]);
-        memcpy(nl[P->index].name, nm, n + 1);
-        nl[P->index].file = file;
-        nl[P->index].line = line;
+        slot_name = nl[P->index].name;
+        slot_file = &nl[P->index].file;
+        slot_line = &nl[P->index].line;
+    } else if (kind == S_POOL) {
+        const cfg_pool *p = jsond_config_pool(cfg, nm);
+        if (p) {
+            *first = p->file;
+            return p->line;
+        }
+        cfg_pool *np = grow(cfg->pools, &P->pool_cap, cfg->npools + 1, sizeof *np);
+        if (!np)
+            goto fail;
+        cfg->pools = np;
+        P->index = cfg->npools++;
+        memset(&np[P->index], 0, sizeof np[P->index]);
+        slot_name = np[P->index].name;
+        slot_file = &np[P->index].file;
+        slot_line = &np[P->index].line;
     } else {
         const cfg_route *r = jsond_config_route(cfg, nm);
         if (r) {
@@ -1095,10 +1127,13 @@ static int open_named(parser *P, unsigned kind, const char *name, size_t n, int 
         cfg->routes = nr;
         P->index = cfg->nroutes++;
         memset(&nr[P->index], 0, sizeof nr[P->index]);
-        memcpy(nr[P->index].name, nm, n + 1);
-        nr[P->index].file = file;
-        nr[P->index].line = line;
+        slot_name = nr[P->index].name;
+        slot_file = &nr[P->index].file;
+        slot_line = &nr[P->index].line;
     }
+    memcpy(slot_name, nm, n + 1);
+    *slot_file = file_name(P, P->cur);
+    *slot_line = line;
     P->kind = kind;
     P->skip = 0;
     apply_defaults(kind, section_base(P));
@@ -1558,6 +1593,8 @@ static void config_free(jsond_config *cfg)
         return;
     for (size_t i = 0; i < cfg->nlistens; i++)
         free_values(S_LISTEN, &cfg->listens[i]);
+    for (size_t i = 0; i < cfg->npools; i++)
+        free_values(S_POOL, &cfg->pools[i]);
     for (size_t i = 0; i < cfg->nroutes; i++) {
         if (cfg->routes[i].impl)
             cfg->resolver->release(cfg->routes[i].impl);
@@ -1567,9 +1604,31 @@ static void config_free(jsond_config *cfg)
         free(cfg->files[i]);
     free(cfg->files);
     free(cfg->listens);
+    free(cfg->pools);
     free(cfg->routes);
     free(cfg->source);
     free(cfg);
+}
+
+/* The default pool always exists: when the config declares none, one with
+ * the table's defaults comes first, so `pool = default` needs no section
+ * and a route that names no pool has one to run on. */
+static void add_default_pool(parser *P)
+{
+    jsond_config *cfg = P->cfg;
+    if (P->stop || jsond_config_pool(cfg, JSOND_POOL_DEFAULT))
+        return;
+    cfg_pool *np = grow(cfg->pools, &P->pool_cap, cfg->npools + 1, sizeof *np);
+    if (!np) {
+        oom(P);
+        return;
+    }
+    cfg->pools = np;
+    memmove(&np[1], &np[0], cfg->npools * sizeof *np);
+    cfg->npools++;
+    memset(&np[0], 0, sizeof np[0]);
+    memcpy(np[0].name, JSOND_POOL_DEFAULT, sizeof JSOND_POOL_DEFAULT);
+    apply_defaults(S_POOL, &np[0]);
 }
 
 /* The src of a listener (its header's file, a name in cfg->files). */
@@ -1670,11 +1729,14 @@ static jsond_config *parse_top(const char *name, char *real, int relative, const
     atomic_init(&P.cfg->refs, 1);
     apply_defaults(S_SERVER, &P.cfg->server);
     parse_file(&P, 0, text, len);
+    add_default_pool(&P); /* before the resolver and the references look */
     resolve_handlers(&P, res);
-    for (size_t i = 0; i < P.nrefs && !P.stop; i++)
-        if (!jsond_config_route(P.cfg, P.refs[i].name))
-            perr_at(&P, P.refs[i].file, P.refs[i].line, "route '%s' is not defined",
-                    P.refs[i].name);
+    for (size_t i = 0; i < P.nrefs && !P.stop; i++) {
+        const name_ref *r = &P.refs[i];
+        if (r->kind == S_POOL ? !jsond_config_pool(P.cfg, r->name)
+                              : !jsond_config_route(P.cfg, r->name))
+            perr_at(&P, r->file, r->line, "%s '%s' is not defined", kind_name(r->kind), r->name);
+    }
     check_serves(&P);
     flush_errors(&P, errs);
 done:
@@ -1745,7 +1807,7 @@ int jsond_config_route_equal(const cfg_route *a, const cfg_route *b)
 int jsond_config_equal(const jsond_config *a, const jsond_config *b)
 {
     if (!values_equal(S_SERVER, &a->server, &b->server) || a->nlistens != b->nlistens ||
-        a->nroutes != b->nroutes)
+        a->npools != b->npools || a->nroutes != b->nroutes)
         return 0;
     /* Matched by name: sections in another order have the same effect. Names
      * are unique on each side, so equal counts make this a bijection. */
@@ -1755,6 +1817,11 @@ int jsond_config_equal(const jsond_config *a, const jsond_config *b)
             if (strcmp(la->name, b->listens[j].name) == 0)
                 lb = &b->listens[j];
         if (!lb || !values_equal(S_LISTEN, la, lb))
+            return 0;
+    }
+    for (size_t i = 0; i < a->npools; i++) {
+        const cfg_pool *pb = jsond_config_pool(b, a->pools[i].name);
+        if (!pb || !values_equal(S_POOL, &a->pools[i], pb))
             return 0;
     }
     for (size_t i = 0; i < a->nroutes; i++) {
@@ -1804,7 +1871,8 @@ static void log_values(line_buf *lb, unsigned kind, const void *base)
                 line_add(lb, "%s%s", j ? "," : "", l->routes[j]);
         } else if (k->type == T_ADDR && ((const jsond_addr *)field)->len) {
             line_add(lb, " %s=%s", k->name, jsond_addr_format(field, addr, sizeof addr));
-        } else if ((k->type == T_ROUTE || k->type == T_HANDLER) && *(char *const *)field) {
+        } else if ((k->type == T_ROUTE || k->type == T_POOL || k->type == T_HANDLER) &&
+                   *(char *const *)field) {
             line_add(lb, " %s=%s", k->name, *(char *const *)field);
         } else if (k->type == T_JSON && *(json_t *const *)field) {
             line_add(lb, " %s=", k->name);
@@ -1826,6 +1894,12 @@ void jsond_config_log(const jsond_config *cfg)
         lb.n = 0;
         line_add(&lb, "[listen %s]", cfg->listens[i].name);
         log_values(&lb, S_LISTEN, &cfg->listens[i]);
+        jsond_log(JSOND_LOG_INFO, "%s", lb.s);
+    }
+    for (size_t i = 0; i < cfg->npools; i++) {
+        lb.n = 0;
+        line_add(&lb, "[pool %s]", cfg->pools[i].name);
+        log_values(&lb, S_POOL, &cfg->pools[i]);
         jsond_log(JSOND_LOG_INFO, "%s", lb.s);
     }
     for (size_t i = 0; i < cfg->nroutes; i++) {
@@ -1856,6 +1930,14 @@ const cfg_route *jsond_config_route(const jsond_config *cfg, const char *name)
     for (size_t i = 0; i < cfg->nroutes; i++)
         if (strcmp(cfg->routes[i].name, name) == 0)
             return &cfg->routes[i];
+    return NULL;
+}
+
+const cfg_pool *jsond_config_pool(const jsond_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->npools; i++)
+        if (strcmp(cfg->pools[i].name, name) == 0)
+            return &cfg->pools[i];
     return NULL;
 }
 

@@ -52,6 +52,17 @@ typedef struct cfg_listen {
     int address_line; /* of its address key (same file as the header), or 0 */
 } cfg_listen;
 
+/* The pool a route's sync work runs on when it names none. */
+#define JSOND_POOL_DEFAULT "default"
+
+typedef struct cfg_pool {
+    char name[JSOND_NAME_MAX + 1];
+    const char *file; /* where its [pool NAME] header is, or NULL for the implicit default */
+    int line;         /* 0 for the implicit default */
+    unsigned threads;
+    unsigned queue_limit; /* jobs waiting while every thread is busy; more get busy */
+} cfg_pool;
+
 /* A route's handler as the resolver made it (the handler registry's
  * struct, handler.h): config carries it and never looks inside. */
 struct jsond_handler;
@@ -65,6 +76,7 @@ typedef struct cfg_route {
     json_t *args;        /* object or NULL: defaults under request args */
     json_t *fixed_args;  /* object or NULL: merged over request args */
     unsigned timeout_ms; /* overrides request_timeout; JSOND_TIMEOUT_INHERIT: none given */
+    char *pool;          /* the pool key, or NULL when not given */
     /* Set once at load by the resolver, NULL without one; owned by the
      * config, freed with it. */
     struct jsond_handler *impl;
@@ -96,6 +108,10 @@ struct jsond_config {
     cfg_server server;
     cfg_listen *listens; /* in file order */
     size_t nlistens;
+    /* Declared pools in file order; when no [pool default] is declared, an
+     * implicit one with the table's defaults comes first. */
+    cfg_pool *pools;
+    size_t npools;
     cfg_route *routes; /* in file order */
     size_t nroutes;
     const jsond_config_resolver *resolver; /* what resolved the routes, or NULL */
@@ -124,6 +140,9 @@ const char *jsond_config_show(char *out, size_t size, const char *s, size_t n);
 
 /* The route called NAME, or NULL. */
 const cfg_route *jsond_config_route(const jsond_config *cfg, const char *name);
+
+/* The pool called NAME (declared, or the implicit default), or NULL. */
+const cfg_pool *jsond_config_pool(const jsond_config *cfg, const char *name);
 
 /* 1 when s[0..n) is a valid section NAME ([A-Za-z0-9_.-]{1,64}): the only
  * route names that can exist, and so the only ones a reply may repeat. */

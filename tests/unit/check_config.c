@@ -642,7 +642,12 @@ static const struct {
      "3: route 'nope' is not defined\n3: route 'other' is not defined\n"},
     {"[listen a]\nrequests = yes\nroutes = hello,hello\n" ROUTE_HELLO,
      "3: route 'hello' is listed twice in routes\n"},
-    {"[pool legacy]\nthreads = 4\n", "1: [pool] sections are not supported by this version\n"},
+    {"[pool]\n", "1: [pool] needs a name\n"},
+    {"[pool a/b]\n", "1: bad section name 'a/b' (1 to 64 of A-Z a-z 0-9 _ . -)\n"},
+    {"[pool p]\nthreads = 2\n[pool p]\n", "3: duplicate section [pool p] (first at line 1)\n"},
+    {"[pool p]\nthreads = 2\nthreads = 3\n", "3: duplicate key 'threads' (first at line 2)\n"},
+    {"[pool p]\nhandler = builtin:hello\n", "2: unknown key 'handler' in [pool]\n"},
+    {"[pool p]\nthreads = four\n", "2: bad integer 'four' for threads\n"},
     /* include: the rest is in the "include" case, with real files. */
     {"include =\n", "1: include needs a file name or a glob\n"},
     {ROUTE_HELLO "include = ; nothing\n", "3: include needs a file name or a glob\n"},
@@ -652,7 +657,9 @@ static const struct {
     {"Include = x.conf\n", "1: key 'Include' outside any section\n"},
     {"[server]\npolicy = adaptive\n", "2: policy is not supported by this version\n"},
     {"[server]\nstall_warning = 20ms\n", "2: stall_warning is not supported by this version\n"},
-    {ROUTE_HELLO "pool = legacy\n", "3: pool is not supported by this version\n"},
+    {ROUTE_HELLO "pool = legacy\n", "3: pool 'legacy' is not defined\n"},
+    {ROUTE_HELLO "pool = a b\n",
+     "3: bad pool name 'a b' for pool (1 to 64 of A-Z a-z 0-9 _ . -)\n"},
     {ROUTE_HELLO "timeout = 25h\n", "3: timeout = 25h is out of range (0..24h)\n"},
     /* Keys are case-sensitive, and echoed keys are made printable and cut. */
     {"[server]\nLog_Level = info\n", "2: unknown key 'Log_Level' in [server]\n"},
@@ -687,7 +694,7 @@ START_TEST(test_all_errors_reported)
                        "ignored = 1\n"             /* 15: in a bad section: ignored */
                        "[route ok]\n"              /* 16 */
                        "handler = builtin:hello\n" /* 17 */
-                       "pool = legacy\n"           /* 18: unsupported */
+                       "pool = legacy\n"           /* 18: undefined, found at EOF */
                        "[listen a]\n";             /* 19: duplicate section */
     ck_assert_str_eq(errors_of(text), "1: key 'max_connections' outside any section\n"
                                       "3: max_connections = 0 is out of range (1..1000000)\n"
@@ -698,7 +705,7 @@ START_TEST(test_all_errors_reported)
                                       "10: [route r] has no handler\n"
                                       "13: bad JSON in args: unexpected token near ']'\n"
                                       "14: unknown section [weird]\n"
-                                      "18: pool is not supported by this version\n"
+                                      "18: pool 'legacy' is not defined\n"
                                       "19: duplicate section [listen a] (first at line 7)\n");
 }
 END_TEST
@@ -1716,7 +1723,7 @@ START_TEST(test_log)
     nlogged = 0;
     jsond_log_set_sink(capture_sink, NULL);
     jsond_config_log(cfg);
-    ck_assert_int_eq(nlogged, 4);
+    ck_assert_int_eq(nlogged, 5);
     ck_assert_str_eq(logged[0],
                      "[server] max_connections=10000 max_request_size=64K "
                      "idle_timeout=1m write_timeout=30s output_buffer=1M "
@@ -1726,14 +1733,18 @@ START_TEST(test_log)
                                 "routes=* protocol=auto");
     ck_assert_str_eq(logged[2], "[listen v6] address=[::]:25000 on_connect=hello requests=no "
                                 "routes=* protocol=auto");
-    ck_assert_str_eq(logged[3], "[route hello] handler=builtin:hello");
+    /* The implicit default pool is logged like a declared one. */
+    ck_assert_str_eq(logged[3], "[pool default] threads=4 queue_limit=256");
+    ck_assert_str_eq(logged[4], "[route hello] handler=builtin:hello");
     jsond_config_unref(cfg);
 
-    /* Odd values print in their best unit; huge JSON is cut, not dumped. */
+    /* Odd values print in their best unit; huge JSON is cut, not dumped.
+     * Pools come after the listeners, the implicit default first. */
     char *text = malloc(20000 + 256);
     int n = sprintf(text, "[server]\nwrite_timeout = 1500ms\noutput_buffer = 5000\n"
                           "[listen x]\nrequests = yes\nroutes = r big\nprotocol = jsonrpc\n"
-                          "[route big]\nhandler = builtin:big\n"
+                          "[route big]\nhandler = builtin:big\npool = legacy\n"
+                          "[pool legacy]\nthreads = 2\nqueue_limit = 0\n"
                           "[route r]\nhandler = builtin:big\nargs = {\"s\": \"");
     memset(text + n, 'y', 20000);
     strcpy(text + n + 20000, "\"}\n");
@@ -1742,13 +1753,15 @@ START_TEST(test_log)
     nlogged = 0;
     jsond_config_log(cfg);
     jsond_log_set_sink(NULL, NULL);
-    ck_assert_int_eq(nlogged, 4);
+    ck_assert_int_eq(nlogged, 6);
     ck_assert_ptr_nonnull(strstr(logged[0], " write_timeout=1500ms output_buffer=5000 "));
     ck_assert_str_eq(logged[1], "[listen x] requests=yes routes=r,big protocol=jsonrpc");
-    ck_assert_str_eq(logged[2], "[route big] handler=builtin:big");
-    ck_assert_ptr_nonnull(strstr(logged[3], "[route r] handler=builtin:big args={\"s\":\"yyy"));
-    ck_assert_uint_lt(strlen(logged[3]), 1024);
-    ck_assert_str_eq(logged[3] + strlen(logged[3]) - 4, "y...");
+    ck_assert_str_eq(logged[2], "[pool default] threads=4 queue_limit=256");
+    ck_assert_str_eq(logged[3], "[pool legacy] threads=2 queue_limit=0");
+    ck_assert_str_eq(logged[4], "[route big] handler=builtin:big pool=legacy");
+    ck_assert_ptr_nonnull(strstr(logged[5], "[route r] handler=builtin:big args={\"s\":\"yyy"));
+    ck_assert_uint_lt(strlen(logged[5]), 1024);
+    ck_assert_str_eq(logged[5] + strlen(logged[5]) - 4, "y...");
     jsond_config_unref(cfg);
 }
 END_TEST
