@@ -153,7 +153,11 @@ START_TEST(test_every_key)
                                  "fixed_args = {\"max_size\": 104857600}\n"
                                  "timeout = 0\n"
                                  "[route hello]\n"
-                                 "handler = builtin:hello\n");
+                                 "handler = builtin:hello\n"
+                                 "pool = legacy\n"
+                                 "[pool legacy]\n"
+                                 "threads = 16\n"
+                                 "queue_limit = 1000\n");
     char buf[64];
     ck_assert_uint_eq(cfg->server.max_connections, 500);
     ck_assert_uint_eq(jsond_config_max_connections(cfg), 500);
@@ -194,6 +198,16 @@ START_TEST(test_every_key)
     ck_assert_int_eq(json_integer_value(json_object_get(r->args, "size")), 10000000);
     ck_assert_int_eq(json_integer_value(json_object_get(r->fixed_args, "max_size")), 104857600);
     ck_assert_ptr_null(jsond_config_route(cfg, "nope"));
+    ck_assert_ptr_null(r->pool);
+    ck_assert_str_eq(jsond_config_route(cfg, "hello")->pool, "legacy");
+
+    ck_assert_uint_eq(cfg->npools, 2); /* the implicit default, then legacy */
+    const cfg_pool *p = jsond_config_pool(cfg, "legacy");
+    ck_assert_ptr_eq(p, &cfg->pools[1]);
+    ck_assert_str_eq(p->file, "t.conf");
+    ck_assert_int_eq(p->line, 26);
+    ck_assert_uint_eq(p->threads, 16);
+    ck_assert_uint_eq(p->queue_limit, 1000);
     jsond_config_unref(cfg);
 }
 END_TEST
@@ -892,6 +906,194 @@ START_TEST(test_long_line)
 }
 END_TEST
 
+/* ---- pools --------------------------------------------------------------- */
+
+START_TEST(test_pool_implicit_default)
+{
+    /* Not declared: a pool default with the documented values, first. */
+    jsond_config *cfg = parse_ok(ROUTE_HELLO "[pool b]\n[pool a]\nthreads = 2\n");
+    ck_assert_uint_eq(cfg->npools, 3);
+    const cfg_pool *d = &cfg->pools[0];
+    ck_assert_str_eq(d->name, "default");
+    ck_assert_ptr_null(d->file);
+    ck_assert_int_eq(d->line, 0);
+    ck_assert_uint_eq(d->threads, 4);
+    ck_assert_uint_eq(d->queue_limit, 256);
+    ck_assert_ptr_eq(jsond_config_pool(cfg, "default"), d);
+    /* Declared ones follow in file order, with the defaults they omit. */
+    ck_assert_str_eq(cfg->pools[1].name, "b");
+    ck_assert_int_eq(cfg->pools[1].line, 3);
+    ck_assert_str_eq(cfg->pools[1].file, "t.conf");
+    ck_assert_uint_eq(cfg->pools[1].threads, 4);
+    ck_assert_uint_eq(cfg->pools[1].queue_limit, 256);
+    ck_assert_str_eq(cfg->pools[2].name, "a");
+    ck_assert_int_eq(cfg->pools[2].line, 4);
+    ck_assert_uint_eq(cfg->pools[2].threads, 2);
+    ck_assert_uint_eq(cfg->pools[2].queue_limit, 256);
+    ck_assert_ptr_eq(jsond_config_pool(cfg, "a"), &cfg->pools[2]);
+    ck_assert_ptr_null(jsond_config_pool(cfg, "A"));
+    ck_assert_ptr_null(jsond_config_pool(cfg, "nope"));
+    /* A route without a pool key has none of its own. */
+    ck_assert_ptr_null(cfg->routes[0].pool);
+    jsond_config_unref(cfg);
+
+    /* A config without any pool has the default alone. */
+    cfg = parse_ok("");
+    ck_assert_uint_eq(cfg->npools, 1);
+    ck_assert_str_eq(cfg->pools[0].name, "default");
+    jsond_config_unref(cfg);
+}
+END_TEST
+
+START_TEST(test_pool_declared_default)
+{
+    /* [pool default] replaces the implicit one: its values, its place in
+     * file order, its position, and no second default. */
+    jsond_config *cfg = parse_ok("[pool a]\nthreads = 1\n"
+                                 "[pool default]\nthreads = 8\nqueue_limit = 0\n"
+                                 "[pool z]\n");
+    ck_assert_uint_eq(cfg->npools, 3);
+    ck_assert_str_eq(cfg->pools[0].name, "a");
+    ck_assert_str_eq(cfg->pools[1].name, "default");
+    ck_assert_str_eq(cfg->pools[2].name, "z");
+    const cfg_pool *d = jsond_config_pool(cfg, "default");
+    ck_assert_ptr_eq(d, &cfg->pools[1]);
+    ck_assert_str_eq(d->file, "t.conf");
+    ck_assert_int_eq(d->line, 3);
+    ck_assert_uint_eq(d->threads, 8);
+    ck_assert_uint_eq(d->queue_limit, 0);
+    jsond_config_unref(cfg);
+
+    /* Declared without keys: the same values as the implicit one, so the
+     * same effect, though now it has a place. */
+    cfg = parse_ok("[pool default]\n");
+    ck_assert_uint_eq(cfg->npools, 1);
+    ck_assert_int_eq(cfg->pools[0].line, 1);
+    ck_assert_uint_eq(cfg->pools[0].threads, 4);
+    ck_assert_uint_eq(cfg->pools[0].queue_limit, 256);
+    jsond_config *implicit = parse_ok("");
+    ck_assert(jsond_config_equal(cfg, implicit));
+    ck_assert(jsond_config_equal(implicit, cfg));
+    jsond_config_unref(implicit);
+    jsond_config_unref(cfg);
+
+    /* Declared twice is a duplicate like any section. */
+    ck_assert_str_eq(errors_of("[pool default]\nthreads = 2\n\n[pool default]\n"),
+                     "4: duplicate section [pool default] (first at line 1)\n");
+}
+END_TEST
+
+static const struct {
+    const char *key, *value, *want;
+} pool_bad[] = {
+    {"threads", "0", "2: threads = 0 is out of range (1..1024)\n"},
+    {"threads", "1025", "2: threads = 1025 is out of range (1..1024)\n"},
+    {"threads", "4294967297", "2: threads = 4294967297 is out of range (1..1024)\n"},
+    {"queue_limit", "1000001", "2: queue_limit = 1000001 is out of range (0..1000000)\n"},
+    {"threads", "-1", "2: bad integer '-1' for threads\n"},
+    {"threads", "4 threads", "2: bad integer '4 threads' for threads\n"},
+    {"queue_limit", "1K", "2: bad integer '1K' for queue_limit\n"},
+    {"queue_limit", "", "2: bad integer '' for queue_limit\n"},
+};
+
+START_TEST(test_pool_bad_values)
+{
+    ck_assert_str_eq(errors_of_key("pool p", pool_bad[_i].key, pool_bad[_i].value),
+                     pool_bad[_i].want);
+}
+END_TEST
+
+START_TEST(test_pool_ranges)
+{
+    /* Both ends of each range are accepted. */
+    jsond_config *cfg = parse_ok("[pool lo]\nthreads = 1\nqueue_limit = 0\n"
+                                 "[pool hi]\nthreads = 1024\nqueue_limit = 1000000\n");
+    const cfg_pool *lo = jsond_config_pool(cfg, "lo"), *hi = jsond_config_pool(cfg, "hi");
+    ck_assert_uint_eq(lo->threads, 1);
+    ck_assert_uint_eq(lo->queue_limit, 0);
+    ck_assert_uint_eq(hi->threads, 1024);
+    ck_assert_uint_eq(hi->queue_limit, 1000000);
+    jsond_config_unref(cfg);
+    /* Each error at its own line, every one reported. */
+    ck_assert_str_eq(errors_of("[pool a]\nthreads = 1024\n[pool b]\n\nqueue_limit = 1000001\n"
+                               "threads = 0\n[pool default]\nthreads = 1025\n"),
+                     "5: queue_limit = 1000001 is out of range (0..1000000)\n"
+                     "6: threads = 0 is out of range (1..1024)\n"
+                     "8: threads = 1025 is out of range (1..1024)\n");
+}
+END_TEST
+
+START_TEST(test_route_pool)
+{
+    /* Stored as written; the pool may be declared before or after. */
+    jsond_config *cfg = parse_ok("[pool early]\n"
+                                 "[route a]\nhandler = builtin:sleep\npool = early\n"
+                                 "[route b]\nhandler = builtin:sleep\npool = late ; comment\n"
+                                 "[route c]\nhandler = builtin:sleep\n"
+                                 "[pool late]\nthreads = 1\n");
+    ck_assert_str_eq(jsond_config_route(cfg, "a")->pool, "early");
+    ck_assert_str_eq(jsond_config_route(cfg, "b")->pool, "late");
+    ck_assert_ptr_null(jsond_config_route(cfg, "c")->pool);
+    ck_assert_uint_eq(jsond_config_pool(cfg, jsond_config_route(cfg, "b")->pool)->threads, 1);
+    jsond_config_unref(cfg);
+
+    /* default needs no [pool] section; it is stored, not dropped: a
+     * route that names it differs from one that names none. */
+    cfg = parse_ok(ROUTE_HELLO "pool = default\n");
+    ck_assert_str_eq(cfg->routes[0].pool, "default");
+    ck_assert_uint_eq(cfg->npools, 1);
+    jsond_config_unref(cfg);
+}
+END_TEST
+
+START_TEST(test_pool_undefined)
+{
+    /* Found at the end, reported at the pool key's line, in line order
+     * among the other errors. Names are case-sensitive, and a route or a
+     * listener of that name is no pool. */
+    ck_assert_str_eq(errors_of("[route r]\nhandler = builtin:hello\npool = nope\n"
+                               "[route s]\nhandler = builtin:hello\n\npool = legacy\n"
+                               "[pool Legacy]\n"
+                               "[route t]\nhandler = builtin:hello\npool = s\n"
+                               "[listen zz]\n"
+                               "[route u]\nhandler = builtin:hello\npool = zz\n"
+                               "[server]\nmax_connections = 0\n"),
+                     "3: pool 'nope' is not defined\n"
+                     "7: pool 'legacy' is not defined\n"
+                     "11: pool 's' is not defined\n"
+                     "15: pool 'zz' is not defined\n"
+                     "17: max_connections = 0 is out of range (1..1000000)\n");
+    /* A pool whose header is in error is not declared. */
+    ck_assert_str_eq(errors_of("[pool a b]\n" ROUTE_HELLO "pool = a\n"),
+                     "1: bad section name 'a b' (1 to 64 of A-Z a-z 0-9 _ . -)\n"
+                     "4: pool 'a' is not defined\n");
+}
+END_TEST
+
+START_TEST(test_route_equal_pool)
+{
+    jsond_config *cfg = parse_ok("[pool p]\n[pool q]\n"
+                                 "[route nopool]\nhandler = builtin:sleep\n"
+                                 "[route p1]\nhandler = builtin:sleep\npool = p\n"
+                                 "[route p2]\nhandler = builtin:sleep\npool = p\n"
+                                 "[route q]\nhandler = builtin:sleep\npool = q\n"
+                                 "[route d]\nhandler = builtin:sleep\npool = default\n");
+    ck_assert(
+        jsond_config_route_equal(jsond_config_route(cfg, "p1"), jsond_config_route(cfg, "p2")));
+    ck_assert(
+        !jsond_config_route_equal(jsond_config_route(cfg, "p1"), jsond_config_route(cfg, "q")));
+    ck_assert(
+        !jsond_config_route_equal(jsond_config_route(cfg, "q"), jsond_config_route(cfg, "p1")));
+    ck_assert(!jsond_config_route_equal(jsond_config_route(cfg, "nopool"),
+                                        jsond_config_route(cfg, "p1")));
+    ck_assert(!jsond_config_route_equal(jsond_config_route(cfg, "p1"),
+                                        jsond_config_route(cfg, "nopool")));
+    ck_assert(
+        !jsond_config_route_equal(jsond_config_route(cfg, "nopool"), jsond_config_route(cfg, "d")));
+    jsond_config_unref(cfg);
+}
+END_TEST
+
 /* ---- the default, equality, references, files --------------------------- */
 
 START_TEST(test_on_connect_none)
@@ -1018,6 +1220,12 @@ START_TEST(test_default_equals_conf)
     }
     ck_assert_uint_eq(def->nroutes, 1);
     ck_assert_str_eq(jsond_config_route(def, "hello")->handler, "builtin:hello");
+    ck_assert_ptr_null(jsond_config_route(def, "hello")->pool);
+    ck_assert_uint_eq(def->npools, 1);
+    ck_assert_str_eq(def->pools[0].name, "default");
+    ck_assert_ptr_null(def->pools[0].file);
+    ck_assert_uint_eq(def->pools[0].threads, 4);
+    ck_assert_uint_eq(def->pools[0].queue_limit, 256);
 
     /* The default text is what jsond_config_default() parses. */
     const char *text = jsond_config_default_text();
@@ -1038,6 +1246,7 @@ static const char *const equal_base[] = {
     "[listen b]\n",
     "[route r]\nhandler = builtin:hello\nargs = {\"a\": 1, \"b\": 2}\n",
     "[route s]\nhandler = builtin:big\n",
+    "[pool p]\nthreads = 2\n",
 };
 
 static const struct {
@@ -1065,6 +1274,16 @@ static const struct {
     {3, "[route r]\nhandler = builtin:hello\n"},
     {3, "[route r]\nhandler = builtin:hello\nargs = {\"a\": 1, \"b\": 2}\nfixed_args = {}\n"},
     {4, "[route t]\nhandler = builtin:hello\n"},
+    /* Pools: their values, and which exist; a route's pool key, where
+     * none and default differ (a dual handler runs on the loop without). */
+    {5, "[pool p]\nthreads = 3\n"},
+    {5, "[pool p]\nthreads = 2\nqueue_limit = 255\n"},
+    {5, "[pool p]\nthreads = 2\n[pool q]\n"},
+    {5, ""},
+    {5, "[pool q]\nthreads = 2\n"},
+    {5, "[pool p]\nthreads = 2\n[pool default]\nthreads = 5\n"},
+    {4, "[route s]\nhandler = builtin:big\npool = p\n"},
+    {4, "[route s]\nhandler = builtin:big\npool = default\n"},
 };
 
 START_TEST(test_equal)
@@ -1079,7 +1298,14 @@ START_TEST(test_equal)
                                "handler = builtin:hello\n"
                                "[listen b]\n"
                                "[listen a]\non_connect = r\naddress = 127.0.0.1:1\n"
-                               "[server]\nmax_connections = 5\nwrite_timeout = 30000ms\n");
+                               "[server]\nmax_connections = 5\nwrite_timeout = 30000ms\n"
+                               "[pool default] ; the implicit one, declared, elsewhere\n"
+                               "threads = 4\n"
+                               "[pool p]\nqueue_limit = 256\nthreads = 2\n");
+    ck_assert_str_eq(b->pools[0].name, "default");
+    ck_assert_ptr_nonnull(b->pools[0].file);
+    ck_assert_str_eq(a->pools[0].name, "default");
+    ck_assert_ptr_null(a->pools[0].file);
     ck_assert(jsond_config_equal(a, b));
     ck_assert(jsond_config_equal(b, a));
     jsond_config_unref(b);
@@ -1666,6 +1892,36 @@ START_TEST(test_include_sections)
 }
 END_TEST
 
+START_TEST(test_include_pools)
+{
+    /* A pool declared in any file serves a route of any file; its errors
+     * name their own file and line. */
+    put("jsond.conf", "[route r]\nhandler = builtin:sleep\npool = legacy\n"
+                      "include = conf.d/*.conf\n"
+                      "[listen l]\non_connect = hello\n");
+    put("conf.d/a.conf", ROUTE_HELLO "pool = default\n");
+    put("conf.d/b.conf", "[pool legacy]\nthreads = 2\n");
+    jsond_config *cfg;
+    ck_assert_str_eq(load_errors(tpath("jsond.conf"), &cfg), "");
+    ck_assert_uint_eq(cfg->npools, 2);
+    ck_assert_ptr_null(cfg->pools[0].file);
+    ck_assert_str_eq(cfg->pools[1].name, "legacy");
+    ck_assert_str_eq(cfg->pools[1].file, tpath("conf.d/b.conf"));
+    ck_assert_int_eq(cfg->pools[1].line, 1);
+    ck_assert_uint_eq(cfg->pools[1].threads, 2);
+    jsond_config_unref(cfg);
+
+    put("conf.d/c.conf", "[route q]\nhandler = builtin:hello\npool = nope\n"
+                         "[pool legacy]\n"
+                         "[pool other]\nqueue_limit = 1000001\n");
+    ck_assert_str_eq(load_errors(tpath("jsond.conf"), NULL),
+                     "conf.d/c.conf:3: pool 'nope' is not defined\n"
+                     "conf.d/c.conf:4: duplicate section [pool legacy] (first at "
+                     "conf.d/b.conf:1)\n"
+                     "conf.d/c.conf:6: queue_limit = 1000001 is out of range (0..1000000)\n");
+}
+END_TEST
+
 START_TEST(test_include_installed)
 {
     /* The installed jsond.conf ends by including conf.d's .conf files:
@@ -1786,6 +2042,16 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_json_values);
     suite_add_tcase(s, tc);
 
+    tc = tcase_create("pools");
+    tcase_add_test(tc, test_pool_implicit_default);
+    tcase_add_test(tc, test_pool_declared_default);
+    tcase_add_loop_test(tc, test_pool_bad_values, 0, sizeof pool_bad / sizeof pool_bad[0]);
+    tcase_add_test(tc, test_pool_ranges);
+    tcase_add_test(tc, test_route_pool);
+    tcase_add_test(tc, test_pool_undefined);
+    tcase_add_test(tc, test_route_equal_pool);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("errors");
     tcase_add_loop_test(tc, test_structure, 0, sizeof structure / sizeof structure[0]);
     tcase_add_test(tc, test_all_errors_reported);
@@ -1825,6 +2091,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_include_cycles);
     tcase_add_test(tc, test_include_sections);
     tcase_add_test(tc, test_include_installed);
+    tcase_add_test(tc, test_include_pools);
     tcase_add_test(tc, test_only_regular_files);
     tcase_add_test(tc, test_size_limits);
     tcase_add_test(tc, test_must_serve_files);
