@@ -328,6 +328,10 @@ int main(int argc, char **argv)
     log_capacity(cfg, d.capacity, d.fd_limit);
     jsond_log(JSOND_LOG_DEBUG, "descriptors for up to %u connections (0: no limit)", d.capacity);
 
+    if (jsond_threads_init() < 0) {
+        jsond_log(JSOND_LOG_ERROR, "cannot make libevent thread-aware");
+        goto out;
+    }
     /* The precise clock: the coarse one ticks in 4 ms steps, too rough for
      * millisecond timeouts and for {"slept_ms": N} to be true. */
     struct event_config *ec = event_config_new();

@@ -1,7 +1,9 @@
 /* builtin.c: the handlers compiled into jsond.
  *
- * All of them are async: they run on the loop thread and never block. One
- * that waits (sleep) arms a timer on the loop and replies from it.
+ * Most are async: they run on the loop thread and never block. sleep is
+ * dual: on the loop it arms a timer and replies from it, on a worker it
+ * blocks in nanosleep like the legacy call it stands in for. records is
+ * sync: a legacy generator that streams its output.
  *
  * They see a request only through accessors: the public ones any handler
  * module has (jsond.h), and for stats, health, routes and big's cap, the
@@ -11,8 +13,10 @@
  */
 #include "autoconfig.h"
 #include <event2/buffer.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "builtin.h"
 #include "handler.h"
@@ -21,7 +25,9 @@
 
 struct jsond_builtin {
     const char *name;
-    jsond_async_fn fn;
+    jsond_color color;
+    jsond_sync_fn sync_fn;
+    jsond_async_fn async_fn;
 };
 
 /* ---- hello: the classic object ---------------------------------------- */
@@ -83,7 +89,7 @@ static void big_stop(void *self)
     free(self);
 }
 
-static const jsond_producer_ops big_ops = {big_proceed, big_stop};
+static const jsond_producer_ops big_ops = {.proceed = big_proceed, .stop = big_stop};
 
 /* Reads an optional non-negative integer arg; -1 with an error reply sent.
  * Named args need an object: JSON-RPC params by position are refused. The
@@ -107,37 +113,40 @@ static int int_arg(jsond_req *req, json_t *args, const char *key, json_int_t dfl
     return 0;
 }
 
-/* The cap comes from the route's config only (fixed_args, else args): a
- * client that sends its own max_size cannot raise it. */
-static int big_max(jsond_req *req, json_int_t *max)
+/* An arg bounded by a cap `key` that comes from the route's config only
+ * (fixed_args, else args): a client that sends its own cap cannot raise
+ * it. -1 with an error reply sent. */
+static int capped_arg(jsond_req *req, json_t *args, const char *name, json_int_t dflt,
+                      const char *key, json_int_t dflt_cap, json_int_t *out)
 {
+    if (int_arg(req, args, name, dflt, out) < 0)
+        return -1;
     const cfg_route *r = jsond_req_route_config(req);
-    json_t *v = json_object_get(r->fixed_args, "max_size");
+    json_t *v = json_object_get(r->fixed_args, key);
     if (!v)
-        v = json_object_get(r->args, "max_size");
-    if (!v) {
-        *max = BIG_DEFAULT_MAX;
-        return 0;
+        v = json_object_get(r->args, key);
+    json_int_t cap = dflt_cap;
+    if (v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            jsond_reply_error(req, JSOND_HANDLER_FAILED,
+                              "route %s: '%s' must be a non-negative integer", r->name, key);
+            return -1;
+        }
+        cap = json_integer_value(v);
     }
-    if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        jsond_reply_error(req, JSOND_HANDLER_FAILED,
-                          "route %s: 'max_size' must be a non-negative integer", r->name);
+    if (*out > cap) {
+        jsond_reply_error(req, JSOND_BAD_REQUEST, "%s %lld exceeds %s %lld", name, (long long)*out,
+                          key, (long long)cap);
         return -1;
     }
-    *max = json_integer_value(v);
     return 0;
 }
 
 static void big_run(jsond_req *req, json_t *args)
 {
-    json_int_t size, max;
-    if (int_arg(req, args, "size", BIG_DEFAULT_SIZE, &size) < 0 || big_max(req, &max) < 0)
+    json_int_t size;
+    if (capped_arg(req, args, "size", BIG_DEFAULT_SIZE, "max_size", BIG_DEFAULT_MAX, &size) < 0)
         return;
-    if (size > max) {
-        jsond_reply_error(req, JSOND_BAD_REQUEST, "size %lld exceeds max_size %lld",
-                          (long long)size, (long long)max);
-        return;
-    }
     big *b = calloc(1, sizeof *b);
     if (!b) {
         jsond_reply_error(req, JSOND_INTERNAL, "out of memory");
@@ -173,16 +182,17 @@ static void stats_run(jsond_req *req, json_t *args)
 
 /* ---- routes: the routes of the request's config, in file order ------- */
 
-static json_t *route_json(const cfg_route *r)
+static json_t *route_json(const jsond_config *cfg, const cfg_route *r)
 {
     /* The config accepts only KIND:ARG handlers, so the colon is there. */
     size_t kind = strcspn(r->handler, ":");
-    /* Every handler of this version is async, as resolved at load: it runs
-     * on the loop, in no pool. */
     const jsond_handler *h = jsond_handler_of(r);
-    return json_pack("{s:s,s:s,s:s%,s:s,s:n}", "name", r->name, "handler", r->handler, "kind",
-                     r->handler, kind, "color", jsond_color_name(h ? h->color : JSOND_COLOR_ASYNC),
-                     "pool");
+    if (!h)
+        return NULL; /* a config read without the registry: a bug */
+    const char *runs_on = h->pool == JSOND_ON_LOOP ? "loop" : cfg->pools[h->pool].name;
+    return json_pack("{s:s,s:s,s:s%,s:s,s:s?,s:s}", "name", r->name, "handler", r->handler, "kind",
+                     r->handler, kind, "color", jsond_color_name(h->color), "pool", r->pool,
+                     "runs_on", runs_on);
 }
 
 static void routes_run(jsond_req *req, json_t *args)
@@ -191,7 +201,7 @@ static void routes_run(jsond_req *req, json_t *args)
     const jsond_config *cfg = jsond_req_config(req);
     json_t *list = json_array();
     for (size_t i = 0; list && i < cfg->nroutes; i++) {
-        if (json_array_append_new(list, route_json(&cfg->routes[i])) < 0) {
+        if (json_array_append_new(list, route_json(cfg, &cfg->routes[i])) < 0) {
             json_decref(list);
             list = NULL;
         }
@@ -200,12 +210,25 @@ static void routes_run(jsond_req *req, json_t *args)
     jsond_reply(req, json_pack("{s:o}", "routes", list));
 }
 
-/* ---- sleep: reply after `ms` milliseconds, from a timer ---------------- */
+/* ---- sleep: reply after `ms` milliseconds ------------------------------ */
 
 #define SLEEP_MAX_MS 3600000 /* one hour */
 
-/* The reply is made when the timer is armed, so the timer can only hand
- * it over; the cancel hook drops it instead. One of the two runs. */
+/* -1 with an error reply sent. */
+static int sleep_ms(jsond_req *req, json_t *args, json_int_t *ms)
+{
+    if (int_arg(req, args, "ms", 0, ms) < 0)
+        return -1;
+    if (*ms > SLEEP_MAX_MS) {
+        jsond_reply_error(req, JSOND_BAD_REQUEST, "'ms' must be at most %d", SLEEP_MAX_MS);
+        return -1;
+    }
+    return 0;
+}
+
+/* The async half: a timer on the loop. The reply is made when the timer is
+ * armed, so the timer can only hand it over; the cancel hook drops it
+ * instead. One of the two runs. */
 static void sleep_timer_cb(jsond_req *req, void *arg)
 {
     jsond_reply(req, arg);
@@ -223,12 +246,8 @@ static void sleep_cancel_cb(jsond_req *req, void *arg)
 static void sleep_run(jsond_req *req, json_t *args)
 {
     json_int_t ms;
-    if (int_arg(req, args, "ms", 0, &ms) < 0)
+    if (sleep_ms(req, args, &ms) < 0)
         return;
-    if (ms > SLEEP_MAX_MS) {
-        jsond_reply_error(req, JSOND_BAD_REQUEST, "'ms' must be at most %d", SLEEP_MAX_MS);
-        return;
-    }
     json_t *reply = json_pack("{s:I}", "slept_ms", ms);
     if (!reply) {
         jsond_reply_error(req, JSOND_INTERNAL, "out of memory");
@@ -243,11 +262,82 @@ static void sleep_run(jsond_req *req, json_t *args)
     jsond_req_on_cancel(req, sleep_cancel_cb, reply);
 }
 
+/* The sync half: the stand-in for a blocking legacy call, which nothing
+ * interrupts (it does not poll jsond_req_expired: a stuck worker is what
+ * shutdown must cope with). */
+static json_t *sleep_block(jsond_req *req, json_t *args)
+{
+    json_int_t ms;
+    if (sleep_ms(req, args, &ms) < 0)
+        return NULL;
+    struct timespec t = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&t, &t) < 0 && errno == EINTR)
+        ;
+    return json_pack("{s:I}", "slept_ms", ms);
+}
+
+/* ---- records: a legacy generator of unbounded output ------------------- */
+
+#define RECORDS_DEFAULT_COUNT 1000
+#define RECORDS_DEFAULT_SIZE  64
+#define RECORDS_MAX_COUNT     100000000LL
+#define RECORDS_MAX_SIZE      (1024LL * 1024)
+
+/* [{"i": 0, "data": "xx..."}, ...]: one object reused, its "i" updated,
+ * as a generator walking a table would. */
+static json_t *records_run(jsond_req *req, json_t *args)
+{
+    json_int_t count, size;
+    if (capped_arg(req, args, "count", RECORDS_DEFAULT_COUNT, "max_count", RECORDS_MAX_COUNT,
+                   &count) < 0 ||
+        capped_arg(req, args, "size", RECORDS_DEFAULT_SIZE, "max_size", RECORDS_MAX_SIZE, &size) <
+            0)
+        return NULL;
+    char *data = malloc((size_t)size + 1);
+    json_t *item = data ? json_object() : NULL;
+    json_t *i = json_integer(0);
+    if (data) {
+        memset(data, 'x', (size_t)size);
+        data[size] = '\0';
+    }
+    if (!item || !i || json_object_set(item, "i", i) < 0 ||
+        json_object_set_new(item, "data", json_stringn_nocheck(data, (size_t)size)) < 0 ||
+        jsond_stream_begin(req) < 0) {
+        json_decref(i);
+        json_decref(item);
+        free(data);
+        jsond_reply_error(req, JSOND_INTERNAL, "out of memory");
+        return NULL;
+    }
+    free(data);
+    /* The item is serialized before jsond_stream_item returns, so one
+     * object serves for all; a failure means the client is gone. */
+    for (json_int_t n = 0; n < count; n++) {
+        json_integer_set(i, n);
+        if (jsond_stream_item(req, json_incref(item)) < 0)
+            break;
+    }
+    jsond_stream_end(req);
+    json_decref(i);
+    json_decref(item);
+    return NULL;
+}
+
 /* ---- the table ------------------------------------------------------- */
 
+#define ASYNC(name, fn)                                                                            \
+    {                                                                                              \
+        name, JSOND_COLOR_ASYNC, NULL, fn                                                          \
+    }
 static const jsond_builtin builtins[] = {
-    {"hello", hello_run},   {"big", big_run},     {"echo", echo_run},   {"health", health_run},
-    {"routes", routes_run}, {"sleep", sleep_run}, {"stats", stats_run},
+    ASYNC("hello", hello_run),
+    ASYNC("big", big_run),
+    ASYNC("echo", echo_run),
+    ASYNC("health", health_run),
+    {"records", JSOND_COLOR_SYNC, records_run, NULL},
+    ASYNC("routes", routes_run),
+    {"sleep", JSOND_COLOR_DUAL, sleep_block, sleep_run},
+    ASYNC("stats", stats_run),
 };
 
 const jsond_builtin *jsond_builtin_find(const char *name)
@@ -258,7 +348,9 @@ const jsond_builtin *jsond_builtin_find(const char *name)
     return NULL;
 }
 
-jsond_async_fn jsond_builtin_fn(const jsond_builtin *b)
+void jsond_builtin_impl(const jsond_builtin *b, jsond_handler *h)
 {
-    return b->fn;
+    h->color = b->color;
+    h->sync_fn = b->sync_fn;
+    h->async_fn = b->async_fn;
 }

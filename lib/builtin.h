@@ -5,14 +5,14 @@
 #ifndef JSOND_BUILTIN_H
 #define JSOND_BUILTIN_H
 
-#include "jsond.h"
+#include "handler.h"
 
 typedef struct jsond_builtin jsond_builtin;
 
 /* The built-in handler called NAME (without "builtin:"), or NULL. */
 const jsond_builtin *jsond_builtin_find(const char *name);
 
-/* Its implementation (all builtins of this version are async). */
-jsond_async_fn jsond_builtin_fn(const jsond_builtin *b);
+/* Fills in its colour and functions (not where it runs). */
+void jsond_builtin_impl(const jsond_builtin *b, jsond_handler *h);
 
 #endif /* JSOND_BUILTIN_H */

@@ -89,7 +89,8 @@ struct jsond_conn {
     const cfg_listen *lst;
     jsond_config *const *current; /* the config in force: requests route on it */
     jsond_stats *stats;
-    jsond_timeouts *timeouts;
+    const jsond_req_env *env; /* what its requests share */
+    jsond_timeouts *timeouts; /* the env's */
     char peer[64];
     jsond_output *out;
     struct evbuffer *in;
@@ -440,6 +441,8 @@ static jsond_produce batch_proceed(void *self, struct evbuffer *buf, size_t want
         } else {
             if (!r->begun) {
                 r->begun = 1;
+                if (r->ops && r->ops->bind)
+                    r->ops->bind(r->self, c->out); /* its feeder wakes the batch */
                 if (evbuffer_add(buf, s->written++ ? "," : "[", 1) < 0 ||
                     (r->ops ? evbuffer_add(buf, r->prefix, strlen(r->prefix)) : dump_to(buf, r)) <
                         0)
@@ -476,7 +479,7 @@ static void batch_stop(void *self)
     slot_free(s);
 }
 
-static const jsond_producer_ops batch_ops = {batch_proceed, batch_stop};
+static const jsond_producer_ops batch_ops = {.proceed = batch_proceed, .stop = batch_stop};
 
 /* Moves the slots at the head to the output: complete single replies, and
  * a batch as soon as it is at the head. */
@@ -556,23 +559,24 @@ static void reply_done_cb(jsond_req *req, void *arg)
 {
     reply *r = arg;
     r->req = NULL;
-    if (req->failed) {
-        give_error(r, req->route->name, req->code, 1, req->message);
-    } else if (!req->ops && !req->reply) {
+    jsond_outcome *o = &req->out;
+    if (o->failed) {
+        give_error(r, req->route->name, o->code, 1, o->message);
+    } else if (!o->ops && !o->reply) {
         /* NULL is how a handler says it ran out of memory. */
         give_error(r, req->route->name, JSOND_INTERNAL, 0, "out of memory");
     } else {
-        if (req->ops) {
-            r->ops = req->ops;
-            r->self = req->self;
-            req->ops = NULL;
+        if (o->ops) {
+            r->ops = o->ops;
+            r->self = o->self;
+            o->ops = NULL;
             if (jsond_proto_wrap(r->call, &r->prefix, &r->suffix) < 0) {
                 r->ops->stop(r->self);
                 r->ops = NULL;
             }
         } else {
-            r->doc = jsond_proto_result(r->call, req->reply);
-            req->reply = NULL;
+            r->doc = jsond_proto_result(r->call, o->reply);
+            o->reply = NULL;
         }
         /* Out of memory on any path above leaves no doc: it is said so. */
         given(r);
@@ -600,11 +604,11 @@ static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
         return;
     }
     jsond_code code = JSOND_NOT_FOUND;
-    jsond_req_env env = {c->base, c->stats, c->timeouts};
     jsond_req *req = NULL;
     /* JSON-RPC reserves rpc.* method names; no route may take them. */
     if (strncmp(call->route, "rpc.", 4) != 0) {
-        req = jsond_router_route(cfg, lst, call->route, call->args, &env, reply_done_cb, r, &code);
+        req =
+            jsond_router_route(cfg, lst, call->route, call->args, c->env, reply_done_cb, r, &code);
         call->args = NULL; /* the router took them */
     }
     if (!req) {
@@ -973,7 +977,7 @@ static void conn_output_cb(jsond_output *out, jsond_output_event ev, void *arg)
 
 jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const char *peer,
                            jsond_config *cfg, const cfg_listen *lst, jsond_config *const *current,
-                           jsond_stats *stats, jsond_timeouts *timeouts,
+                           jsond_stats *stats, const jsond_req_env *env,
                            jsond_conn_closed_fn closed, void *arg)
 {
     jsond_conn *c = calloc(1, sizeof *c);
@@ -989,12 +993,13 @@ jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const ch
     c->lst = lst;
     c->current = current;
     c->stats = stats;
-    c->timeouts = timeouts;
+    c->env = env;
+    c->timeouts = env->timeouts;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     c->closed = closed;
     c->closed_arg = arg;
     jsond_output_opts opts = {cfg->server.output_buffer, cfg->server.write_timeout_ms,
-                              &stats->conns.bytes_out, timeouts};
+                              &stats->conns.bytes_out, env->timeouts};
     c->out = jsond_output_new(base, fd, &opts, conn_output_cb, c);
     c->in = evbuffer_new();
     c->read_ev = event_new(base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);

@@ -15,8 +15,8 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "req.h"
 #include "stats.h"
-#include "timeout.h"
 
 typedef struct jsond_conn jsond_conn;
 
@@ -35,11 +35,11 @@ typedef void (*jsond_conn_closed_fn)(jsond_conn *c, jsond_conn_end how, void *ar
  * connection) to serve it by `lst` of `cfg` (a reference is held: its
  * settings last the connection's life), counting into `stats`. Each request
  * is routed on `*current`, the config in force when its line is parsed
- * (reloads change it). Timers go on `timeouts`, the loop's queues (may be
- * NULL). `peer` names the client in logs. NULL on failure (fd closed). */
+ * (reloads change it) and run in `env` (the server's: the loop's timer
+ * queues, inbox and pools). `peer` names the client in logs. NULL on failure (fd closed). */
 jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const char *peer,
                            jsond_config *cfg, const cfg_listen *lst, jsond_config *const *current,
-                           jsond_stats *stats, jsond_timeouts *timeouts,
+                           jsond_stats *stats, const jsond_req_env *env,
                            jsond_conn_closed_fn closed, void *arg);
 
 /* Starts serving. The connection may close (and `closed` run) before this

@@ -39,6 +39,8 @@ const jsond_error *jsond_errors_get(const jsond_errors *errs, size_t i)
 
 int jsond_errors_add(jsond_errors *errs, const char *file, int line, const char *fmt, ...)
 {
+    if (!errs)
+        return 0;
     if (errs->n == errs->cap) {
         size_t cap = errs->cap ? errs->cap * 2 : 8;
         jsond_error *v = realloc(errs->v, cap * sizeof *v);

@@ -20,8 +20,7 @@ static int resolve_builtin(jsond_handler *h, const char *arg, char *why, size_t 
                  jsond_config_show(s, sizeof s, arg, strlen(arg)));
         return -1;
     }
-    h->color = JSOND_COLOR_ASYNC; /* every builtin of this version */
-    h->async_fn = jsond_builtin_fn(b);
+    jsond_builtin_impl(b, h);
     return 0;
 }
 
@@ -59,14 +58,23 @@ static struct jsond_handler *resolve(const jsond_config *cfg, const cfg_route *r
         free(h);
         return NULL;
     }
+    /* A sync handler runs on its route's pool; a dual one there too when
+     * the route names a pool, else its async half on the loop. The config
+     * checked that the pool is defined, and `default` always is. */
+    h->pool = JSOND_ON_LOOP;
+    if (h->color == JSOND_COLOR_SYNC || (h->color == JSOND_COLOR_DUAL && route->pool)) {
+        const cfg_pool *p = jsond_config_pool(cfg, route->pool ? route->pool : "default");
+        h->pool = p ? (size_t)(p - cfg->pools) : 0;
+    }
     h->timeout_ms = jsond_route_timeout(cfg, route);
     return h;
 }
 
 const char *jsond_color_name(jsond_color color)
 {
-    static const char *const names[] = {[JSOND_COLOR_ASYNC] = "async"};
-    return (unsigned)color < sizeof names / sizeof names[0] ? names[color] : "async";
+    static const char *const names[] = {
+        [JSOND_COLOR_SYNC] = "sync", [JSOND_COLOR_ASYNC] = "async", [JSOND_COLOR_DUAL] = "dual"};
+    return (unsigned)color < sizeof names / sizeof names[0] ? names[color] : "?";
 }
 
 static void release(struct jsond_handler *h)

@@ -18,23 +18,31 @@
 #include "config.h"
 #include "jsond.h"
 
-/* Where a handler can run (DESIGN.md, "Handlers, colours and the bridge").
- * Every handler of this version is async; sync and dual come with the
- * pools. */
+/* A handler's colour (DESIGN.md, "Handlers, colours and the bridge"): the
+ * kind of code it is, whatever runs it. */
 typedef enum jsond_color {
+    JSOND_COLOR_SYNC,  /* blocking code: runs on a pool thread */
     JSOND_COLOR_ASYNC, /* runs on the loop, replies now or later */
+    JSOND_COLOR_DUAL,  /* both, under one name: where it runs picks the half */
 } jsond_color;
 
-/* "async", as `routes` shows it. */
+/* "sync", "async" or "dual", as `routes` shows it. */
 const char *jsond_color_name(jsond_color color);
 
-/* A route's handler, resolved. Later versions add the sync function and the
- * pool a sync or dual handler runs on. */
+/* A route's handler runs on the loop: it has no pool. */
+#define JSOND_ON_LOOP ((size_t)-1)
+
+/* A route's handler, resolved. */
 typedef struct jsond_handler {
     jsond_color color;
-    jsond_async_fn async_fn; /* for JSOND_COLOR_ASYNC */
-    unsigned timeout_ms;     /* the request's deadline (0: none): the route's
-                              * timeout, else the server's request_timeout */
+    jsond_sync_fn sync_fn;   /* for SYNC and DUAL */
+    jsond_async_fn async_fn; /* for ASYNC and DUAL */
+    /* Where a client's request runs: the index of its pool in the config's
+     * `pools` (a sync handler, or a dual one whose route names a pool),
+     * else JSOND_ON_LOOP. */
+    size_t pool;
+    unsigned timeout_ms; /* the request's deadline (0: none): the route's
+                          * timeout, else the server's request_timeout */
 } jsond_handler;
 
 /* The registry, as the hook config.c calls. */

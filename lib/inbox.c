@@ -27,6 +27,7 @@
 #include <event2/thread.h>
 
 #include "inbox.h"
+#include "jsond.h"
 
 struct jsond_inbox {
     struct event_base *base;

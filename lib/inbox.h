@@ -43,12 +43,6 @@ struct jsond_inbox_item {
     jsond_inbox_item *next; /* the inbox's: do not touch */
 };
 
-/* Makes libevent thread-aware (evthread_use_pthreads), once per process.
- * jsond_inbox_new() calls it; a program that starts threads should call it
- * before it creates its event bases, so they get their locks. Any thread;
- * returns 0, or -1 if libevent could not enable threading. */
-int jsond_threads_init(void);
-
 /* An inbox whose items run on the thread that runs `base`. Returns NULL (and
  * sets errno) on failure. Loop thread (or before the loop runs). */
 jsond_inbox *jsond_inbox_new(struct event_base *base);

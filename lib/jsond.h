@@ -48,6 +48,12 @@ jsond_ctx jsond_context(void);
  * pools for their workers; a thread starts as JSOND_CTX_OTHER. */
 void jsond_context_set(jsond_ctx ctx);
 
+/* Makes libevent thread-aware (evthread_use_pthreads), once per process:
+ * pools hand work back to the loop from their threads. Call it before
+ * creating the event base a server will use, so the base gets its locks.
+ * Any thread; returns 0, or -1 if libevent could not enable threading. */
+int jsond_threads_init(void);
+
 /* ---- Logging: one path, a sink the program installs -------------------- */
 
 typedef enum jsond_log_level {
@@ -95,7 +101,8 @@ void jsond_errors_free(jsond_errors *errs);
 size_t jsond_errors_count(const jsond_errors *errs);
 /* The i-th error, in the order they were found; NULL past the end. */
 const jsond_error *jsond_errors_get(const jsond_errors *errs, size_t i);
-/* Appends one; `file` may be NULL. Returns -1 only when out of memory. */
+/* Appends one; `file` may be NULL, and `errs` too (nothing is kept). Returns
+ * -1 only when out of memory. */
 int jsond_errors_add(jsond_errors *errs, const char *file, int line, const char *fmt, ...)
     JSOND_PRINTF(4, 5);
 
@@ -221,13 +228,61 @@ const char *jsond_code_name(jsond_code code);
  * `args` is borrowed for the duration of the call (json_incref to keep it). */
 typedef void (*jsond_async_fn)(jsond_req *req, json_t *args);
 
-/* Replies to `req` and steals the reference to `reply`. Loop thread only in
- * this version (pool threads arrive with the pools). Handlers never write to
- * a socket: the connection serializes and writes the reply, nonblocking. */
+/* A sync handler: plain blocking code, run on a pool thread (its route's
+ * pool). It returns its reply (a new reference), or replies itself with
+ * jsond_reply_error() or a stream and returns NULL. Returning NULL without
+ * replying is answered `internal`. `args` is borrowed for the call. */
+typedef json_t *(*jsond_sync_fn)(jsond_req *req, json_t *args);
+
+/* Replies to `req` and steals the reference to `reply`. Any thread: from
+ * the loop the reply is handed to the connection at once; from a sync
+ * handler's own worker it is taken when the handler returns; from any
+ * other thread it is handed to the loop through its inbox. Handlers never
+ * write to a socket: the connection serializes and writes the reply on the
+ * loop, nonblocking. A reply to a request that was cancelled meanwhile (its
+ * deadline passed, its client went away) is discarded. */
 void jsond_reply(jsond_req *req, json_t *reply);
 
-/* Replies with an error object {"error": {"code": ..., "message": ...}}. */
+/* Replies with an error object {"error": {"code": ..., "message": ...}}.
+ * Any thread, as jsond_reply(). */
 void jsond_reply_error(jsond_req *req, jsond_code code, const char *fmt, ...) JSOND_PRINTF(3, 4);
+
+/* 1 once nobody wants the reply any more: the request's deadline passed or
+ * its client went away. Long sync code polls it to stop early (a
+ * cooperative cancel: nothing interrupts a handler). Any thread holding
+ * `req`; never blocks. */
+int jsond_req_expired(const jsond_req *req);
+
+/* ---- Streaming: one JSON array, item by item ----------------------------
+ * For replies too big to build (a legacy generator, a table dump): the
+ * client sees one JSON text, "[item,item,...]", whatever its size, and the
+ * server's memory stays bounded. A handler calls jsond_stream_begin() once,
+ * then jsond_stream_item() per item, then jsond_stream_end(); it replies
+ * nothing else (a sync handler returns NULL). Call them from the thread the
+ * handler runs on: its worker (sync) or the loop (async).
+ *
+ * Nothing reaches the client before the first item or the end: an error
+ * before that (jsond_reply_error(), or a sync handler that returns without
+ * ending the stream) is an ordinary error reply. After it, an error closes
+ * the connection mid-array: an incomplete JSON text is the only honest
+ * signal left. */
+
+/* Starts the array. Returns 0, or -1 when the request was cancelled or is
+ * out of memory (stop, and return NULL). */
+int jsond_stream_begin(jsond_req *req);
+
+/* Appends one item (the reference is stolen). On a worker it blocks while
+ * the connection's output holds output_buffer bytes or more: back-pressure
+ * on legacy code; one such wait lasts at most write_timeout (60 s when it
+ * is 0), after which the connection is closed. On the loop it never
+ * blocks. Returns 0, or -1 once the client is gone (a reset, a failed
+ * write, the write timeout: never a half-close alone) or the request was
+ * cancelled: stop producing, and end nothing. */
+int jsond_stream_item(jsond_req *req, json_t *item);
+
+/* Closes the array: the reply is complete. Returns 0, or -1 as
+ * jsond_stream_item(). */
+int jsond_stream_end(jsond_req *req);
 
 /* The route name this request was routed to. Any thread holding `req`. */
 const char *jsond_req_route(const jsond_req *req);

@@ -338,6 +338,8 @@ int jsond_output_produce(jsond_output *out, const jsond_producer_ops *ops, void 
         it->ops = ops;
         it->self = self;
     }
+    if (ops->bind)
+        ops->bind(self, out);
     kick(out);
     return 0;
 }

@@ -37,7 +37,7 @@ typedef struct {
 } samples;
 
 struct jsond_pool {
-    char name[64];
+    char name[65]; /* a config NAME: up to 64 bytes */
     jsond_inbox *inbox;
     unsigned nthreads, queue_limit;
     pthread_t *threads;
@@ -45,9 +45,10 @@ struct jsond_pool {
     pthread_mutex_t lock; /* everything below */
     pthread_cond_t work;  /* a job was queued, or the pool is draining */
     jsond_job *head, *tail;
+    jsond_job *running; /* the jobs workers run now, linked through next */
     unsigned busy, queued, queue_peak;
     int draining;
-    uint64_t submitted, completed, rejected, cancelled;
+    uint64_t submitted, completed, rejected, cancelled, timed_out, late;
     samples wait_us, run_us;
 };
 
@@ -127,6 +128,10 @@ static void *worker_main(void *arg)
             break; /* draining, and the queue has run out */
         jsond_job *job = queue_pop(pool);
         job->state = JOB_RUNNING;
+        job->next = pool->running;
+        if (job->next)
+            job->next->prev = job;
+        pool->running = job;
         pool->busy++;
         uint64_t start = now_ns();
         sample_add(&pool->wait_us, start - job->queued_ns);
@@ -136,6 +141,13 @@ static void *worker_main(void *arg)
 
         uint64_t end = now_ns();
         pthread_mutex_lock(&pool->lock);
+        if (job->prev)
+            job->prev->next = job->next;
+        else
+            pool->running = job->next;
+        if (job->next)
+            job->next->prev = job->prev;
+        job->next = job->prev = NULL;
         pool->busy--;
         pool->completed++;
         sample_add(&pool->run_us, end - start);
@@ -303,6 +315,24 @@ int jsond_pool_idle(jsond_pool *pool)
     return idle;
 }
 
+void jsond_pool_note(jsond_pool *pool, jsond_pool_event what)
+{
+    pthread_mutex_lock(&pool->lock);
+    if (what == JSOND_POOL_TIMED_OUT)
+        pool->timed_out++;
+    else
+        pool->late++;
+    pthread_mutex_unlock(&pool->lock);
+}
+
+void jsond_pool_running(jsond_pool *pool, void (*fn)(jsond_job *job, void *arg), void *arg)
+{
+    pthread_mutex_lock(&pool->lock);
+    for (jsond_job *job = pool->running; job; job = job->next)
+        fn(job, arg);
+    pthread_mutex_unlock(&pool->lock);
+}
+
 const char *jsond_pool_name(const jsond_pool *pool)
 {
     return pool->name;
@@ -315,6 +345,7 @@ void jsond_pool_get_stats(jsond_pool *pool, jsond_pool_stats *out)
     pthread_mutex_lock(&pool->lock);
     *out = (jsond_pool_stats){
         .threads = pool->nthreads,
+        .queue_limit = pool->queue_limit,
         .busy = pool->busy,
         .queued = pool->queued,
         .queue_peak = pool->queue_peak,
@@ -322,6 +353,8 @@ void jsond_pool_get_stats(jsond_pool *pool, jsond_pool_stats *out)
         .completed = pool->completed,
         .rejected = pool->rejected,
         .cancelled = pool->cancelled,
+        .timed_out = pool->timed_out,
+        .late = pool->late,
     };
     if (copy) {
         copy[0] = pool->wait_us;

@@ -48,7 +48,7 @@ struct jsond_job {
 
 /* A pool of `threads` (>= 1) workers and room for `queue_limit` waiting jobs,
  * whose `done` callbacks run through `inbox` (on its loop). `name` (copied,
- * up to 63 bytes) names it in stats and in the threads' names. Returns NULL
+ * up to 64 bytes) names it in stats and in the threads' names. Returns NULL
  * and sets errno (EINVAL for 0 threads, or why a thread could not start).
  * Loop thread. Calls jsond_threads_init(). */
 jsond_pool *jsond_pool_new(jsond_inbox *inbox, const char *name, unsigned threads,
@@ -81,6 +81,20 @@ void jsond_pool_drain(jsond_pool *pool);
  * 0 otherwise. Any thread. */
 int jsond_pool_idle(jsond_pool *pool);
 
+/* What the pool's owner counts in the pool's stats: requests whose deadline
+ * hit a queued or running job, and outcomes that came after their request
+ * was cancelled (and were discarded). */
+typedef enum jsond_pool_event {
+    JSOND_POOL_TIMED_OUT,
+    JSOND_POOL_LATE,
+} jsond_pool_event;
+void jsond_pool_note(jsond_pool *pool, jsond_pool_event what);
+
+/* Calls `fn` for each job running now, under the pool's lock (fn must not
+ * call the pool). For the log of a shutdown that abandons them. Any
+ * thread. */
+void jsond_pool_running(jsond_pool *pool, void (*fn)(jsond_job *job, void *arg), void *arg);
+
 /* The name given to jsond_pool_new(). */
 const char *jsond_pool_name(const jsond_pool *pool);
 
@@ -89,7 +103,8 @@ const char *jsond_pool_name(const jsond_pool *pool);
  * 0 before any. */
 #define JSOND_POOL_SAMPLES 1024
 typedef struct jsond_pool_stats {
-    unsigned threads;    /* worker threads */
+    unsigned threads; /* worker threads */
+    unsigned queue_limit;
     unsigned busy;       /* threads running a job */
     unsigned queued;     /* jobs waiting for a thread */
     unsigned queue_peak; /* most jobs ever waiting with every thread busy */
@@ -97,6 +112,8 @@ typedef struct jsond_pool_stats {
     uint64_t completed;  /* jobs whose run returned */
     uint64_t rejected;   /* submits refused because the pool was full */
     uint64_t cancelled;  /* queued jobs taken out by jsond_pool_cancel() */
+    uint64_t timed_out;  /* jsond_pool_note() counts */
+    uint64_t late;
     double queue_wait_p50_ms, queue_wait_p99_ms;
     double run_p50_ms, run_p99_ms;
 } jsond_pool_stats;

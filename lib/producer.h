@@ -27,6 +27,8 @@ typedef enum jsond_produce {
                                  some): ask again after jsond_output_wake() */
 } jsond_produce;
 
+struct jsond_output;
+
 typedef struct jsond_producer_ops {
     /* Appends roughly `want` more bytes of the reply to `out` (a little
      * more is tolerated) and says how it stands. MORE without a byte
@@ -36,6 +38,9 @@ typedef struct jsond_producer_ops {
     /* Releases the producer. Called exactly once: after the proceed that
      * said DONE or ERROR, or when the output is freed before that. */
     void (*stop)(void *self);
+    /* Optional (NULL: none): names the output that will ask, before the
+     * first proceed, so a producer fed from elsewhere knows whom to wake. */
+    void (*bind)(void *self, struct jsond_output *out);
 } jsond_producer_ops;
 
 #endif /* JSOND_PRODUCER_H */

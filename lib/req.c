@@ -1,13 +1,22 @@
-/* req.c: a request's life from dispatch to reply.
+/* req.c: a request's life from dispatch to reply, on the loop or on a
+ * pool thread and back.
  *
  * SPDX-License-Identifier: MIT
  */
 #include "autoconfig.h"
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "req.h"
+#include "stream.h"
+
+/* The request whose sync half this thread is running, so that a reply from
+ * inside the handler is recorded for the loop rather than handed over. */
+static _Thread_local jsond_req *running_here;
+
+static void handoff_cb(jsond_inbox_item *item);
 
 jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, const jsond_handler *h,
                          json_t *args, const jsond_req_env *env, jsond_req_done_fn done, void *arg)
@@ -21,11 +30,13 @@ jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, const jsond_
     req->route = route;
     req->h = *h;
     req->args = args;
-    req->env = *env;
+    req->env = env;
+    req->pool = h->pool == JSOND_ON_LOOP ? NULL : env->pools[h->pool];
     req->done = done;
     req->done_arg = arg;
-    req->state = JSOND_REQ_RUNNING;
+    atomic_init(&req->state, JSOND_REQ_RUNNING);
     req->refs = 2;
+    req->handoff.run = req->handoff.drop = handoff_cb;
     return req;
 }
 
@@ -82,7 +93,7 @@ jsond_timer *jsond_req_timer(jsond_req *req, unsigned ms, jsond_timer_fn fn, voi
     if (!t)
         return NULL;
     struct timeval tv = jsond_ms_tv(ms);
-    if (evtimer_assign(&t->ev, req->env.base, timer_cb, t) < 0 || evtimer_add(&t->ev, &tv) < 0) {
+    if (evtimer_assign(&t->ev, req->env->base, timer_cb, t) < 0 || evtimer_add(&t->ev, &tv) < 0) {
         free(t);
         return NULL;
     }
@@ -104,14 +115,34 @@ void jsond_timer_cancel(jsond_timer *t)
 
 /* ---- the request --------------------------------------------------------- */
 
+static jsond_req_state state_of(const jsond_req *req)
+{
+    return (jsond_req_state)atomic_load(&req->state);
+}
+
+static void set_state(jsond_req *req, jsond_req_state st)
+{
+    atomic_store(&req->state, (int)st);
+}
+
+static void outcome_drop(jsond_outcome *o)
+{
+    if (o->ops)
+        o->ops->stop(o->self);
+    o->ops = NULL;
+    json_decref(o->reply);
+    o->reply = NULL;
+}
+
 static void req_free(jsond_req *req)
 {
     drop_timers(req);
     if (req->armed)
         event_del(&req->deadline);
-    if (req->ops)
-        req->ops->stop(req->self);
-    json_decref(req->reply);
+    if (req->stream)
+        jsond_stream_release(req->stream);
+    outcome_drop(&req->out);
+    outcome_drop(&req->made);
     json_decref(req->args);
     jsond_config_unref(req->cfg);
     free(req);
@@ -131,14 +162,35 @@ static void disarm(jsond_req *req)
     }
 }
 
-/* The reply is no longer wanted: the handler is told, and whatever it
- * replies from now on is discarded. */
-static void cancel(jsond_req *req)
+/* Nobody wants the reply any more: whatever the handler replies from now
+ * on is discarded. Returns 1 when the job was still queued and is taken
+ * out of its pool: its reference is the caller's to drop then. */
+static int stop(jsond_req *req, jsond_req_state *was)
 {
-    req->state = JSOND_REQ_CANCELLED;
+    *was = (jsond_req_state)atomic_exchange(&req->state, JSOND_REQ_CANCELLED);
     disarm(req);
-    if (req->cancel)
+    return *was == JSOND_REQ_QUEUED && jsond_pool_cancel(req->pool, &req->job);
+}
+
+/* After stop(): a job taken back lets go of the request; a running sync
+ * handler finishes (its outcome will be late); an async one is told
+ * through its cancel hook, which replies. */
+static void tell_handler(jsond_req *req, int dequeued)
+{
+    if (dequeued)
+        unref(req);
+    else if (!req->pool && req->cancel)
         req->cancel(req, req->cancel_arg); /* replies: that drops its reference */
+}
+
+/* The outcome goes to the connection. The caller drops the handler's
+ * reference when it is time: a stream hands over while its handler runs. */
+static void complete(jsond_req *req)
+{
+    set_state(req, JSOND_REQ_REPLIED);
+    disarm(req);
+    drop_timers(req);
+    req->done(req, req->done_arg);
 }
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -147,31 +199,180 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     jsond_req *req = arg;
     req->armed = 0;
+    req->refs++; /* the connection may let go in `done`; the handler after it */
+    jsond_req_state was;
+    int dequeued = stop(req, &was);
     unsigned ms = req->h.timeout_ms;
-    snprintf(req->message, sizeof req->message, "no reply within %u ms", ms);
-    req->failed = 1;
-    req->code = JSOND_TIMEOUT;
-    req->state = JSOND_REQ_REPLIED;
-    req->refs++; /* the connection may let go in `done`; the cancel needs it */
-    req->done(req, req->done_arg);
-    cancel(req);
+    jsond_outcome *o = &req->out;
+    o->failed = 1;
+    o->code = JSOND_TIMEOUT;
+    if (dequeued)
+        snprintf(o->message, sizeof o->message, "still queued in pool %s after %u ms",
+                 jsond_pool_name(req->pool), ms);
+    else
+        snprintf(o->message, sizeof o->message, "no reply within %u ms", ms);
+    if (req->pool)
+        jsond_pool_note(req->pool, JSOND_POOL_TIMED_OUT);
+    req->done(req, req->done_arg); /* the client hears first */
+    tell_handler(req, dequeued);
     unref(req);
+}
+
+static void arm_deadline(jsond_req *req)
+{
+    unsigned ms = req->h.timeout_ms;
+    if (ms == 0)
+        return;
+    /* The clock is the loop's, read before the handler ran. */
+    event_assign(&req->deadline, req->env->base, -1, 0, deadline_cb, req);
+    if (jsond_timeouts_add(req->env->timeouts, &req->deadline, ms) == 0)
+        req->armed = 1;
+    else
+        jsond_log(JSOND_LOG_ERROR, "route %s: cannot arm its deadline", req->route->name);
+}
+
+/* ---- on a pool thread ---------------------------------------------------- */
+
+static void record_error(jsond_outcome *o, jsond_code code, const char *fmt, ...)
+    JSOND_PRINTF(3, 4);
+
+static void record_error(jsond_outcome *o, jsond_code code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(o->message, sizeof o->message, fmt, ap);
+    va_end(ap);
+    o->failed = 1;
+    o->code = code;
+}
+
+/* The job: the sync half on a worker. Claims the request first, so a
+ * cancel that took it out of the queue meanwhile wins cleanly. */
+static void job_run(jsond_job *job)
+{
+    jsond_req *req = (jsond_req *)(void *)((char *)job - offsetof(jsond_req, job));
+    int queued = JSOND_REQ_QUEUED;
+    if (!atomic_compare_exchange_strong(&req->state, &queued, JSOND_REQ_RUNNING))
+        return;
+    req->ran = 1;
+    running_here = req;
+    json_t *reply = req->h.sync_fn(req, req->args);
+    running_here = NULL;
+    if (req->stream) {
+        jsond_stream_release(req->stream); /* not ended: the client sees it cut */
+        req->stream = NULL;
+    }
+    if (req->made_given) { /* replied from inside, or streamed */
+        json_decref(reply);
+    } else if (reply) {
+        req->made.reply = reply;
+    } else {
+        record_error(&req->made, JSOND_INTERNAL, "route %s: the handler returned no reply",
+                     req->route->name);
+    }
+    req->made_given = 1;
+}
+
+/* Back on the loop, once the sync half has returned (or was never run). */
+static void job_done(jsond_job *job)
+{
+    jsond_req *req = (jsond_req *)(void *)((char *)job - offsetof(jsond_req, job));
+    jsond_req_state st = state_of(req);
+    if (st == JSOND_REQ_RUNNING) {
+        req->out = req->made;
+        req->made = (jsond_outcome){0};
+        complete(req);
+    } else if (st == JSOND_REQ_CANCELLED && req->ran) {
+        jsond_pool_note(req->pool, JSOND_POOL_LATE);
+    }
+    unref(req); /* the job's */
+}
+
+/* An outcome given off the loop, arriving on it: from a foreign thread
+ * (the handler's reference goes with it), or a stream that starts while
+ * its sync handler runs (the job keeps the reference). */
+static void handoff_cb(jsond_inbox_item *item)
+{
+    jsond_req *req = (jsond_req *)(void *)((char *)item - offsetof(jsond_req, handoff));
+    if (state_of(req) == JSOND_REQ_RUNNING) {
+        req->out = req->made;
+        req->made = (jsond_outcome){0};
+        complete(req);
+    } else {
+        outcome_drop(&req->made);
+    }
+    if (!req->pool)
+        unref(req);
+}
+
+/* Where a reply is made: on the loop, by the worker running the sync half
+ * (a sync handler replies from its own thread), or by a thread replying
+ * for an async handler. */
+typedef enum { AT_LOOP, AT_WORKER, AT_FOREIGN } reply_site;
+
+static reply_site site_of(const jsond_req *req)
+{
+    if (running_here == req)
+        return AT_WORKER;
+    return jsond_context() == JSOND_CTX_LOOP ? AT_LOOP : AT_FOREIGN;
+}
+
+/* After the outcome was filled in at `site`. */
+static void given(jsond_req *req, reply_site site, int now)
+{
+    switch (site) {
+    case AT_LOOP:
+        complete(req);
+        unref(req);
+        break;
+    case AT_WORKER:
+        req->made_given = 1;
+        if (now)
+            jsond_inbox_post(req->env->inbox, &req->handoff);
+        break;
+    case AT_FOREIGN:
+        req->made_given = 1;
+        jsond_inbox_post(req->env->inbox, &req->handoff);
+        break;
+    }
+}
+
+/* The outcome to fill for a reply at `site`, or NULL when it comes too
+ * late (a loop reply after the cancel; a second reply from a worker) and
+ * is discarded. */
+static jsond_outcome *slot_for(jsond_req *req, reply_site site)
+{
+    if (site == AT_LOOP) {
+        if (state_of(req) == JSOND_REQ_RUNNING)
+            return &req->out;
+        drop_timers(req);
+        unref(req); /* a reply after the cancel: the handler is done all the same */
+        return NULL;
+    }
+    return req->made_given ? NULL : &req->made;
 }
 
 void jsond_req_run(jsond_req *req)
 {
+    if (req->pool) {
+        req->job.run = job_run;
+        req->job.done = job_done;
+        set_state(req, JSOND_REQ_QUEUED);
+        if (jsond_pool_submit(req->pool, &req->job) == 0) {
+            arm_deadline(req);
+            return;
+        }
+        set_state(req, JSOND_REQ_RUNNING);
+        if (errno == EBUSY)
+            jsond_reply_error(req, JSOND_BUSY, "pool %s is full", jsond_pool_name(req->pool));
+        else
+            jsond_reply_error(req, JSOND_SHUTTING_DOWN, "the server is shutting down");
+        return;
+    }
     req->refs++; /* a reply inside the handler must not free it under us */
     req->h.async_fn(req, req->args);
-    unsigned ms = req->h.timeout_ms;
-    if (req->state == JSOND_REQ_RUNNING && ms > 0) {
-        /* Armed after the call, so a handler that replies at once costs no
-         * timer; the clock is the loop's, read before the call. */
-        event_assign(&req->deadline, req->env.base, -1, 0, deadline_cb, req);
-        if (jsond_timeouts_add(req->env.timeouts, &req->deadline, ms) == 0)
-            req->armed = 1;
-        else
-            jsond_log(JSOND_LOG_ERROR, "route %s: cannot arm its deadline", req->route->name);
-    }
+    if (state_of(req) == JSOND_REQ_RUNNING)
+        arm_deadline(req); /* after the call: a handler that replies at once costs no timer */
     unref(req);
 }
 
@@ -184,8 +385,11 @@ void jsond_req_on_cancel(jsond_req *req, jsond_cancel_fn fn, void *arg)
 void jsond_req_cancel(jsond_req *req)
 {
     req->done = NULL;
-    if (req->state == JSOND_REQ_RUNNING)
-        cancel(req);
+    jsond_req_state st = state_of(req);
+    if (st == JSOND_REQ_QUEUED || st == JSOND_REQ_RUNNING) {
+        int dequeued = stop(req, &st);
+        tell_handler(req, dequeued);
+    }
     unref(req);
 }
 
@@ -194,61 +398,59 @@ void jsond_req_release(jsond_req *req)
     unref(req);
 }
 
-/* Hands the outcome over and lets go of the handler's reference. A reply
- * that comes after a cancel (a late one) is discarded by the callers
- * instead. Handlers reply exactly once. */
-static void complete(jsond_req *req)
+void jsond_req_hold(jsond_req *req)
 {
-    req->state = JSOND_REQ_REPLIED;
-    disarm(req);
-    drop_timers(req);
-    req->done(req, req->done_arg);
+    req->refs++;
+}
+
+void jsond_req_unhold(jsond_req *req)
+{
     unref(req);
 }
 
-/* A reply after the cancel: the handler is done all the same. */
-static void late(jsond_req *req)
+int jsond_req_expired(const jsond_req *req)
 {
-    drop_timers(req);
-    unref(req);
+    return state_of(req) == JSOND_REQ_CANCELLED;
 }
 
 void jsond_reply(jsond_req *req, json_t *reply)
 {
-    if (req->state != JSOND_REQ_RUNNING) {
+    reply_site site = site_of(req);
+    jsond_outcome *o = slot_for(req, site);
+    if (!o) {
         json_decref(reply);
-        late(req);
         return;
     }
-    req->reply = reply; /* NULL (out of memory) becomes an internal error */
-    complete(req);
+    o->reply = reply; /* NULL (out of memory) becomes an internal error */
+    given(req, site, 0);
 }
 
 void jsond_reply_error(jsond_req *req, jsond_code code, const char *fmt, ...)
 {
-    if (req->state != JSOND_REQ_RUNNING) {
-        late(req);
+    reply_site site = site_of(req);
+    jsond_outcome *o = slot_for(req, site);
+    if (!o)
         return;
-    }
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(req->message, sizeof req->message, fmt, ap);
+    vsnprintf(o->message, sizeof o->message, fmt, ap);
     va_end(ap);
-    req->failed = 1;
-    req->code = code;
-    complete(req);
+    o->failed = 1;
+    o->code = code;
+    given(req, site, 0);
 }
 
 void jsond_reply_producer(jsond_req *req, const jsond_producer_ops *ops, void *self)
 {
-    if (req->state != JSOND_REQ_RUNNING) {
+    reply_site site = site_of(req);
+    jsond_outcome *o = slot_for(req, site);
+    if (!o) {
         ops->stop(self);
-        late(req);
         return;
     }
-    req->ops = ops;
-    req->self = self;
-    complete(req);
+    o->ops = ops;
+    o->self = self;
+    given(req, site, 1);
 }
 
 const char *jsond_req_route(const jsond_req *req)
@@ -256,9 +458,16 @@ const char *jsond_req_route(const jsond_req *req)
     return req->route->name;
 }
 
+const char *jsond_req_job_route(const jsond_job *job)
+{
+    const jsond_req *req =
+        (const jsond_req *)(const void *)((const char *)job - offsetof(jsond_req, job));
+    return req->route->name;
+}
+
 const jsond_stats *jsond_req_stats(const jsond_req *req)
 {
-    return req->env.stats;
+    return req->env->stats;
 }
 
 const jsond_config *jsond_req_config(const jsond_req *req)

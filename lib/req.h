@@ -1,15 +1,23 @@
 /* req.h: a request in flight, between the connection and its handler.
  *
  * A request has two owners: the connection, which wants its outcome, and
- * the handler, which owes it. Each holds a reference from jsond_req_run()
- * on; the request is freed when both have let go. Its state says whether
- * the outcome is still wanted: RUNNING until the handler replies (the
- * connection is told through `done`), or until it is cancelled (the
- * client is gone, or the deadline passed). A cancel runs the handler's
- * cancel hook, and a reply that comes after it is discarded: a cancel
- * never frees a request its handler still holds.
+ * the handler, which owes it (for a sync handler: the pool job that runs
+ * it). Each holds a reference from jsond_req_run() on; the request is freed
+ * when both have let go. Its state says where it stands:
  *
- * Loop thread only in this version.
+ *   QUEUED    waiting in its pool for a thread (sync handlers);
+ *   RUNNING   the handler owes the reply;
+ *   REPLIED   the outcome went to the connection (through `done`);
+ *   CANCELLED nobody wants it: the client is gone or the deadline passed.
+ *
+ * A cancel never frees a request a worker still holds: a queued job is
+ * taken out of its pool, a running one finishes and its late outcome is
+ * discarded (and counted by its pool). Every state change, every reference
+ * and the connection's callbacks happen on the loop thread: a worker only
+ * records its outcome in `made` and hands the request back through the
+ * loop's inbox. The state is atomic so that a worker can read it
+ * (jsond_req_expired) and claim a queued request (QUEUED -> RUNNING) without
+ * racing a cancel.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -18,69 +26,97 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <stdatomic.h>
 
 #include "config.h"
 #include "handler.h"
+#include "inbox.h"
 #include "jsond.h"
+#include "pool.h"
 #include "producer.h"
 #include "stats.h"
 #include "timeout.h"
 
+typedef struct jsond_stream jsond_stream;
 typedef void (*jsond_req_done_fn)(jsond_req *req, void *arg);
 
-/* What a handler may use besides its args: the loop it runs on (for
- * timers) and the server's counters (read-only, for stats and health);
- * what the request itself uses: the loop's deadline queues. */
+/* What requests of one loop share: the loop (for timers and deadlines),
+ * the server's counters (read-only, for stats and health), the inbox that
+ * brings outcomes back from other threads, and the pools of the config in
+ * force, by their index in its `pools`. Owned by the server. */
 typedef struct jsond_req_env {
     struct event_base *base;
     const jsond_stats *stats;
     jsond_timeouts *timeouts;
+    jsond_inbox *inbox;
+    jsond_pool *const *pools;
 } jsond_req_env;
 
 typedef enum jsond_req_state {
-    JSOND_REQ_RUNNING,   /* the handler owes the reply */
-    JSOND_REQ_REPLIED,   /* the reply went to the connection */
-    JSOND_REQ_CANCELLED, /* nobody wants the reply: it is discarded */
+    JSOND_REQ_QUEUED,
+    JSOND_REQ_RUNNING,
+    JSOND_REQ_REPLIED,
+    JSOND_REQ_CANCELLED,
 } jsond_req_state;
 
-struct jsond_req {
-    jsond_config *cfg; /* the snapshot the request was resolved on (a reference) */
-    const cfg_route *route;
-    jsond_handler h; /* what runs it, as resolved at load (a copy) */
-    json_t *args;
-    jsond_req_env env;
-    jsond_req_done_fn done;
-    void *done_arg;
-    jsond_cancel_fn cancel; /* the handler's, for a reply still owed */
-    void *cancel_arg;
-    jsond_timer *timers; /* the handler's, armed: freed when it replies */
-    jsond_req_state state;
-    int refs;              /* the connection's and the handler's */
-    int armed;             /* the deadline is pending */
-    struct event deadline; /* assigned on first use: most replies come at once */
-    /* The outcome: a JSON value, a producer that makes it piece by piece,
-     * or an error (code and message; the connection shapes the envelope). */
+/* An outcome: a JSON value, a producer that makes it piece by piece, or an
+ * error (code and message; the connection shapes the envelope). */
+typedef struct jsond_outcome {
     json_t *reply;
     const jsond_producer_ops *ops;
     void *self;
     int failed;
     jsond_code code;
     char message[256];
+} jsond_outcome;
+
+struct jsond_req {
+    jsond_config *cfg; /* the snapshot the request was resolved on (a reference) */
+    const cfg_route *route;
+    jsond_handler h; /* what runs it, as resolved at load (a copy) */
+    json_t *args;
+    const jsond_req_env *env;
+    jsond_pool *pool; /* where its sync half runs, or NULL: on the loop */
+    jsond_req_done_fn done;
+    void *done_arg;
+    jsond_cancel_fn cancel; /* the handler's, for a reply still owed */
+    void *cancel_arg;
+    jsond_timer *timers;   /* the handler's, armed: freed when it replies */
+    atomic_int state;      /* jsond_req_state */
+    int refs;              /* the connection's and the handler's; loop thread */
+    int armed;             /* the deadline is pending */
+    struct event deadline; /* assigned on first use: most replies come at once */
+    jsond_outcome out;     /* what the connection takes; loop thread */
+    /* Off the loop: the worker running the handler (or a thread replying
+     * for an async one) records here, then hands the request to the loop:
+     * the job's own completion, or `handoff` (a reply from a foreign thread,
+     * a stream that starts while its handler still runs). */
+    jsond_outcome made;
+    int made_given;
+    int ran; /* the sync half was called */
+    jsond_job job;
+    jsond_inbox_item handoff;
+    jsond_stream *stream; /* the handler's side of its stream, if any */
 };
 
 /* A request for `route` of `cfg` (a new reference is taken), run by `h`
- * (copied), with `args` (stolen). NULL when out of memory; `args` is
- * released then too. */
+ * (copied) on the loop or on its pool in `env` (the server's, which
+ * outlives every request), with `args` (stolen). NULL when out of memory;
+ * `args` is released then too. Loop thread, as everything here that says
+ * nothing else. */
 jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, const jsond_handler *h,
                          json_t *args, const jsond_req_env *env, jsond_req_done_fn done, void *arg);
 
-/* Runs the handler; `done` may be called before this returns. A handler
- * that has not replied by then is given the route's deadline. */
+/* Runs the handler, or queues it on its pool (a full pool replies busy,
+ * a draining one shutting_down); `done` may be called before this returns.
+ * A request not replied to by then is given the route's deadline. */
 void jsond_req_run(jsond_req *req);
 
 /* Replies with a producer: the reply's bytes (without the final newline)
  * come from `ops` once the connection is ready for them. Ownership of
- * `self` passes to the request. */
+ * `self` passes to the request. Any thread, as jsond_reply(); from a sync
+ * handler's worker it is handed to the loop at once, not when the handler
+ * returns: a stream starts while its handler still runs. */
 void jsond_reply_producer(jsond_req *req, const jsond_producer_ops *ops, void *self);
 
 /* The connection no longer wants the reply and lets go of the request: a
@@ -89,6 +125,15 @@ void jsond_req_cancel(jsond_req *req);
 
 /* The connection has taken the outcome (from `done`) and lets go. */
 void jsond_req_release(jsond_req *req);
+
+/* An extra reference, for code that uses the request after its reply (a
+ * stream on the loop), and its release. */
+void jsond_req_hold(jsond_req *req);
+void jsond_req_unhold(jsond_req *req);
+
+/* The route of the request a pool job runs, for logs. Any thread that may
+ * look at the job (jsond_pool_running). */
+const char *jsond_req_job_route(const jsond_job *job);
 
 /* For the builtins, which belong to the server: what no handler module
  * gets. The server's counters (read-only, for stats and health). */

@@ -13,7 +13,10 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "inbox.h"
 #include "jsond.h"
+#include "pool.h"
+#include "req.h"
 #include "stats.h"
 #include "timeout.h"
 
@@ -28,6 +31,14 @@
 /* After EMFILE/ENFILE, accepting pauses this long before trying again:
  * the listening socket stays readable, so retrying at once would spin. */
 #define ACCEPT_BACKOFF_MS 100
+
+/* While shutting down with no connection left, how often to look whether
+ * the pools have finished their last jobs (they tell nobody). */
+#define POOL_CHECK_MS 10
+
+/* A server that abandoned workers on its way out stays here, reachable:
+ * they may still use its inbox, its pools and its requests' environment. */
+static jsond_server *abandoned;
 
 typedef struct listener {
     jsond_server *srv;
@@ -77,6 +88,12 @@ struct jsond_server {
     void *drained_arg;
     jsond_stats stats;
     jsond_timeouts *timeouts; /* the loop's timer queues, shared by every connection */
+    jsond_inbox *inbox;       /* outcomes from the pools' threads */
+    jsond_pool **pools;       /* every pool, in the order they started; */
+    size_t npools;            /* this version never removes one */
+    jsond_pool **by_index;    /* the config in force's pools, by index in its `pools` */
+    jsond_req_env env;        /* what requests share; env.pools is by_index */
+    struct event *pool_check; /* shutting down: waiting for the pools to finish */
 };
 
 /* Removes the unix socket at `path` if it is still the very socket file
@@ -107,13 +124,31 @@ static void listener_free(listener *l)
 
 /* ---- connections ------------------------------------------------------ */
 
+static void drained_now_cb(evutil_socket_t fd, short what, void *arg);
+
+static int pools_idle(jsond_server *srv)
+{
+    for (size_t i = 0; i < srv->npools; i++)
+        if (!jsond_pool_idle(srv->pools[i]))
+            return 0;
+    return 1;
+}
+
+/* Shutdown ends once no connection is left and no worker runs a job: only
+ * then can what they use be freed. */
 static void finish_drain(jsond_server *srv)
 {
-    if (srv->draining && srv->stats.conns.open == 0 && srv->drained) {
-        void (*done)(void *) = srv->drained;
-        srv->drained = NULL;
-        done(srv->drained_arg);
+    if (!srv->draining || srv->stats.conns.open != 0 || !srv->drained)
+        return;
+    if (!pools_idle(srv)) {
+        struct timeval tv = jsond_ms_tv(POOL_CHECK_MS);
+        if (srv->pool_check && event_add(srv->pool_check, &tv) == 0)
+            return;
+        jsond_log(JSOND_LOG_ERROR, "cannot wait for the pools: stopping now");
     }
+    void (*done)(void *) = srv->drained;
+    srv->drained = NULL;
+    done(srv->drained_arg);
 }
 
 static void conn_closed_cb(jsond_conn *c, jsond_conn_end how, void *arg)
@@ -156,7 +191,7 @@ static void serve(listener *l, evutil_socket_t fd, const struct sockaddr_storage
     }
     node *n = calloc(1, sizeof *n);
     jsond_conn *c = n ? jsond_conn_new(srv->base, fd, peer, srv->cfg, l->cfg, &srv->cfg,
-                                       &srv->stats, srv->timeouts, conn_closed_cb, n)
+                                       &srv->stats, &srv->env, conn_closed_cb, n)
                       : NULL;
     if (!c) {
         jsond_log(JSOND_LOG_ERROR, "out of memory: connection from %s closed", peer);
@@ -551,6 +586,154 @@ static int switch_listeners(jsond_server *srv, jsond_config *cfg, jsond_errors *
     return 0;
 }
 
+/* ---- pools ------------------------------------------------------------- */
+
+static jsond_pool *find_pool(jsond_pool *const *pools, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(jsond_pool_name(pools[i]), name) == 0)
+            return pools[i];
+    return NULL;
+}
+
+/* What a config's pools become, before anything is swapped in. */
+typedef struct pool_plan {
+    jsond_pool **by_index; /* one per pool of the config */
+    jsond_pool **fresh;    /* those started for it */
+    size_t nfresh;
+} pool_plan;
+
+static void plan_abort(pool_plan *p)
+{
+    for (size_t i = 0; i < p->nfresh; i++)
+        jsond_pool_free(p->fresh[i]); /* idle: no job was ever given to it */
+    free(p->fresh);
+    free(p->by_index);
+    memset(p, 0, sizeof *p);
+}
+
+/* Matches the pools of `cfg` with the running ones by name. A new name
+ * starts a pool; a running pool keeps its threads and its queue. Changing
+ * or removing a pool is for a later version: that fails the plan, and
+ * nothing changes. */
+static int plan_pools(jsond_server *srv, const jsond_config *cfg, pool_plan *p, jsond_errors *errs)
+{
+    memset(p, 0, sizeof *p);
+    p->by_index = calloc(cfg->npools ? cfg->npools : 1, sizeof *p->by_index);
+    p->fresh = calloc(cfg->npools ? cfg->npools : 1, sizeof *p->fresh);
+    if (!p->by_index || !p->fresh) {
+        jsond_errors_add(errs, cfg->files[0], 0, "out of memory");
+        plan_abort(p);
+        return -1;
+    }
+    int failed = 0;
+    for (size_t i = 0; i < cfg->npools; i++) {
+        const cfg_pool *cp = &cfg->pools[i];
+        const char *file = cp->file ? cp->file : cfg->files[0];
+        jsond_pool *old = find_pool(srv->pools, srv->npools, cp->name);
+        if (old) {
+            jsond_pool_stats st;
+            jsond_pool_get_stats(old, &st);
+            if (st.threads != cp->threads || st.queue_limit != cp->queue_limit) {
+                jsond_errors_add(errs, file, cp->line,
+                                 "pool '%s' changed (threads %u -> %u, queue_limit %u -> %u): "
+                                 "a restart is needed",
+                                 cp->name, st.threads, cp->threads, st.queue_limit,
+                                 cp->queue_limit);
+                failed = 1;
+            }
+            p->by_index[i] = old;
+            continue;
+        }
+        jsond_pool *pool = jsond_pool_new(srv->inbox, cp->name, cp->threads, cp->queue_limit);
+        if (!pool) {
+            jsond_errors_add(errs, file, cp->line, "cannot start pool '%s': %s", cp->name,
+                             strerror(errno));
+            failed = 1;
+            continue;
+        }
+        p->by_index[i] = p->fresh[p->nfresh++] = pool;
+    }
+    for (size_t i = 0; i < srv->npools; i++) {
+        const char *name = jsond_pool_name(srv->pools[i]);
+        if (!jsond_config_pool(cfg, name)) {
+            jsond_errors_add(errs, cfg->files[0], 0, "pool '%s' removed: a restart is needed",
+                             name);
+            failed = 1;
+        }
+    }
+    if (failed) {
+        plan_abort(p);
+        return -1;
+    }
+    return 0;
+}
+
+/* Puts the plan in force. Cannot fail: the room was made beforehand. */
+static void plan_commit(jsond_server *srv, pool_plan *p, jsond_pool **grown)
+{
+    for (size_t i = 0; i < p->nfresh; i++)
+        grown[srv->npools++] = p->fresh[i];
+    srv->pools = grown;
+    free(p->fresh);
+    free(srv->by_index);
+    srv->by_index = p->by_index;
+    srv->env.pools = srv->by_index;
+    srv->stats.pools = srv->pools;
+    srv->stats.npools = srv->npools;
+}
+
+/* Puts `cfg`'s pools and listeners in force, or neither. */
+static int switch_config(jsond_server *srv, jsond_config *cfg, jsond_errors *errs,
+                         jsond_reload_summary *sum)
+{
+    pool_plan plan;
+    if (plan_pools(srv, cfg, &plan, errs) < 0)
+        return -1;
+    jsond_pool **grown = realloc(srv->pools, (srv->npools + plan.nfresh + 1) * sizeof *grown);
+    if (grown)
+        srv->pools = grown; /* the same pools, with room */
+    if (!grown || switch_listeners(srv, cfg, errs, sum) < 0) {
+        if (!grown)
+            jsond_errors_add(errs, cfg->files[0], 0, "out of memory");
+        plan_abort(&plan);
+        return -1;
+    }
+    plan_commit(srv, &plan, grown);
+    return 0;
+}
+
+static void log_abandoned(jsond_job *job, void *arg)
+{
+    jsond_log(JSOND_LOG_WARNING, "abandoning a worker of pool %s running route %s",
+              jsond_pool_name(arg), jsond_req_job_route(job));
+}
+
+/* Stops the pools and frees them once their threads are joined, or, when
+ * a worker is still running (stuck in legacy code past shutdown_timeout),
+ * leaves them be: their workers may still use them, the inbox and the
+ * requests they hold. Returns 1 when something was abandoned. */
+static int pools_free(jsond_server *srv)
+{
+    for (size_t i = 0; i < srv->npools; i++)
+        jsond_pool_drain(srv->pools[i]);
+    if (!pools_idle(srv)) {
+        for (size_t i = 0; i < srv->npools; i++)
+            jsond_pool_running(srv->pools[i], log_abandoned, srv->pools[i]);
+        return 1;
+    }
+    for (size_t i = 0; i < srv->npools; i++)
+        jsond_pool_free(srv->pools[i]);
+    /* The last jobs' completions, never run: their requests are released. */
+    jsond_inbox_free(srv->inbox);
+    srv->inbox = NULL;
+    free(srv->pools);
+    free(srv->by_index);
+    srv->pools = srv->by_index = NULL;
+    srv->npools = 0;
+    return 0;
+}
+
 static void set_config(jsond_server *srv, jsond_config *cfg)
 {
     jsond_config *old = srv->cfg;
@@ -574,7 +757,19 @@ jsond_server *jsond_server_new(struct event_base *base, jsond_config *cfg, unsig
         goto fail;
     srv->backoff = evtimer_new(base, backoff_cb, srv);
     srv->timeouts = jsond_timeouts_new(base);
-    if (!srv->backoff || !srv->timeouts || switch_listeners(srv, cfg, errs, &sum) < 0)
+    srv->inbox = jsond_inbox_new(base);
+    srv->pool_check = evtimer_new(base, drained_now_cb, srv);
+    srv->env = (jsond_req_env){base, &srv->stats, srv->timeouts, srv->inbox, NULL};
+    if (!srv->backoff || !srv->timeouts || !srv->pool_check) {
+        jsond_errors_add(errs, cfg->files[0], 0, "out of memory");
+        goto fail;
+    }
+    if (!srv->inbox) {
+        jsond_errors_add(errs, cfg->files[0], 0, "cannot make the loop's inbox: %s",
+                         strerror(errno));
+        goto fail;
+    }
+    if (switch_config(srv, cfg, errs, &sum) < 0)
         goto fail;
     set_config(srv, cfg);
     jsond_context_set(JSOND_CTX_LOOP);
@@ -588,7 +783,7 @@ int jsond_server_reload(jsond_server *srv, jsond_config *cfg, jsond_reload_summa
                         jsond_errors *errs)
 {
     memset(sum, 0, sizeof *sum);
-    if (switch_listeners(srv, cfg, errs, sum) < 0)
+    if (switch_config(srv, cfg, errs, sum) < 0)
         return -1;
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const cfg_route *old = jsond_config_route(srv->cfg, cfg->routes[i].name);
@@ -617,8 +812,16 @@ static void drain_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     jsond_server *srv = arg;
-    jsond_log(JSOND_LOG_WARNING, "shutdown_timeout: cutting %u connections", srv->stats.conns.open);
+    if (srv->stats.conns.open)
+        jsond_log(JSOND_LOG_WARNING, "shutdown_timeout: cutting %u connections",
+                  srv->stats.conns.open);
     cut_all(srv);
+    /* Workers still running are abandoned by the free that follows. */
+    if (srv->drained) {
+        void (*done)(void *) = srv->drained;
+        srv->drained = NULL;
+        done(srv->drained_arg);
+    }
 }
 
 static void drained_now_cb(evutil_socket_t fd, short what, void *arg)
@@ -641,6 +844,10 @@ void jsond_server_shutdown(jsond_server *srv, void (*done)(void *arg), void *arg
         listener_free(srv->ls[i]);
         srv->ls[i] = NULL;
     }
+    /* Queued jobs still run; a request that would queue more is told the
+     * server is shutting down. */
+    for (size_t i = 0; i < srv->npools; i++)
+        jsond_pool_drain(srv->pools[i]);
     for (node *n = srv->conns, *next; n; n = next) {
         next = n->next; /* the shutdown may close and unlink n */
         jsond_conn_shutdown(n->c);
@@ -648,7 +855,7 @@ void jsond_server_shutdown(jsond_server *srv, void (*done)(void *arg), void *arg
     unsigned ms = srv->cfg->server.shutdown_timeout_ms;
     if (srv->stats.conns.open)
         jsond_log(JSOND_LOG_NOTICE, "waiting for %u replies in progress", srv->stats.conns.open);
-    if (srv->stats.conns.open && ms) {
+    if (ms) {
         struct timeval tv = jsond_ms_tv(ms);
         srv->drain_timer = evtimer_new(srv->base, drain_timer_cb, srv);
         if (!srv->drain_timer || event_add(srv->drain_timer, &tv) < 0)
@@ -675,13 +882,25 @@ void jsond_server_free(jsond_server *srv)
     }
     for (size_t i = 0; i < srv->nls; i++)
         listener_free(srv->ls[i]);
+    free(srv->ls);
+    srv->ls = NULL;
+    srv->nls = 0;
     if (srv->drain_timer)
         event_free(srv->drain_timer);
     if (srv->drain_check)
         event_free(srv->drain_check);
+    if (srv->pool_check)
+        event_free(srv->pool_check);
     if (srv->backoff)
         event_free(srv->backoff);
-    free(srv->ls);
+    srv->drain_timer = srv->drain_check = srv->pool_check = srv->backoff = NULL;
+    if (pools_free(srv)) {
+        /* What the workers may touch stays: the pools, the inbox, this
+         * struct (their requests' environment) and the requests' configs. */
+        abandoned = srv;
+        return;
+    }
+    jsond_inbox_free(srv->inbox);
     jsond_stats_fini(&srv->stats);
     jsond_timeouts_free(srv->timeouts);
     jsond_config_unref(srv->cfg);

@@ -72,17 +72,38 @@ void jsond_stats_error(jsond_stats *st, const char *route, jsond_code code)
         bump(json_object_get(b, "errors"), jsond_code_name(code));
 }
 
+static json_t *pool_json(jsond_pool *pool)
+{
+    jsond_pool_stats ps;
+    jsond_pool_get_stats(pool, &ps);
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:f,s:f},s:{s:f,s:f}}", "threads",
+                     (json_int_t)ps.threads, "queue_limit", (json_int_t)ps.queue_limit, "busy",
+                     (json_int_t)ps.busy, "queued", (json_int_t)ps.queued, "queue_peak",
+                     (json_int_t)ps.queue_peak, "rejected", (json_int_t)ps.rejected, "timed_out",
+                     (json_int_t)ps.timed_out, "late", (json_int_t)ps.late, "queue_wait_ms", "p50",
+                     ps.queue_wait_p50_ms, "p99", ps.queue_wait_p99_ms, "run_ms", "p50",
+                     ps.run_p50_ms, "p99", ps.run_p99_ms);
+}
+
 json_t *jsond_stats_json(const jsond_stats *st)
 {
     const jsond_server_stats *c = &st->conns;
+    json_t *pools = json_object();
+    for (size_t i = 0; pools && i < st->npools; i++) {
+        if (json_object_set_new(pools, jsond_pool_name(st->pools[i]), pool_json(st->pools[i])) <
+            0) {
+            json_decref(pools);
+            pools = NULL;
+        }
+    }
     /* The routes are copied: a reply is a snapshot, and it may wait behind
      * slower ones in the pipeline while counting goes on. */
-    return json_pack("{s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:o}}", "uptime_ms",
-                     (json_int_t)((now() - st->started) * 1000), "connections", "open",
+    return json_pack("{s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:o},s:o}",
+                     "uptime_ms", (json_int_t)((now() - st->started) * 1000), "connections", "open",
                      (json_int_t)c->open, "total", (json_int_t)c->accepted, "refused",
                      (json_int_t)c->refused, "dropped", (json_int_t)c->dropped, "reset",
                      (json_int_t)c->reset, "cut", (json_int_t)c->cut, "bytes", "in",
                      (json_int_t)st->bytes_in, "out", (json_int_t)c->bytes_out, "requests", "total",
                      (json_int_t)st->requests, "errors", (json_int_t)st->errors, "routes",
-                     json_deep_copy(st->routes));
+                     json_deep_copy(st->routes), "pools", pools);
 }

@@ -1,6 +1,7 @@
 /* stats.h: the server's counters, read by the stats route and at exit.
  *
- * Loop thread only: every counter is bumped by loop code, so no atomics.
+ * Loop thread only: every counter here is bumped by loop code, so no
+ * atomics; the pools keep their own, under their locks.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -11,15 +12,18 @@
 #include <stdint.h>
 
 #include "jsond.h"
+#include "pool.h"
 
 typedef struct jsond_stats {
     jsond_server_stats conns; /* connection counters and bytes out */
     uint64_t bytes_in;
     uint64_t requests;
     uint64_t errors;
-    double started; /* CLOCK_MONOTONIC seconds */
-    int draining;   /* the server is shutting down */
-    json_t *routes; /* {route: {"requests": N, "errors": {code: N}}} */
+    double started;           /* CLOCK_MONOTONIC seconds */
+    int draining;             /* the server is shutting down */
+    json_t *routes;           /* {route: {"requests": N, "errors": {code: N}}} */
+    jsond_pool *const *pools; /* every pool of the server (set by it), */
+    size_t npools;            /* for "pools" */
 } jsond_stats;
 
 int jsond_stats_init(jsond_stats *st);

@@ -86,11 +86,11 @@ static void done_cb(jsond_req *req, void *arg)
 {
     result *r = arg;
     r->done++;
-    r->reply = req->reply;
-    req->reply = NULL;
-    r->failed = req->failed;
-    r->code = req->code;
-    memcpy(r->message, req->message, sizeof r->message);
+    r->reply = req->out.reply;
+    req->out.reply = NULL;
+    r->failed = req->out.failed;
+    r->code = req->out.code;
+    memcpy(r->message, req->out.message, sizeof r->message);
     r->at = now();
     jsond_req_release(req);
 }
@@ -186,12 +186,24 @@ static int pending_events(void)
 
 START_TEST(test_find)
 {
-    static const char *const names[] = {"hello",  "big",   "echo", "health",
-                                        "routes", "sleep", "stats"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        const jsond_builtin *b = jsond_builtin_find(names[i]);
-        ck_assert_msg(b != NULL, "no builtin %s", names[i]);
-        ck_assert_ptr_nonnull(jsond_builtin_fn(b));
+    static const struct {
+        const char *name;
+        jsond_color color;
+    } want[] = {
+        {"hello", JSOND_COLOR_ASYNC},  {"big", JSOND_COLOR_ASYNC},    {"echo", JSOND_COLOR_ASYNC},
+        {"health", JSOND_COLOR_ASYNC}, {"routes", JSOND_COLOR_ASYNC}, {"stats", JSOND_COLOR_ASYNC},
+        {"sleep", JSOND_COLOR_DUAL},   {"records", JSOND_COLOR_SYNC},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const jsond_builtin *b = jsond_builtin_find(want[i].name);
+        ck_assert_msg(b != NULL, "no builtin %s", want[i].name);
+        jsond_handler h = {0};
+        jsond_builtin_impl(b, &h);
+        ck_assert_msg(h.color == want[i].color, "%s is %s", want[i].name,
+                      jsond_color_name(h.color));
+        /* A colour promises the halves it names, and only those. */
+        ck_assert_int_eq(h.sync_fn != NULL, h.color != JSOND_COLOR_ASYNC);
+        ck_assert_int_eq(h.async_fn != NULL, h.color != JSOND_COLOR_SYNC);
     }
     ck_assert_ptr_null(jsond_builtin_find("nope"));
     ck_assert_ptr_null(jsond_builtin_find(""));
@@ -218,10 +230,10 @@ START_TEST(test_big)
     jsond_req *req = request_cb("big", json_pack("{s:i}", "size", 70000), keep_cb, &done);
     jsond_req_run(req);
     ck_assert_int_eq(done, 1);
-    ck_assert_ptr_nonnull(req->ops);
+    ck_assert_ptr_nonnull(req->out.ops);
     struct evbuffer *out = evbuffer_new();
     int rc;
-    while ((rc = req->ops->proceed(req->self, out, 16384)) == 0)
+    while ((rc = req->out.ops->proceed(req->out.self, out, 16384)) == 0)
         ;
     ck_assert_int_eq(rc, 1);
     ck_assert_uint_eq(evbuffer_get_length(out),
@@ -350,8 +362,10 @@ START_TEST(test_routes)
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char handler[64];
         snprintf(handler, sizeof handler, "builtin:%.*s", (int)strcspn(names[i], "1"), names[i]);
-        json_t *want = json_pack("{s:s,s:s,s:s,s:s,s:n}", "name", names[i], "handler", handler,
-                                 "kind", "builtin", "color", "async", "pool");
+        /* sleep is dual; with no pool key its async half runs on the loop. */
+        const char *color = strcmp(names[i], "sleep") == 0 ? "dual" : "async";
+        json_t *want = json_pack("{s:s,s:s,s:s,s:s,s:n,s:s}", "name", names[i], "handler", handler,
+                                 "kind", "builtin", "color", color, "pool", "runs_on", "loop");
         ck_assert_msg(json_equal(json_array_get(list, i), want), "entry %zu", i);
         json_decref(want);
     }
@@ -365,10 +379,11 @@ START_TEST(test_routes)
     cfg = jsond_config_parse("u.conf", other, sizeof other - 1, NULL);
     ck_assert_ptr_nonnull(cfg);
     call_expect("a", NULL,
-                json_pack("{s:[{s:s,s:s,s:s,s:s,s:n},{s:s,s:s,s:s,s:s,s:n}]}", "routes", "name",
-                          "b", "handler", "builtin:stats", "kind", "builtin", "color", "async",
-                          "pool", "name", "a", "handler", "builtin:routes", "kind", "builtin",
-                          "color", "async", "pool"));
+                json_pack("{s:[{s:s,s:s,s:s,s:s,s:n,s:s},{s:s,s:s,s:s,s:s,s:n,s:s}]}", "routes",
+                          "name", "b", "handler", "builtin:stats", "kind", "builtin", "color",
+                          "async", "pool", "runs_on", "loop", "name", "a", "handler",
+                          "builtin:routes", "kind", "builtin", "color", "async", "pool", "runs_on",
+                          "loop"));
     jsond_config_unref(cfg);
     cfg = old;
 }
@@ -465,7 +480,7 @@ START_TEST(test_sleep_cancel_after_reply)
     jsond_req_run(req);
     ck_assert_int_eq(event_base_loop(base, EVLOOP_ONCE), 0);
     ck_assert_int_eq(done, 1);
-    ck_assert_int_eq(json_integer_value(json_object_get(req->reply, "slept_ms")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(req->out.reply, "slept_ms")), 1);
     ck_assert_int_eq(pending_events(), 0);
     jsond_req_cancel(req);
     ck_assert_int_eq(done, 1);

@@ -62,6 +62,8 @@ static void quiet_sink(jsond_log_level level, const char *msg, void *arg)
     (void)arg;
 }
 
+static jsond_req_env env; /* no inbox, no pools: every handler here runs on the loop */
+
 static void setup(void)
 {
     base = precise_base();
@@ -137,7 +139,8 @@ static void open_conn(const char *server, const char *listen)
     set_nonblocking(sv[0]);
     set_nonblocking(sv[1]);
     peer = sv[1];
-    conn = jsond_conn_new(base, sv[0], "test", cfg, &cfg->listens[0], &current, &stats, timeouts,
+    env = (jsond_req_env){.base = base, .stats = &stats, .timeouts = timeouts};
+    conn = jsond_conn_new(base, sv[0], "test", cfg, &cfg->listens[0], &current, &stats, &env,
                           closed_cb, NULL);
     ck_assert_ptr_nonnull(conn);
     jsond_conn_start(conn);

@@ -53,9 +53,51 @@ START_TEST(test_builtins_resolved)
         const cfg_route *r = jsond_config_route(cfg, want[i].route);
         const jsond_handler *h = jsond_handler_of(r);
         ck_assert_ptr_nonnull(h);
-        ck_assert_int_eq(h->color, JSOND_COLOR_ASYNC);
-        ck_assert_ptr_eq(h->async_fn, jsond_builtin_fn(jsond_builtin_find(want[i].builtin)));
+        jsond_handler impl = {0};
+        jsond_builtin_impl(jsond_builtin_find(want[i].builtin), &impl);
+        ck_assert_int_eq(h->color, impl.color);
+        ck_assert_ptr_eq(h->async_fn, impl.async_fn);
+        ck_assert_ptr_eq(h->sync_fn, impl.sync_fn);
         ck_assert_uint_eq(h->timeout_ms, want[i].timeout_ms);
+        /* Without a pool key, a dual handler runs its async half on the loop. */
+        ck_assert_uint_eq(h->pool, JSOND_ON_LOOP);
+    }
+    jsond_config_unref(cfg);
+}
+END_TEST
+
+/* Where a client's request runs: a sync handler on its route's pool (the
+ * default one without a pool key), a dual one on the pool its route names,
+ * else on the loop; the index is into the config's pools. */
+START_TEST(test_runs_on)
+{
+    static const char text[] = LISTEN "[pool legacy]\nthreads = 2\n"
+                                      "[route rec]\nhandler = builtin:records\n"
+                                      "[route rec2]\nhandler = builtin:records\npool = legacy\n"
+                                      "[route slow]\nhandler = builtin:sleep\npool = legacy\n"
+                                      "[route quick]\nhandler = builtin:sleep\n"
+                                      "[route slow2]\nhandler = builtin:sleep\npool = default\n"
+                                      "[route hi]\nhandler = builtin:hello\npool = legacy\n";
+    jsond_config *cfg = jsond_config_parse("t.conf", text, sizeof text - 1, NULL);
+    ck_assert_ptr_nonnull(cfg);
+    static const struct {
+        const char *route, *runs_on;
+        jsond_color color;
+    } want[] = {
+        {"rec", "default", JSOND_COLOR_SYNC},   {"rec2", "legacy", JSOND_COLOR_SYNC},
+        {"slow", "legacy", JSOND_COLOR_DUAL},   {"quick", NULL, JSOND_COLOR_DUAL},
+        {"slow2", "default", JSOND_COLOR_DUAL}, {"hi", NULL, JSOND_COLOR_ASYNC},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const jsond_handler *h = jsond_handler_of(jsond_config_route(cfg, want[i].route));
+        ck_assert_ptr_nonnull(h);
+        ck_assert_int_eq(h->color, want[i].color);
+        if (!want[i].runs_on) {
+            ck_assert_msg(h->pool == JSOND_ON_LOOP, "%s runs on a pool", want[i].route);
+        } else {
+            ck_assert_uint_lt(h->pool, cfg->npools);
+            ck_assert_str_eq(cfg->pools[h->pool].name, want[i].runs_on);
+        }
     }
     jsond_config_unref(cfg);
 }
@@ -124,6 +166,7 @@ static Suite *handler_suite(void)
     Suite *s = suite_create("handler");
     TCase *tc = tcase_create("registry");
     tcase_add_test(tc, test_builtins_resolved);
+    tcase_add_test(tc, test_runs_on);
     tcase_add_test(tc, test_unknown_at_handler_line);
     tcase_add_test(tc, test_without_registry);
     tcase_add_test(tc, test_route_equal_walks_keys);

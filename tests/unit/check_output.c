@@ -385,7 +385,7 @@ static void tp_stop(void *self)
     free(p);
 }
 
-static const jsond_producer_ops tp_ops = {tp_proceed, tp_stop};
+static const jsond_producer_ops tp_ops = {.proceed = tp_proceed, .stop = tp_stop};
 
 static test_producer *tp_new(producer_stats *st, size_t total)
 {
@@ -540,7 +540,7 @@ static void waiter_stop(void *self)
     ((waiter *)self)->stops++;
 }
 
-static const jsond_producer_ops waiter_ops = {waiter_proceed, waiter_stop};
+static const jsond_producer_ops waiter_ops = {.proceed = waiter_proceed, .stop = waiter_stop};
 
 START_TEST(test_producer_waits_until_woken)
 {

@@ -105,11 +105,11 @@ static int pending_events(void)
 static void record(jsond_req *req, result *r)
 {
     r->done++;
-    r->reply = req->reply;
-    req->reply = NULL;
-    r->failed = req->failed;
-    r->code = req->code;
-    memcpy(r->message, req->message, sizeof r->message);
+    r->reply = req->out.reply;
+    req->out.reply = NULL;
+    r->failed = req->out.failed;
+    r->code = req->out.code;
+    memcpy(r->message, req->out.message, sizeof r->message);
     r->at = now();
     r->hook_at_done = h.hooks;
 }
@@ -331,7 +331,7 @@ static void test_stop(void *self)
     free(self);
 }
 
-static const jsond_producer_ops test_ops = {test_proceed, test_stop};
+static const jsond_producer_ops test_ops = {.proceed = test_proceed, .stop = test_stop};
 
 static void *producer_self(void)
 {
@@ -378,7 +378,7 @@ START_TEST(test_reply_at_once)
     jsond_req *req = request("t50", producer_now, NULL, keep_cb, &r);
     jsond_req_run(req);
     ck_assert_int_eq(r.done, 1);
-    ck_assert_ptr_eq(req->ops, &test_ops);
+    ck_assert_ptr_eq(req->out.ops, &test_ops);
     ck_assert_int_eq(pending_events(), 0);
     ck_assert_int_eq(h.stops, 0);
     jsond_req_release(req);

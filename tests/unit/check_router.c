@@ -60,9 +60,9 @@ static void done_cb(jsond_req *req, void *arg)
 {
     result *r = arg;
     r->done++;
-    r->reply = req->reply;
-    req->reply = NULL;
-    r->failed = req->failed;
+    r->reply = req->out.reply;
+    req->out.reply = NULL;
+    r->failed = req->out.failed;
     r->route = jsond_req_route(req);
     jsond_req_release(req);
 }
