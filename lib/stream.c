@@ -6,6 +6,7 @@
 #include "autoconfig.h"
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,30 +18,49 @@
 #include "req.h"
 #include "stream.h"
 
+/* A producer that waits is woken at once for the first bytes, then at most
+ * once per WAKE_GAP for more: a generator of small items would otherwise
+ * cost the loop a wake-up and a socket write per item. The end, a failure
+ * and room are never delayed. */
+#define WAKE_GAP_NS 1000000
+#define WAKE_GAP_US 1000
+
+/* Items are serialized here, outside the lock, and copied into the queue
+ * in one piece; a bigger item spills into an evbuffer. */
+#define ITEM_BUF 8192
+
 struct jsond_stream {
     char route[JSOND_NAME_MAX + 1];
     size_t high_water;
     unsigned wait_ms;
     jsond_inbox *inbox;
+    struct event_base *base;
 
     pthread_mutex_t lock; /* guards the fields down to `wake` */
     pthread_cond_t room;  /* the loop took bytes, or the producer stopped */
     struct evbuffer *queue;
-    int refs;        /* the handler's side, the producer, a posted wake */
-    int ended;       /* the handler closed the array */
-    int failed;      /* the handler gave up: the producer cuts the reply */
-    int gone;        /* the producer stopped: nobody reads any more */
-    int waiting;     /* the producer said WAIT: wake it on new bytes */
-    int wake_posted; /* `wake` is in the inbox */
+    int refs;          /* the handler's side, the producer, a posted wake */
+    int ended;         /* the handler closed the array */
+    int failed;        /* the handler gave up: the producer cuts the reply */
+    int gone;          /* the producer stopped: nobody reads any more */
+    int waiting;       /* the producer said WAIT: wake it on new bytes */
+    int wake_posted;   /* `wake` is in the inbox */
+    int wake_later;    /* and it is a paced one (WAKE_GAP) */
+    uint64_t woken_ns; /* when the last wake was posted */
     jsond_inbox_item wake;
 
     /* The handler's thread only. */
-    struct evbuffer *scratch; /* an item being serialized, outside the lock */
+    char item[ITEM_BUF]; /* an item being serialized, outside the lock */
+    size_t item_len;
+    struct evbuffer *spill; /* its overflow */
     int started, handed, logged;
     uint64_t bytes;
 
-    /* The loop thread only: the output to wake, while the producer runs. */
+    /* The loop thread only: the output to wake while the producer runs, and
+     * the timer of a paced wake (holding a reference while armed). */
     jsond_output *out;
+    struct event *pace;
+    int pace_armed;
 };
 
 static void unref(jsond_stream *s)
@@ -51,20 +71,49 @@ static void unref(jsond_stream *s)
     if (left)
         return;
     evbuffer_free(s->queue);
-    if (s->scratch)
-        evbuffer_free(s->scratch);
+    if (s->spill)
+        evbuffer_free(s->spill);
     pthread_cond_destroy(&s->room);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
-/* On the loop: bytes came, or the end. */
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static void pace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    jsond_stream *s = arg;
+    s->pace_armed = 0;
+    if (s->out)
+        jsond_output_wake(s->out);
+    unref(s);
+}
+
+/* On the loop: bytes came, or the end. A paced wake waits for its timer,
+ * which takes over the reference. */
 static void wake_cb(jsond_inbox_item *item)
 {
     jsond_stream *s = (jsond_stream *)(void *)((char *)item - offsetof(jsond_stream, wake));
     pthread_mutex_lock(&s->lock);
     s->wake_posted = 0;
+    int later = s->wake_later;
     pthread_mutex_unlock(&s->lock);
+    if (s->out && later && !s->pace_armed) {
+        struct timeval tv = {0, WAKE_GAP_US};
+        if (!s->pace)
+            s->pace = evtimer_new(s->base, pace_cb, s);
+        if (s->pace && evtimer_add(s->pace, &tv) == 0) {
+            s->pace_armed = 1;
+            return;
+        }
+    }
     if (s->out)
         jsond_output_wake(s->out);
     unref(s);
@@ -75,19 +124,28 @@ static void wake_drop(jsond_inbox_item *item)
     unref((jsond_stream *)(void *)((char *)item - offsetof(jsond_stream, wake)));
 }
 
-/* Under the lock, after the queue or the state changed. */
-static void wake_locked(jsond_stream *s)
+/* Under the lock, after the queue or the state changed. `urgent`: the end,
+ * a failure. */
+static void wake_locked(jsond_stream *s, int urgent)
 {
-    if (s->waiting && !s->wake_posted) {
-        s->waiting = 0;
-        s->wake_posted = 1;
-        s->refs++;
-        jsond_inbox_post(s->inbox, &s->wake);
+    if (!s->waiting)
+        return;
+    uint64_t now = mono_ns();
+    int later = !urgent && now - s->woken_ns < WAKE_GAP_NS;
+    if (s->wake_posted) {
+        s->wake_later &= later; /* an urgent one is not paced */
+        return;
     }
+    s->waiting = 0;
+    s->wake_posted = 1;
+    s->wake_later = later;
+    s->woken_ns = now;
+    s->refs++;
+    jsond_inbox_post(s->inbox, &s->wake);
 }
 
 jsond_stream *jsond_stream_new(const char *route, size_t high_water, unsigned wait_ms,
-                               jsond_inbox *inbox)
+                               struct event_base *base, jsond_inbox *inbox)
 {
     jsond_stream *s = calloc(1, sizeof *s);
     if (!s)
@@ -96,6 +154,7 @@ jsond_stream *jsond_stream_new(const char *route, size_t high_water, unsigned wa
     s->high_water = high_water;
     s->wait_ms = wait_ms;
     s->inbox = inbox;
+    s->base = base;
     s->refs = 1;
     s->wake.run = wake_cb;
     s->wake.drop = wake_drop;
@@ -151,6 +210,13 @@ static void stream_stop(void *self)
 {
     jsond_stream *s = self;
     s->out = NULL;
+    if (s->pace) {
+        if (s->pace_armed)
+            unref(s); /* the timer's reference: it will not fire */
+        event_free(s->pace);
+        s->pace = NULL;
+        s->pace_armed = 0;
+    }
     pthread_mutex_lock(&s->lock);
     s->gone = 1;
     pthread_cond_broadcast(&s->room);
@@ -182,9 +248,21 @@ int jsond_stream_handed(const jsond_stream *s)
 
 /* ---- the handler's side ----------------------------------------------------- */
 
-static int add_cb(const char *p, size_t len, void *data)
+/* Serializes into s->item, spilling what does not fit. */
+static int item_cb(const char *p, size_t len, void *data)
 {
-    return evbuffer_add(data, p, len);
+    jsond_stream *s = data;
+    if (s->item_len + len <= sizeof s->item) {
+        memcpy(s->item + s->item_len, p, len);
+        s->item_len += len;
+        return 0;
+    }
+    if (!s->spill && !(s->spill = evbuffer_new()))
+        return -1;
+    if (evbuffer_add(s->spill, s->item, s->item_len) < 0)
+        return -1;
+    s->item_len = 0;
+    return len > sizeof s->item ? evbuffer_add(s->spill, p, len) : item_cb(p, len, s);
 }
 
 /* The deadline of one wait for room, on the monotonic clock. */
@@ -201,7 +279,7 @@ static struct timespec wait_until(unsigned ms)
     return t;
 }
 
-/* Appends the bytes in `scratch` once there is room. Under the lock. */
+/* Appends the serialized item once there is room. Under the lock. */
 static int append_locked(jsond_stream *s, int may_block, const char **why)
 {
     if (may_block && !s->gone && evbuffer_get_length(s->queue) >= s->high_water) {
@@ -209,8 +287,6 @@ static int append_locked(jsond_stream *s, int may_block, const char **why)
         while (!s->gone && evbuffer_get_length(s->queue) >= s->high_water) {
             if (pthread_cond_timedwait(&s->room, &s->lock, &until) == ETIMEDOUT &&
                 evbuffer_get_length(s->queue) >= s->high_water) {
-                s->failed = 1;
-                wake_locked(s);
                 *why = "no room for write_timeout";
                 return -1;
             }
@@ -220,13 +296,15 @@ static int append_locked(jsond_stream *s, int may_block, const char **why)
         *why = "the client is gone";
         return -1;
     }
-    size_t n = evbuffer_get_length(s->scratch);
-    if (evbuffer_add_buffer(s->queue, s->scratch) < 0) {
+    size_t n = s->item_len + (s->spill ? evbuffer_get_length(s->spill) : 0);
+    if ((s->spill && evbuffer_add_buffer(s->queue, s->spill) < 0) ||
+        evbuffer_add(s->queue, s->item, s->item_len) < 0) {
         *why = "out of memory";
         return -1;
     }
+    s->item_len = 0;
     s->bytes += n;
-    wake_locked(s);
+    wake_locked(s, 0);
     return 0;
 }
 
@@ -237,25 +315,24 @@ static int append(jsond_stream *s, const char *text, const json_t *item, int may
 {
     const char *why = "out of memory";
     int rc = -1;
-    if ((s->scratch || (s->scratch = evbuffer_new())) &&
-        evbuffer_add(s->scratch, text, strlen(text)) == 0 &&
-        (!item ||
-         json_dump_callback(item, add_cb, s->scratch, JSON_COMPACT | JSON_ENCODE_ANY) == 0)) {
+    if (item_cb(text, strlen(text), s) == 0 &&
+        (!item || json_dump_callback(item, item_cb, s, JSON_COMPACT | JSON_ENCODE_ANY) == 0)) {
         pthread_mutex_lock(&s->lock);
         rc = append_locked(s, may_block, &why);
         if (rc == 0 && end) {
             s->ended = 1;
-            wake_locked(s);
+            wake_locked(s, 1);
         }
         pthread_mutex_unlock(&s->lock);
     }
     if (rc == 0)
         return 0;
-    if (s->scratch)
-        evbuffer_drain(s->scratch, evbuffer_get_length(s->scratch));
+    s->item_len = 0;
+    if (s->spill)
+        evbuffer_drain(s->spill, evbuffer_get_length(s->spill));
     pthread_mutex_lock(&s->lock);
     s->failed = 1;
-    wake_locked(s);
+    wake_locked(s, 1);
     pthread_mutex_unlock(&s->lock);
     if (!s->logged) {
         s->logged = 1;
@@ -283,7 +360,7 @@ void jsond_stream_release(jsond_stream *s)
     pthread_mutex_lock(&s->lock);
     if (!s->ended) {
         s->failed = 1;
-        wake_locked(s);
+        wake_locked(s, 1);
     }
     pthread_mutex_unlock(&s->lock);
     unref(s);
@@ -296,9 +373,9 @@ int jsond_stream_begin(jsond_req *req)
     if (req->stream || jsond_req_expired(req))
         return -1;
     const cfg_server *sv = &req->cfg->server;
-    req->stream =
-        jsond_stream_new(req->route->name, sv->output_buffer,
-                         sv->write_timeout_ms ? sv->write_timeout_ms : 60000, req->env->inbox);
+    unsigned wait_ms = sv->write_timeout_ms ? sv->write_timeout_ms : 60000;
+    req->stream = jsond_stream_new(req->route->name, sv->output_buffer, wait_ms, req->env->base,
+                                   req->env->inbox);
     if (!req->stream)
         return -1;
     /* On the loop the reply is handed over at the first item, and the

@@ -9,7 +9,8 @@
  * legacy code, and the server holds at most about two watermarks per
  * stream (the queue and the output). On the loop the handler's side never
  * blocks. The loop is woken through its inbox when the queue gains bytes
- * while the producer waits for them.
+ * while the producer waits for them: at once for the first, then at most
+ * once a millisecond, so that small items reach the socket in batches.
  *
  * The stream is freed once both sides let go: the handler's through
  * jsond_stream_release(), the loop's through the producer's stop.
@@ -27,12 +28,14 @@
 
 typedef struct jsond_stream jsond_stream;
 
+struct event_base;
+
 /* The handler's side of a new stream, for route `route` (named in logs),
  * whose queue holds up to `high_water` bytes, a blocked worker waiting at
- * most `wait_ms` for room. Wake-ups go through `inbox`. NULL when out of
- * memory. Any thread. */
+ * most `wait_ms` for room. Wake-ups go through `inbox` to the loop that
+ * runs `base`. NULL when out of memory. Any thread. */
 jsond_stream *jsond_stream_new(const char *route, size_t high_water, unsigned wait_ms,
-                               jsond_inbox *inbox);
+                               struct event_base *base, jsond_inbox *inbox);
 
 /* The loop's side: the producer to reply with (a reference is taken for it).
  * Handler's thread, once. */
