@@ -172,13 +172,14 @@ static int stop(jsond_req *req, jsond_req_state *was)
     return *was == JSOND_REQ_QUEUED && jsond_pool_cancel(req->pool, &req->job);
 }
 
-/* After stop(): a job taken back lets go of the request; a running sync
- * handler finishes (its outcome will be late); an async one is told
- * through its cancel hook, which replies. */
+/* After stop(): a job taken back lets go of the request (never the last
+ * reference: the caller holds one); a running sync handler finishes (its
+ * outcome will be late); an async one is told through its cancel hook,
+ * which replies. */
 static void tell_handler(jsond_req *req, int dequeued)
 {
     if (dequeued)
-        unref(req);
+        req->refs--;
     else if (!req->pool && req->cancel)
         req->cancel(req, req->cancel_arg); /* replies: that drops its reference */
 }

@@ -619,8 +619,8 @@ static void plan_abort(pool_plan *p)
 static int plan_pools(jsond_server *srv, const jsond_config *cfg, pool_plan *p, jsond_errors *errs)
 {
     memset(p, 0, sizeof *p);
-    p->by_index = calloc(cfg->npools ? cfg->npools : 1, sizeof *p->by_index);
-    p->fresh = calloc(cfg->npools ? cfg->npools : 1, sizeof *p->fresh);
+    p->by_index = calloc(cfg->npools ? cfg->npools : 1, sizeof(jsond_pool *));
+    p->fresh = calloc(cfg->npools ? cfg->npools : 1, sizeof(jsond_pool *));
     if (!p->by_index || !p->fresh) {
         jsond_errors_add(errs, cfg->files[0], 0, "out of memory");
         plan_abort(p);
@@ -690,7 +690,8 @@ static int switch_config(jsond_server *srv, jsond_config *cfg, jsond_errors *err
     pool_plan plan;
     if (plan_pools(srv, cfg, &plan, errs) < 0)
         return -1;
-    jsond_pool **grown = realloc(srv->pools, (srv->npools + plan.nfresh + 1) * sizeof *grown);
+    jsond_pool **grown =
+        realloc(srv->pools, (srv->npools + plan.nfresh + 1) * sizeof(jsond_pool *));
     if (grown)
         srv->pools = grown; /* the same pools, with room */
     if (!grown || switch_listeners(srv, cfg, errs, sum) < 0) {

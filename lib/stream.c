@@ -209,16 +209,16 @@ static jsond_produce stream_proceed(void *self, struct evbuffer *out, size_t wan
 static void stream_stop(void *self)
 {
     jsond_stream *s = self;
+    int armed = s->pace_armed; /* a timer that will not fire: its reference goes too */
     s->out = NULL;
     if (s->pace) {
-        if (s->pace_armed)
-            unref(s); /* the timer's reference: it will not fire */
         event_free(s->pace);
         s->pace = NULL;
         s->pace_armed = 0;
     }
     pthread_mutex_lock(&s->lock);
     s->gone = 1;
+    s->refs -= armed; /* never the last: the producer's is still held */
     pthread_cond_broadcast(&s->room);
     pthread_mutex_unlock(&s->lock);
     unref(s);
