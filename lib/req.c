@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "req.h"
 #include "stream.h"
@@ -142,7 +143,10 @@ static void req_free(jsond_req *req)
     if (req->stream)
         jsond_stream_release(req->stream);
     outcome_drop(&req->out);
-    outcome_drop(&req->made);
+    if (req->made) {
+        outcome_drop(req->made);
+        free(req->made);
+    }
     json_decref(req->args);
     jsond_config_unref(req->cfg);
     free(req);
@@ -266,12 +270,24 @@ static void job_run(jsond_job *job)
     if (req->made_given) { /* replied from inside, or streamed */
         json_decref(reply);
     } else if (reply) {
-        req->made.reply = reply;
+        req->made->reply = reply;
     } else {
-        record_error(&req->made, JSOND_INTERNAL, "route %s: the handler returned no reply",
+        record_error(req->made, JSOND_INTERNAL, "route %s: the handler returned no reply",
                      req->route->name);
     }
     req->made_given = 1;
+}
+
+/* The outcome recorded off the loop becomes the connection's; without one
+ * (a foreign thread could not allocate it) the reply is out of memory. */
+static void take_made(jsond_req *req)
+{
+    if (!req->made) {
+        record_error(&req->out, JSOND_INTERNAL, "out of memory");
+        return;
+    }
+    req->out = *req->made;
+    memset(req->made, 0, sizeof *req->made);
 }
 
 /* Back on the loop, once the sync half has returned (or was never run). */
@@ -280,8 +296,7 @@ static void job_done(jsond_job *job)
     jsond_req *req = (jsond_req *)(void *)((char *)job - offsetof(jsond_req, job));
     jsond_req_state st = state_of(req);
     if (st == JSOND_REQ_RUNNING) {
-        req->out = req->made;
-        req->made = (jsond_outcome){0};
+        take_made(req);
         complete(req);
     } else if (st == JSOND_REQ_CANCELLED && req->ran) {
         jsond_pool_note(req->pool, JSOND_POOL_LATE);
@@ -296,11 +311,10 @@ static void handoff_cb(jsond_inbox_item *item)
 {
     jsond_req *req = (jsond_req *)(void *)((char *)item - offsetof(jsond_req, handoff));
     if (state_of(req) == JSOND_REQ_RUNNING) {
-        req->out = req->made;
-        req->made = (jsond_outcome){0};
+        take_made(req);
         complete(req);
-    } else {
-        outcome_drop(&req->made);
+    } else if (req->made) {
+        outcome_drop(req->made);
     }
     if (!req->pool)
         unref(req);
@@ -313,7 +327,7 @@ typedef enum { AT_LOOP, AT_WORKER, AT_FOREIGN } reply_site;
 
 static reply_site site_of(const jsond_req *req)
 {
-    if (running_here == req)
+    if (req->pool && running_here == req) /* only a sync half runs on a worker */
         return AT_WORKER;
     return jsond_context() == JSOND_CTX_LOOP ? AT_LOOP : AT_FOREIGN;
 }
@@ -350,7 +364,13 @@ static jsond_outcome *slot_for(jsond_req *req, reply_site site)
         unref(req); /* a reply after the cancel: the handler is done all the same */
         return NULL;
     }
-    return req->made_given ? NULL : &req->made;
+    if (req->made_given)
+        return NULL;
+    if (!req->made && !(req->made = calloc(1, sizeof *req->made))) {
+        given(req, site, 0); /* handed over empty: out of memory */
+        return NULL;
+    }
+    return req->made;
 }
 
 void jsond_req_run(jsond_req *req)
@@ -358,6 +378,10 @@ void jsond_req_run(jsond_req *req)
     if (req->pool) {
         req->job.run = job_run;
         req->job.done = job_done;
+        if (!(req->made = calloc(1, sizeof *req->made))) {
+            jsond_reply_error(req, JSOND_INTERNAL, "out of memory");
+            return;
+        }
         set_state(req, JSOND_REQ_QUEUED);
         if (jsond_pool_submit(req->pool, &req->job) == 0) {
             arm_deadline(req);

@@ -91,7 +91,7 @@ struct jsond_req {
      * for an async one) records here, then hands the request to the loop:
      * the job's own completion, or `handoff` (a reply from a foreign thread,
      * a stream that starts while its handler still runs). */
-    jsond_outcome made;
+    jsond_outcome *made; /* allocated for sync handlers and foreign replies only */
     int made_given;
     int ran; /* the sync half was called */
     jsond_job job;
