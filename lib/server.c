@@ -635,11 +635,14 @@ static int plan_pools(jsond_server *srv, const jsond_config *cfg, pool_plan *p, 
             jsond_pool_stats st;
             jsond_pool_get_stats(old, &st);
             if (st.threads != cp->threads || st.queue_limit != cp->queue_limit) {
+                char what[96] = "", *at = what;
+                if (st.threads != cp->threads)
+                    at += snprintf(at, sizeof what, "threads %u -> %u", st.threads, cp->threads);
+                if (st.queue_limit != cp->queue_limit)
+                    snprintf(at, sizeof what - (size_t)(at - what), "%squeue_limit %u -> %u",
+                             at > what ? ", " : "", st.queue_limit, cp->queue_limit);
                 jsond_errors_add(errs, file, cp->line,
-                                 "pool '%s' changed (threads %u -> %u, queue_limit %u -> %u): "
-                                 "a restart is needed",
-                                 cp->name, st.threads, cp->threads, st.queue_limit,
-                                 cp->queue_limit);
+                                 "pool '%s' changed (%s): a restart is needed", cp->name, what);
                 failed = 1;
             }
             p->by_index[i] = old;
