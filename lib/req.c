@@ -238,6 +238,16 @@ static void arm_deadline(jsond_req *req)
 
 /* ---- on a pool thread ---------------------------------------------------- */
 
+static void vrecord_error(jsond_outcome *o, jsond_code code, const char *fmt, va_list ap)
+    JSOND_PRINTF(3, 0);
+
+static void vrecord_error(jsond_outcome *o, jsond_code code, const char *fmt, va_list ap)
+{
+    vsnprintf(o->message, sizeof o->message, fmt, ap);
+    o->failed = 1;
+    o->code = code;
+}
+
 static void record_error(jsond_outcome *o, jsond_code code, const char *fmt, ...)
     JSOND_PRINTF(3, 4);
 
@@ -245,10 +255,8 @@ static void record_error(jsond_outcome *o, jsond_code code, const char *fmt, ...
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(o->message, sizeof o->message, fmt, ap);
+    vrecord_error(o, code, fmt, ap);
     va_end(ap);
-    o->failed = 1;
-    o->code = code;
 }
 
 /* The job: the sync half on a worker. Claims the request first, so a
@@ -458,10 +466,8 @@ void jsond_reply_error(jsond_req *req, jsond_code code, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(o->message, sizeof o->message, fmt, ap);
+    vrecord_error(o, code, fmt, ap);
     va_end(ap);
-    o->failed = 1;
-    o->code = code;
     given(req, site, 0);
 }
 

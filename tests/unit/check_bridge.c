@@ -491,13 +491,11 @@ static int drain_peer(int fd, struct evbuffer *got)
     return n == 0 ? -1 : 0;
 }
 
-/* A worker streams into an output whose reader stops reading: the worker
- * blocks, far short of the end; once the reader reads, the whole array
- * arrives, exactly. */
-START_TEST(test_stream_back_pressure)
+/* Runs `streams` on a pool of one thread and hands its reply to an output
+ * of 4 KB on a socket pair whose peer (sv[1]) is the reader. */
+static jsond_output *start_stream(int sv[2])
 {
     make_pool(1, 0);
-    int sv[2];
     ck_assert_int_eq(socket_pair(sv), 0);
     jsond_output_opts opts = {.high_water = 4096, .timeouts = env.timeouts};
     jsond_output *out = jsond_output_new(base, sv[0], &opts, out_cb, NULL);
@@ -508,7 +506,16 @@ START_TEST(test_stream_back_pressure)
     ck_assert_int_eq(r.done, 1);
     ck_assert_ptr_nonnull(r.ops); /* the reply is a producer: the stream */
     ck_assert_int_eq(jsond_output_produce(out, r.ops, r.self), 0);
-    r.ops = NULL;
+    return out;
+}
+
+/* A worker streams into an output whose reader stops reading: the worker
+ * blocks, far short of the end; once the reader reads, the whole array
+ * arrives, exactly. */
+START_TEST(test_stream_back_pressure)
+{
+    int sv[2];
+    jsond_output *out = start_stream(sv);
     /* Nobody reads: the kernel's buffers, the output and the stream's
      * queue fill, then the worker waits. */
     run_for(0.3);
@@ -544,18 +551,8 @@ END_TEST
  * once, and it stops. */
 START_TEST(test_stream_reader_gone)
 {
-    make_pool(1, 0);
     int sv[2];
-    ck_assert_int_eq(socket_pair(sv), 0);
-    jsond_output_opts opts = {.high_water = 4096, .timeouts = env.timeouts};
-    jsond_output *out = jsond_output_new(base, sv[0], &opts, out_cb, NULL);
-    ck_assert_ptr_nonnull(out);
-    result r;
-    jsond_req_run(request(streams, 0, NULL, &r));
-    run_until(&r.done, 1, 10.0);
-    ck_assert_ptr_nonnull(r.ops);
-    ck_assert_int_eq(jsond_output_produce(out, r.ops, r.self), 0);
-    r.ops = NULL;
+    jsond_output *out = start_stream(sv);
     run_for(0.2);
     ck_assert_int_lt(atomic_load(&pushed), ITEMS);
     jsond_output_free(out); /* the connection closes: its producer stops */
