@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "dump.h"
 #include "output.h"
 #include "proto.h"
 #include "router.h"
@@ -327,42 +328,6 @@ int jsond_conn_discard(evutil_socket_t fd)
 
 /* ---- serializing ------------------------------------------------------ */
 
-/* Most replies are small: they are serialized on the stack in one pass and
- * copied once into the output; a larger one spills into an evbuffer whose
- * chains move into the output without a copy. */
-#define SMALL_REPLY 4096
-
-typedef struct dumper {
-    char buf[SMALL_REPLY];
-    size_t n;
-    struct evbuffer *spill; /* made on first overflow, or given */
-} dumper;
-
-static int dump_cb(const char *p, size_t len, void *data)
-{
-    dumper *d = data;
-    if (d->n + len <= sizeof d->buf) {
-        memcpy(d->buf + d->n, p, len);
-        d->n += len;
-        return 0;
-    }
-    if (!d->spill && !(d->spill = evbuffer_new()))
-        return -1;
-    if (evbuffer_add(d->spill, d->buf, d->n) < 0)
-        return -1;
-    d->n = 0;
-    if (len > sizeof d->buf)
-        return evbuffer_add(d->spill, p, len);
-    memcpy(d->buf, p, len);
-    d->n = len;
-    return 0;
-}
-
-static int dump(const json_t *doc, dumper *d)
-{
-    return json_dump_callback(doc, dump_cb, d, JSON_COMPACT | JSON_ENCODE_ANY);
-}
-
 /* The reply that stands in when even an error reply cannot be made (out of
  * memory): shaped by the protocol the call speaks, its id unknown. */
 static const char *oom_text(const jsond_proto_call *call)
@@ -375,21 +340,21 @@ static const char *oom_text(const jsond_proto_call *call)
 /* Appends `r`'s reply to `dst`; on failure part of it may be there. */
 static int dump_to(struct evbuffer *dst, reply *r)
 {
-    dumper d = {.n = 0, .spill = dst};
+    jsond_dumper d = {.n = 0, .spill = dst};
     if (r->bytes)
         return evbuffer_add_buffer(dst, r->bytes);
     if (!r->doc) {
         const char *text = oom_text(r->call);
         return evbuffer_add(dst, text, strlen(text));
     }
-    return dump(r->doc, &d) < 0 ? -1 : evbuffer_add(dst, d.buf, d.n);
+    return jsond_dump(&d, r->doc) < 0 ? -1 : evbuffer_add(dst, d.buf, d.n);
 }
 
 static int write_doc(jsond_output *out, reply *r)
 {
-    dumper d = {.n = 0, .spill = NULL};
+    jsond_dumper d = {.n = 0, .spill = NULL};
     int rc;
-    if (!r->doc || dump(r->doc, &d) < 0) {
+    if (!r->doc || jsond_dump(&d, r->doc) < 0) {
         const char *text = oom_text(r->call);
         rc = jsond_output_write(out, text, strlen(text));
     } else if (!d.spill) {
@@ -528,8 +493,8 @@ static void given(reply *r)
         if (r->call->silent)
             drop_outcome(r);
         else if (r->doc && (r->bytes = evbuffer_new())) {
-            dumper d = {.n = 0, .spill = r->bytes};
-            if (dump(r->doc, &d) == 0 && evbuffer_add(r->bytes, d.buf, d.n) == 0) {
+            jsond_dumper d = {.n = 0, .spill = r->bytes};
+            if (jsond_dump(&d, r->doc) == 0 && evbuffer_add(r->bytes, d.buf, d.n) == 0) {
                 json_decref(r->doc);
                 r->doc = NULL;
             } else {

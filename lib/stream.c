@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dump.h"
 #include "output.h"
 #include "req.h"
 #include "stream.h"
@@ -24,10 +25,6 @@
  * and room are never delayed. */
 #define WAKE_GAP_NS 1000000
 #define WAKE_GAP_US 1000
-
-/* Items are serialized here, outside the lock, and copied into the queue
- * in one piece; a bigger item spills into an evbuffer. */
-#define ITEM_BUF 8192
 
 struct jsond_stream {
     char route[JSOND_NAME_MAX + 1];
@@ -50,9 +47,7 @@ struct jsond_stream {
     jsond_inbox_item wake;
 
     /* The handler's thread only. */
-    char item[ITEM_BUF]; /* an item being serialized, outside the lock */
-    size_t item_len;
-    struct evbuffer *spill; /* its overflow */
+    jsond_dumper item; /* an item being serialized, outside the lock */
     int started, handed, logged;
     uint64_t bytes;
 
@@ -71,8 +66,8 @@ static void unref(jsond_stream *s)
     if (left)
         return;
     evbuffer_free(s->queue);
-    if (s->spill)
-        evbuffer_free(s->spill);
+    if (s->item.spill)
+        evbuffer_free(s->item.spill);
     pthread_cond_destroy(&s->room);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -248,23 +243,6 @@ int jsond_stream_handed(const jsond_stream *s)
 
 /* ---- the handler's side ----------------------------------------------------- */
 
-/* Serializes into s->item, spilling what does not fit. */
-static int item_cb(const char *p, size_t len, void *data)
-{
-    jsond_stream *s = data;
-    if (s->item_len + len <= sizeof s->item) {
-        memcpy(s->item + s->item_len, p, len);
-        s->item_len += len;
-        return 0;
-    }
-    if (!s->spill && !(s->spill = evbuffer_new()))
-        return -1;
-    if (evbuffer_add(s->spill, s->item, s->item_len) < 0)
-        return -1;
-    s->item_len = 0;
-    return len > sizeof s->item ? evbuffer_add(s->spill, p, len) : item_cb(p, len, s);
-}
-
 /* The deadline of one wait for room, on the monotonic clock. */
 static struct timespec wait_until(unsigned ms)
 {
@@ -296,13 +274,14 @@ static int append_locked(jsond_stream *s, int may_block, const char **why)
         *why = "the client is gone";
         return -1;
     }
-    size_t n = s->item_len + (s->spill ? evbuffer_get_length(s->spill) : 0);
-    if ((s->spill && evbuffer_add_buffer(s->queue, s->spill) < 0) ||
-        evbuffer_add(s->queue, s->item, s->item_len) < 0) {
+    jsond_dumper *d = &s->item;
+    size_t n = d->n + (d->spill ? evbuffer_get_length(d->spill) : 0);
+    if ((d->spill && evbuffer_add_buffer(s->queue, d->spill) < 0) ||
+        evbuffer_add(s->queue, d->buf, d->n) < 0) {
         *why = "out of memory";
         return -1;
     }
-    s->item_len = 0;
+    d->n = 0;
     s->bytes += n;
     wake_locked(s, 0);
     return 0;
@@ -315,8 +294,8 @@ static int append(jsond_stream *s, const char *text, const json_t *item, int may
 {
     const char *why = "out of memory";
     int rc = -1;
-    if (item_cb(text, strlen(text), s) == 0 &&
-        (!item || json_dump_callback(item, item_cb, s, JSON_COMPACT | JSON_ENCODE_ANY) == 0)) {
+    if (jsond_dump_bytes(&s->item, text, strlen(text)) == 0 &&
+        (!item || jsond_dump(&s->item, item) == 0)) {
         pthread_mutex_lock(&s->lock);
         rc = append_locked(s, may_block, &why);
         if (rc == 0 && end) {
@@ -327,9 +306,9 @@ static int append(jsond_stream *s, const char *text, const json_t *item, int may
     }
     if (rc == 0)
         return 0;
-    s->item_len = 0;
-    if (s->spill)
-        evbuffer_drain(s->spill, evbuffer_get_length(s->spill));
+    s->item.n = 0;
+    if (s->item.spill)
+        evbuffer_drain(s->item.spill, evbuffer_get_length(s->item.spill));
     pthread_mutex_lock(&s->lock);
     s->failed = 1;
     wake_locked(s, 1);

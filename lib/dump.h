@@ -1,0 +1,33 @@
+/* dump.h: JSON serialized into a buffer on the stack, spilling into an
+ * evbuffer only when it does not fit.
+ *
+ * Most replies and stream items are small: one pass of jansson's
+ * serializer into JSOND_DUMP_BUF bytes, then one copy to where they go. A
+ * larger one spills its head into `spill` (given, or made on the first
+ * overflow), whose chains then move without a copy. Whatever thread owns
+ * the dumper; nothing here is shared.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef JSOND_DUMP_H
+#define JSOND_DUMP_H
+
+#include <event2/buffer.h>
+#include <jansson.h>
+#include <stddef.h>
+
+#define JSOND_DUMP_BUF 4096
+
+typedef struct jsond_dumper {
+    char buf[JSOND_DUMP_BUF];
+    size_t n;               /* bytes in buf: the text's tail */
+    struct evbuffer *spill; /* its head, if it did not fit; NULL or given */
+} jsond_dumper;
+
+/* Appends raw bytes. 0, or -1 out of memory. */
+int jsond_dump_bytes(jsond_dumper *d, const char *p, size_t len);
+
+/* Appends `doc`, compact. 0, or -1 out of memory. */
+int jsond_dump(jsond_dumper *d, const json_t *doc);
+
+#endif /* JSOND_DUMP_H */
