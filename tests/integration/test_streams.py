@@ -174,6 +174,32 @@ def wait_stalled(test, c, timeout=None):
         last = now
 
 
+RCVBUF = 256 * 1024
+
+
+def send_buffer_max():
+    """The most a TCP send buffer can grow to (tcp_wmem's maximum)."""
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        return int(f.read().split()[2])
+
+
+def small_window(d, listener="main"):
+    """A connection to `listener` whose receive buffer is fixed at RCVBUF
+    before the connect (no autotuning): what a slow reader lets pile up
+    is then its daemon's send buffer and output, and a few MB of stream
+    is enough to keep the worker blocked."""
+    host, port = d.addrs[listener].rsplit(":", 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        s.settimeout(3 * SLOW)
+        s.connect((host, int(port)))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
 def reset(sock):
     """Closes with SO_LINGER 0: a reset, the client gone."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -183,13 +209,16 @@ def reset(sock):
 # ---- 1. a slow reader ------------------------------------------------------
 
 # The issue's figure: 10 M items of size 0, some 240 MB. Under valgrind or
-# sanitizers the generator is far slower: fewer, larger items, still well
-# more than every buffer on the way can hold, so the worker still blocks.
+# sanitizers the generator is far slower: fewer, larger items, still twice
+# what the buffers on the way can hold (the daemon's send buffer at its
+# largest, the client's fixed one, the output buffer) plus what the slow
+# reader takes, so the worker still blocks.
 if PLAIN:
     SLOW_COUNT, SLOW_SIZE = 10000000, 0
 else:
-    SLOW_COUNT = 200000
-    SLOW_SIZE = max(0, (2 * kernel_buffers() + 4 * MB) // SLOW_COUNT - 20)
+    SLOW_COUNT = 100000 if VALGRIND else 200000
+    SLOW_SIZE = max(0, (2 * (send_buffer_max() + 2 * RCVBUF + 2 * OUTPUT_BUFFER) + 2 * MB)
+                    // SLOW_COUNT - 20)
 SLOW_READS = 100   # of 16 KB, every 20 ms: 2 s
 RSS_LIMIT_KB = 64 * 1024
 
@@ -199,7 +228,7 @@ class SlowReader(unittest.TestCase):
         exp = Expected(SLOW_COUNT, SLOW_SIZE)
         check = Checker(exp)
         with Daemon(CONF) as d, Client(d) as watch:
-            s = d.connect("main")
+            s = small_window(d)
             self.addCleanup(s.close)
             s.sendall(b'records {"count": %d, "size": %d}\n' % (SLOW_COUNT, SLOW_SIZE))
             wait_pool(self, watch, "default", lambda p: p["busy"] == 1, "busy")
@@ -269,21 +298,30 @@ class SlowReader(unittest.TestCase):
 
 # ---- 2, 3. clients that leave -----------------------------------------------
 
+# Under valgrind every item costs some 50 times more: less is read first.
+READ_BEFORE_RESET = 256 * 1024 if VALGRIND else MB
+
+
 class Leaving(unittest.TestCase):
     def test_reset_stops_the_generator(self):
-        """The client reads 1 MB of a 240 MB stream and resets: the
-        generator stops, having made no more than the buffers on the way
-        hold past what the client read, and its worker comes free."""
+        """The client reads 1 MB of a 240 MB stream, stops reading until the
+        worker blocks, and resets: the generator stops, having made no more than the buffers on the way
+        can hold past what the client read (the bound is the harness's,
+        kernel_buffers(), though this client's own buffer is small), and
+        its worker comes free."""
         with Daemon(CONF) as d, Client(d) as watch:
-            s = d.connect("main")
+            s = small_window(d)
             s.sendall(b'records {"count": 10000000, "size": 0}\n')
             received = 0
             try:
-                while received < MB:
+                while received < READ_BEFORE_RESET:
                     data = s.recv(64 * 1024)
                     self.assertTrue(data, "closed after %d bytes" % received)
                     received += len(data)
                 wait_pool(self, watch, "default", lambda p: p["busy"] == 1, "busy")
+                # Reading stops: the buffers fill and the worker blocks. The
+                # reset must wake it, not leave it waiting on output.
+                wait_stalled(self, watch)
             finally:
                 reset(s)
             t0 = time.monotonic()
