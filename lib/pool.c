@@ -299,6 +299,13 @@ int jsond_pool_cancel(jsond_pool *pool, jsond_job *job)
     return removed;
 }
 
+void jsond_pool_abandon(jsond_pool *pool)
+{
+    jsond_pool_drain(pool);
+    for (unsigned i = 0; i < pool->nthreads; i++)
+        pthread_detach(pool->threads[i]);
+}
+
 void jsond_pool_drain(jsond_pool *pool)
 {
     pthread_mutex_lock(&pool->lock);

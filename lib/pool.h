@@ -17,9 +17,9 @@
  * on the loop until jsond_pool_idle() (a timer, never a blocking wait), then
  * jsond_pool_free() joins the threads. A worker stuck in a job never ends, so
  * jsond_pool_free() would block forever: past its shutdown deadline the
- * caller abandons such a pool instead (never frees it, nor anything its
- * running jobs may touch); jsond_pool_get_stats()'s `busy` says how many are
- * still running. Free the pool before the inbox it posts to.
+ * caller abandons such a pool instead (jsond_pool_abandon(), and never frees
+ * anything its running jobs may touch); jsond_pool_get_stats()'s `busy` says
+ * how many are still running. Free the pool before the inbox it posts to.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -72,6 +72,13 @@ int jsond_pool_submit(jsond_pool *pool, jsond_job *job);
  * worker already has it: `done` will be called as usual. Only for a job
  * submitted to this pool whose `done` has not run. Any thread. */
 int jsond_pool_cancel(jsond_pool *pool, jsond_job *job);
+
+/* Gives up on a pool whose workers may never return (stuck in legacy code
+ * past the shutdown deadline): it is drained, its threads are detached (the
+ * idle ones exit on their own, nobody joins them) and it is never freed,
+ * since a stuck worker still uses it, its inbox and its job. Loop thread,
+ * once, instead of jsond_pool_free(). */
+void jsond_pool_abandon(jsond_pool *pool);
 
 /* Stops taking work: later submits fail with ESHUTDOWN; queued jobs still
  * run, then the threads exit. Never blocks. Loop thread. */

@@ -713,27 +713,33 @@ static void log_abandoned(jsond_job *job, void *arg)
               jsond_pool_name(arg), jsond_req_job_route(job));
 }
 
-/* Stops the pools and frees them once their threads are joined, or, when
- * a worker is still running (stuck in legacy code past shutdown_timeout),
- * leaves them be: their workers may still use them, the inbox and the
- * requests they hold. Returns 1 when something was abandoned. */
+/* Stops the pools and frees each once its threads are joined, or, when a
+ * worker is still running (stuck in legacy code past shutdown_timeout),
+ * abandons it: its workers may still use it, the inbox and the requests
+ * they hold. Returns 1 when a pool was abandoned: the inbox stays then. */
 static int pools_free(jsond_server *srv)
 {
-    for (size_t i = 0; i < srv->npools; i++)
-        jsond_pool_drain(srv->pools[i]);
-    if (!pools_idle(srv)) {
-        for (size_t i = 0; i < srv->npools; i++)
-            jsond_pool_running(srv->pools[i], log_abandoned, srv->pools[i]);
-        return 1;
+    int abandoned_any = 0;
+    for (size_t i = 0; i < srv->npools; i++) {
+        jsond_pool *pool = srv->pools[i];
+        jsond_pool_drain(pool);
+        if (jsond_pool_idle(pool)) {
+            jsond_pool_free(pool);
+            continue;
+        }
+        jsond_pool_running(pool, log_abandoned, pool);
+        jsond_pool_abandon(pool);
+        abandoned_any = 1;
     }
-    for (size_t i = 0; i < srv->npools; i++)
-        jsond_pool_free(srv->pools[i]);
+    free(srv->by_index);
+    srv->by_index = NULL;
+    if (abandoned_any)
+        return 1; /* srv->pools stays: the abandoned are in it */
     /* The last jobs' completions, never run: their requests are released. */
     jsond_inbox_free(srv->inbox);
     srv->inbox = NULL;
     free(srv->pools);
-    free(srv->by_index);
-    srv->pools = srv->by_index = NULL;
+    srv->pools = NULL;
     srv->npools = 0;
     return 0;
 }
