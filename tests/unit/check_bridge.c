@@ -63,6 +63,8 @@ static jsond_pool *pool;
 static jsond_req_env env;
 static pthread_t loop_thread;
 
+static int out_events; /* DRAINED events of the test's output; -100 on an error */
+
 /* What the handlers did, seen from the workers: atomics. */
 static atomic_int runs, on_worker, stopped_early, pushed;
 
@@ -133,6 +135,7 @@ static void setup(void)
     atomic_store(&on_worker, 0);
     atomic_store(&stopped_early, 0);
     atomic_store(&pushed, 0);
+    out_events = 0;
     gate_set(0);
 }
 
@@ -457,8 +460,6 @@ static json_t *streams(jsond_req *req, json_t *args)
     return NULL;
 }
 
-static int out_events;
-
 static void out_cb(jsond_output *out, jsond_output_event ev, void *arg)
 {
     (void)out;
@@ -566,6 +567,63 @@ START_TEST(test_stream_reader_gone)
 }
 END_TEST
 
+/* An async handler streams on the loop: nothing blocks (every item is
+ * taken at once, far over the 4 KB watermark), the request stays held until
+ * the end, and the output gets the whole array. */
+static void streams_on_loop(jsond_req *req, json_t *args)
+{
+    (void)args;
+    ck_assert_int_eq(jsond_stream_begin(req), 0);
+    for (int i = 0; i < 1000; i++)
+        ck_assert_int_eq(jsond_stream_item(req, json_pack("{s:i}", "i", i)), 0);
+    ck_assert_int_eq(jsond_stream_end(req), 0);
+    ck_assert_int_eq(jsond_stream_item(req, json_true()), -1); /* ended */
+}
+
+START_TEST(test_stream_on_loop)
+{
+    int sv[2];
+    ck_assert_int_eq(socket_pair(sv), 0);
+    int big = 1 << 20;
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    jsond_output_opts opts = {.high_water = 4096, .timeouts = env.timeouts};
+    jsond_output *out = jsond_output_new(base, sv[0], &opts, out_cb, NULL);
+    ck_assert_ptr_nonnull(out);
+    result r = {0};
+    jsond_handler h = {.color = JSOND_COLOR_ASYNC,
+                       .async_fn = streams_on_loop,
+                       .pool = JSOND_ON_LOOP,
+                       .timeout_ms = 1000};
+    jsond_req *req =
+        jsond_req_new(cfg, jsond_config_route(cfg, "r"), &h, json_object(), &env, done_cb, &r);
+    ck_assert_ptr_nonnull(req);
+    jsond_req_run(req);
+    ck_assert_int_eq(r.done, 1); /* handed over at the first item, inside the call */
+    ck_assert_int_eq(r.on_loop, 1);
+    ck_assert_ptr_nonnull(r.ops);
+    ck_assert_int_eq(jsond_output_produce(out, r.ops, r.self), 0);
+    r.ops = NULL;
+    struct evbuffer *got = evbuffer_new();
+    double end = now() + 10.0;
+    while (now() < end && out_events <= 0) {
+        drain_peer(sv[1], got);
+        run_for(0.001);
+    }
+    drain_peer(sv[1], got);
+    json_error_t e;
+    json_t *doc =
+        json_loadb((const char *)evbuffer_pullup(got, -1), evbuffer_get_length(got), 0, &e);
+    ck_assert_msg(doc != NULL, "not JSON: %s", e.text);
+    ck_assert_uint_eq(json_array_size(doc), 1000);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(doc, 999), "i")), 999);
+    json_decref(doc);
+    evbuffer_free(got);
+    jsond_output_free(out);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
 static Suite *bridge_suite(void)
 {
     Suite *s = suite_create("bridge");
@@ -591,6 +649,7 @@ static Suite *bridge_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_stream_back_pressure);
     tcase_add_test(tc, test_stream_reader_gone);
+    tcase_add_test(tc, test_stream_on_loop);
     suite_add_tcase(s, tc);
     return s;
 }
