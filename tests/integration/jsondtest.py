@@ -8,8 +8,13 @@ stopped, whatever the test's outcome.
 
 Besides the Daemon: Client, a request-mode connection (lines out, reply
 lines in); SharedDaemon, a TestCase base whose tests share one daemon;
-error_of and wait_counted for plain replies and builtin:stats; figures and
-version for the benchmarks in tests/bench.
+connect (rcvbuf: SO_RCVBUF before the handshake), reset (a close with
+SO_LINGER 0) and readable for raw sockets; error_of, result_of and
+rpc_error_of (with RPC_CODES) for plain and JSON-RPC replies; wait_counted,
+pools and wait_pool for builtin:stats; records_text for builtin:records;
+started, reload (write_conf, Outcome, OUTCOME_RE) and lines_of for SIGHUP
+and config line numbers; counters and counters_line for the exit log line;
+figures and version for the benchmarks in tests/bench.
 
 Environment (set by `make check`): JSOND (the daemon), JSOND_SRCDIR,
 JSOND_WRAPPER (e.g. valgrind), JSOND_SANITIZERS (yes/no).
@@ -19,6 +24,7 @@ import fcntl
 import json
 import os
 import re
+import select
 import shlex
 import signal
 import socket
@@ -110,9 +116,9 @@ class Daemon:
             time.sleep(0.02)
         raise AssertionError("timed out waiting on the log")
 
-    def connect(self, name, timeout=None):
-        """A connected socket to the listener `name`."""
-        return connect(self.addrs[name], timeout)
+    def connect(self, name, timeout=None, rcvbuf=None):
+        """A connected socket to the listener `name` (see connect())."""
+        return connect(self.addrs[name], timeout, rcvbuf)
 
     def status(self, field):
         """A /proc/PID/status figure in kB (VmRSS, VmHWM)."""
@@ -207,8 +213,10 @@ class Daemon:
         self.close()
 
 
-def connect(addr, timeout=None):
-    """A connected socket to "HOST:PORT", "[V6]:PORT" or "unix:PATH"."""
+def connect(addr, timeout=None, rcvbuf=None):
+    """A connected socket to "HOST:PORT", "[V6]:PORT" or "unix:PATH". A
+    `rcvbuf` is set (SO_RCVBUF) before the handshake, so the window the
+    daemon sees is that small from the start (no autotuning)."""
     if addr.startswith("unix:"):
         fam, to = socket.AF_UNIX, addr[5:]
     else:
@@ -217,12 +225,25 @@ def connect(addr, timeout=None):
         fam, to = socket.AF_INET6 if ":" in host else socket.AF_INET, (host, int(port))
     s = socket.socket(fam, socket.SOCK_STREAM)
     try:
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         s.settimeout(timeout or 3 * SLOW)
         s.connect(to)
     except BaseException:
         s.close()
         raise
     return s
+
+
+def reset(sock):
+    """Closes `sock` with SO_LINGER 0: a reset, the client gone."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def readable(sock):
+    """True when a reply (or the end) is waiting on `sock`."""
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def unacked(sock):
@@ -384,6 +405,193 @@ def wait_counted(c, route, timeout=None):
         if time.monotonic() > deadline:
             raise AssertionError("no request on %s was ever counted" % route)
         time.sleep(0.01)  # polling, bounded by the deadline
+
+
+def pools(c):
+    """stats' pools object, over Client c (the route "stats")."""
+    return c.call("stats")["pools"]
+
+
+def wait_pool(c, name, pred, what, timeout=None):
+    """Polls stats until pred(pools[name]) holds; returns that pool's stats.
+    Fails the test after `timeout` (3 * SLOW unless told)."""
+    deadline = time.monotonic() + (timeout or 3 * SLOW)
+    while True:
+        p = pools(c).get(name)
+        if p is not None and pred(p):
+            return p
+        if time.monotonic() > deadline:
+            raise AssertionError("pool %s never %s: %r" % (name, what, p))
+        time.sleep(0.01)  # polling, bounded by the deadline
+
+
+def records_text(count, size):
+    """The exact reply of `records {"count": count, "size": size}`, without
+    its newline (for small counts: it is made whole)."""
+    item = b'{"i":%d,"data":"' + b"x" * size + b'"}'
+    return b"[" + b",".join(item % i for i in range(count)) + b"]"
+
+
+# ---- JSON-RPC replies ------------------------------------------------------
+
+RPC_CODES = {
+    "bad_request": -32600,
+    "not_found": -32601,
+    "too_large": -32000,
+    "busy": -32001,
+    "timeout": -32002,
+    "handler_failed": -32003,
+    "wrong_color": -32004,
+    "shutting_down": -32005,
+    "internal": -32603,
+}
+
+
+def result_of(reply, id, result=...):
+    """A JSON-RPC success response with `id` (and `result` unless ...)."""
+    assert set(reply) == {"jsonrpc", "result", "id"}, reply
+    assert reply["jsonrpc"] == "2.0", reply
+    assert reply["id"] == id and type(reply["id"]) is type(id), (reply, id)
+    if result is not ...:
+        assert reply["result"] == result, (reply, result)
+    return reply["result"]
+
+
+def rpc_error_of(reply, code, id, name=None):
+    """A JSON-RPC error response: `code`, `id`, a message, and jsond's code
+    name in error.data.code (`name`, or the one `code` maps from)."""
+    assert set(reply) == {"jsonrpc", "error", "id"}, reply
+    assert reply["jsonrpc"] == "2.0", reply
+    assert reply["id"] == id and type(reply["id"]) is type(id), (reply, id)
+    err = reply["error"]
+    assert set(err) == {"code", "message", "data"}, reply
+    assert err["code"] == code and type(err["code"]) is int, (reply, code)
+    assert isinstance(err["message"], str) and err["message"], reply
+    if name is None:
+        name = {-32700: "bad_request", -32602: "bad_request"}.get(code)
+        name = name or [k for k, v in RPC_CODES.items() if v == code][0]
+    assert err["data"] == {"code": name}, reply
+    return reply
+
+
+# ---- reload (SIGHUP) and config lines ------------------------------------
+
+OUTCOME_RE = re.compile(
+    r"\] (?:reloaded (?P<file>\S+): routes (?P<added>\d+) added, (?P<removed>\d+) removed, "
+    r"(?P<changed>\d+) changed; listeners (?P<opened>\d+) opened, (?P<closed>\d+) closed, "
+    r"(?P<kept>\d+) kept \((?P<ms>[0-9.]+) ms\)"
+    r"|reload failed with (?P<problems>\d+) problems: the old config stays in force)$", re.M)
+ERROR_RE = re.compile(r"\[error\] (?!reload failed)(.*)$", re.M)
+UNLISTENED_RE = re.compile(r"\] stopped listening on (\S+) (\S+)$", re.M)
+# LISTEN_RE would match the line above too.
+OPENED_RE = re.compile(r"\] listening on (\S+) (\S+)$", re.M)
+
+
+def write_conf(d, text, path=None):
+    """Replaces a config file whole (rename), so the daemon never reads a
+    half-written one. @DIR@ is the daemon's directory, as in Daemon."""
+    path = path or d.path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text.replace("@DIR@", d.dir.name))
+    os.replace(tmp, path)
+    return path
+
+
+class Outcome:
+    """What one reload logged: its summary or its failure, and its errors."""
+
+    def __init__(self, seg):
+        self.log = seg
+        m = OUTCOME_RE.search(seg)
+        self.ok = m.group("problems") is None
+        self.problems = None if self.ok else int(m.group("problems"))
+        self.counts = {k: int(m.group(k)) for k in ("added", "removed", "changed", "opened",
+                                                    "closed", "kept")} if self.ok else None
+        self.ms = float(m.group("ms")) if self.ok else None
+        self.errors = ERROR_RE.findall(seg[:m.start()])
+        self.opened = dict(OPENED_RE.findall(seg))
+        self.stopped = dict(UNLISTENED_RE.findall(seg))
+
+    def routes(self):
+        return tuple(self.counts[k] for k in ("added", "removed", "changed"))
+
+    def listeners(self):
+        return tuple(self.counts[k] for k in ("opened", "closed", "kept"))
+
+    def where(self):
+        """The FILE:LINE of every error, in the order logged."""
+        out = []
+        for e in self.errors:
+            m = re.match(r"(.+?):(\d+): ", e)
+            assert m, "error without a line: %r" % e
+            out.append((m.group(1), int(m.group(2))))
+        return out
+
+
+def started(d):
+    """Waits for the daemon to have its signal handlers: the listeners are
+    logged before, and a SIGHUP then would kill it."""
+    d.wait_log(lambda log: re.search(r"jsond \S+ started \(pid", log), 3 * SLOW)
+    return d
+
+
+def reload(d, text=None, timeout=None):
+    """Writes `text` as the daemon's config (when given), sends SIGHUP and
+    waits for the reload's outcome line. New listeners go into d.addrs
+    (the harness fills it only at start)."""
+    if text is not None:
+        write_conf(d, text)
+    pos = os.path.getsize(d.logpath)
+    d.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + (timeout or 3 * SLOW)
+    with open(d.logpath, "rb") as f:
+        while True:
+            f.seek(pos)
+            seg = f.read().decode("utf-8", "replace")
+            if OUTCOME_RE.search(seg):
+                break
+            if d.proc.poll() is not None:
+                raise AssertionError("jsond exited (%s) during a reload" % d.proc.returncode)
+            if time.monotonic() > deadline:
+                raise AssertionError("no reload outcome in the log")
+            time.sleep(0.005)  # polling the log file, bounded by the deadline
+    out = Outcome(seg)
+    if out.ok:
+        d.addrs.update(out.opened)
+        for name in out.stopped:
+            d.addrs.pop(name, None)
+    return out
+
+
+def lines_of(text, *needles):
+    """The 1-based line number of the first line holding each needle."""
+    lines = text.splitlines()
+    out = []
+    for n in needles:
+        out.append(next(i + 1 for i, line in enumerate(lines) if n in line))
+    return out
+
+
+# ---- the exit log line -------------------------------------------------------
+
+COUNTERS_RE = re.compile(r"connections: (\d+) accepted, (\d+) refused, (\d+) dropped, "
+                         r"(\d+) reset, (\d+) cut")
+
+
+def counters_line(log):
+    """The counters line the daemon logs as it exits."""
+    found = [line for line in log.splitlines() if COUNTERS_RE.search(line)]
+    if not found:
+        raise AssertionError("no counters line in the log")
+    return found[-1]
+
+
+def counters(log):
+    """The counters of the daemon's last 'connections:' line, by name."""
+    values = COUNTERS_RE.search(counters_line(log)).groups()
+    return dict(zip(("accepted", "refused", "dropped", "reset", "cut"), map(int, values)))
 
 
 class SharedDaemon(unittest.TestCase):

@@ -8,13 +8,11 @@ is 35 MB neither holds 35 MB nor blocks the loop. A long request line is
 scanned once, not once per read.
 """
 import json
-import socket
-import struct
 import threading
 import time
 
 from jsondtest import (HELLO, PLAIN, SLOW, VALGRIND, Client, Daemon, SharedDaemon, config, main,
-                       unittest)
+                       reset, unittest)
 
 MB = 1024 * 1024
 OUTPUT_BUFFER = 256 * 1024
@@ -169,8 +167,7 @@ class Bounded(unittest.TestCase):
                     # measured. 131 MB when every call ran.
                     self.assertLess(grew, 4 * 1024)
             # The client resets: everything it had running goes at once.
-            flood.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            flood.close()
+            reset(flood)
             self.assertEqual(d.wait_fds(base_fds), base_fds)
 
     def test_big_batch_streamed(self):

@@ -9,11 +9,10 @@ cancelled at once.
 """
 import json
 import socket
-import struct
 import time
 
 from jsondtest import (SCALE, SLOW, Client, Daemon, SharedDaemon, config, error_of, kernel_buffers,
-                       main, recv_all, unittest)
+                       main, recv_all, reset, unittest, wait_counted)
 
 CONF = config("""
     [server]
@@ -173,12 +172,8 @@ class ClientsThatLeave(unittest.TestCase):
             s = d.connect("main")
             s.sendall(b'sleep {"ms": 3600000}\n')
             with Client(d) as c:
-                deadline = time.monotonic() + 3 * SLOW
-                while not c.call("stats")["requests"]["routes"].get("sleep"):
-                    self.assertLess(time.monotonic(), deadline, "the sleep never started")
-                    time.sleep(0.01)  # polling, bounded by the deadline
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            s.close()  # linger 0: a reset
+                wait_counted(c, "sleep")
+            reset(s)
             self.assertEqual(d.wait_fds(base), base)
             d.wait_log(lambda log: "closed (reset" in log, 3 * SLOW)
 

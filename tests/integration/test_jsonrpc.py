@@ -18,8 +18,8 @@ allocation, so their mapping is checked in tests/unit/check_proto.c.
 import json
 import signal
 
-from jsondtest import (SCALE, SLOW, Client, Closed, Daemon, SharedDaemon, config, kernel_buffers,
-                       main, unittest, wait_counted)
+from jsondtest import (SLOW, Client, Closed, Daemon, SharedDaemon, config, kernel_buffers, main,
+                       result_of, rpc_error_of, unittest, wait_counted)
 
 ECHOES = ["subtract", "sum", "update", "notify_hello", "get_data", "echo"]
 
@@ -43,18 +43,6 @@ CONF = config("""
     handler = builtin:stats
 """) + "".join("[route %s]\nhandler = builtin:echo\n" % name for name in ECHOES)
 
-RPC_CODES = {
-    "bad_request": -32600,
-    "not_found": -32601,
-    "too_large": -32000,
-    "busy": -32001,
-    "timeout": -32002,
-    "handler_failed": -32003,
-    "wrong_color": -32004,
-    "shutting_down": -32005,
-    "internal": -32603,
-}
-
 
 class RpcClient(Client):
     probes = 0
@@ -73,33 +61,6 @@ class RpcClient(Client):
         """`line` gets no reply at all."""
         self.send(line.encode() + b"\n")
         self.probe()
-
-
-def result_of(reply, id, result=...):
-    """A JSON-RPC success response with `id` (and `result` unless ...)."""
-    assert set(reply) == {"jsonrpc", "result", "id"}, reply
-    assert reply["jsonrpc"] == "2.0", reply
-    assert reply["id"] == id and type(reply["id"]) is type(id), (reply, id)
-    if result is not ...:
-        assert reply["result"] == result, (reply, result)
-    return reply["result"]
-
-
-def rpc_error_of(reply, code, id, name=None):
-    """A JSON-RPC error response: `code`, `id`, a message, and jsond's code
-    name in error.data.code (`name`, or the one `code` maps from)."""
-    assert set(reply) == {"jsonrpc", "error", "id"}, reply
-    assert reply["jsonrpc"] == "2.0", reply
-    assert reply["id"] == id and type(reply["id"]) is type(id), (reply, id)
-    err = reply["error"]
-    assert set(err) == {"code", "message", "data"}, reply
-    assert err["code"] == code and type(err["code"]) is int, (reply, code)
-    assert isinstance(err["message"], str) and err["message"], reply
-    if name is None:
-        name = {-32700: "bad_request", -32602: "bad_request"}.get(code)
-        name = name or [k for k, v in RPC_CODES.items() if v == code][0]
-    assert err["data"] == {"code": name}, reply
-    return reply
 
 
 class Rpc(SharedDaemon):

@@ -14,8 +14,8 @@ import socket
 import sys
 import time
 
-from jsondtest import (HELLO, SLOW, VALGRIND, Client, Daemon, config, main, recv_all,
-                       unittest)
+from jsondtest import (HELLO, SLOW, VALGRIND, Client, Daemon, config, counters, counters_line,
+                       main, recv_all, unittest)
 
 HEAD = b'{"msg":"Hello World","data":"'
 TAIL = b'"}\n'
@@ -29,23 +29,6 @@ REPLY_LEN = len(HEAD) + SIZE + len(TAIL)
 BUSY = b'{"error":{"code":"busy","message":"too many connections"}}\n'
 BUSY_RPC = (b'{"jsonrpc":"2.0","error":{"code":-32001,"message":"too many connections",'
             b'"data":{"code":"busy"}},"id":null}\n')
-
-COUNTERS_RE = re.compile(r"connections: (\d+) accepted, (\d+) refused, (\d+) dropped, "
-                         r"(\d+) reset, (\d+) cut")
-
-
-def counters_line(log):
-    """The counters line the daemon logs as it exits."""
-    found = [line for line in log.splitlines() if COUNTERS_RE.search(line)]
-    if not found:
-        raise AssertionError("no counters line in the log")
-    return found[-1]
-
-
-def counters(log):
-    """The counters of the daemon's last 'connections:' line, by name."""
-    values = COUNTERS_RE.search(counters_line(log)).groups()
-    return dict(zip(("accepted", "refused", "dropped", "reset", "cut"), map(int, values)))
 
 
 def read_reply(test, sock):
@@ -83,14 +66,10 @@ class Limits(unittest.TestCase):
     def clients(self, d, n):
         """`n` clients of the big listener with a small receive buffer,
         closed when the test ends."""
-        host, port = d.addrs["big"].rsplit(":", 1)
         socks = []
         for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s = d.connect("big", rcvbuf=RCVBUF)
             self.addCleanup(s.close)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-            s.settimeout(3 * SLOW)
-            s.connect((host, int(port)))
             socks.append(s)
         return socks
 

@@ -30,16 +30,14 @@ call) runs on a worker. Every order a test needs is forced through `stats`
 import json
 import math
 import re
-import select
 import signal
 import socket
 import sys
 import time
 
-from jsondtest import (HELLO, SCALE, SLOW, VALGRIND, Client, Daemon, config, error_of, main, run,
-                       unittest)
-from test_jsonrpc import result_of, rpc_error_of
-from test_reload import lines_of, reload, started
+from jsondtest import (HELLO, SCALE, SLOW, VALGRIND, Client, Daemon, config, error_of, lines_of,
+                       main, pools, readable, records_text, reload, result_of, rpc_error_of, run,
+                       started, unittest, wait_pool)
 
 HELLO_REPLY = json.loads(HELLO)
 POOL_KEYS = {"threads", "busy", "queued", "queue_peak", "rejected", "timed_out", "late",
@@ -49,29 +47,6 @@ ABANDON_RE = r"\[warning\] abandoning a worker of pool %s running route %s$"
 
 
 # ---- helpers -------------------------------------------------------------
-
-def pools(c):
-    """stats' pools object, over Client c (the route "stats")."""
-    return c.call("stats")["pools"]
-
-
-def wait_pool(c, name, pred, what, timeout=None):
-    """Polls stats until pred(pools[name]) holds; returns that pool's stats.
-    Fails the test after `timeout` (3 * SLOW unless told)."""
-    deadline = time.monotonic() + (timeout or 3 * SLOW)
-    while True:
-        p = pools(c).get(name)
-        if p is not None and pred(p):
-            return p
-        if time.monotonic() > deadline:
-            raise AssertionError("pool %s never %s: %r" % (name, what, p))
-        time.sleep(0.01)  # polling, bounded by the deadline
-
-
-def readable(sock):
-    """True when a reply (or the end) is waiting on `sock`."""
-    return bool(select.select([sock], [], [], 0)[0])
-
 
 def refused(addr):
     """True when a new connection to `addr` is refused, or accepted and then
@@ -102,13 +77,6 @@ def wait_refused(test, addr, timeout=None):
 def percentile(sorted_values, q):
     """The nearest-rank percentile q (0..100) of sorted values."""
     return sorted_values[max(0, math.ceil(q / 100 * len(sorted_values)) - 1)]
-
-
-def records_text(count, size):
-    """The exact reply of `records {"count": count, "size": size}`, without
-    its newline."""
-    item = b'{"i":%d,"data":"' + b"x" * size + b'"}'
-    return b"[" + b",".join(item % i for i in range(count)) + b"]"
 
 
 def route_map(c):

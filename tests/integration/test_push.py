@@ -9,7 +9,6 @@ SLOW.
 """
 import json
 import os
-import re
 import select
 import signal
 import socket
@@ -18,8 +17,8 @@ import sys
 import threading
 import time
 
-from jsondtest import (HELLO, PLAIN, SLOW, Daemon, config, main, recv_all, unittest,
-                       wait_acked)
+from jsondtest import (HELLO, PLAIN, SLOW, Daemon, config, counters, counters_line, main,
+                       recv_all, unittest, wait_acked)
 
 HEAD = b'{"msg":"Hello World","data":"'
 TAIL = b'"}\n'
@@ -27,9 +26,6 @@ KB, MB = 1024, 1024 * 1024
 GB = 1024 * MB
 # output_buffer where memory is asserted: growth is held to 4x it.
 OUTPUT_BUFFER = 256 * KB
-
-COUNTERS_RE = re.compile(r"connections: (\d+) accepted, (\d+) refused, (\d+) dropped, "
-                         r"(\d+) reset, (\d+) cut")
 
 
 def big_config(size, server="", extra=""):
@@ -61,20 +57,6 @@ def reply_len(size):
     return len(HEAD) + size + len(TAIL)
 
 
-def counters_line(log):
-    """The counters line the daemon logs as it exits."""
-    found = [line for line in log.splitlines() if COUNTERS_RE.search(line)]
-    if not found:
-        raise AssertionError("no counters line in the log")
-    return found[-1]
-
-
-def counters(log):
-    """The counters of the daemon's last 'connections:' line, by name."""
-    values = COUNTERS_RE.search(counters_line(log)).groups()
-    return dict(zip(("accepted", "refused", "dropped", "reset", "cut"), map(int, values)))
-
-
 def have_ipv6():
     if not socket.has_ipv6:
         return False
@@ -84,17 +66,6 @@ def have_ipv6():
         return True
     except OSError:
         return False
-
-
-def connect_tcp(d, name, rcvbuf=None):
-    """Connects to listener `name`, with SO_RCVBUF set before the handshake."""
-    host, port = d.addrs[name].rsplit(":", 1)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(3 * SLOW)
-    s.connect((host, int(port)))
-    return s
 
 
 def wait_readable(sock, what):
@@ -248,7 +219,7 @@ class Push(unittest.TestCase):
         with Daemon(big_config(size, "write_timeout = %ds" % (10 * SLOW))) as d:
             # A small receive buffer: the kernel cannot hold the reply for
             # the reader, so most of it must wait in the daemon.
-            first = connect_tcp(d, "big", rcvbuf=64 * KB)
+            first = d.connect("big", rcvbuf=64 * KB)
             wait_readable(first, "the big reply")
             others = [d.connect("main") for _ in range(50)]
             for s in others:
@@ -326,7 +297,7 @@ class Push(unittest.TestCase):
         size = 50000000
         with Daemon(big_config(size, "write_timeout = 500ms")) as d:
             t0 = time.monotonic()
-            stuck = connect_tcp(d, "big", rcvbuf=4 * KB)
+            stuck = d.connect("big", rcvbuf=4 * KB)
             wait_readable(stuck, "the big reply")
             # Others are served while it is stuck.
             for _ in range(5):

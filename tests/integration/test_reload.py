@@ -32,8 +32,6 @@ import contextlib
 import json
 import os
 import re
-import select
-import signal
 import socket
 import subprocess
 import sys
@@ -41,102 +39,15 @@ import threading
 import time
 
 from jsondtest import (HELLO, PLAIN, SCALE, SLOW, VALGRIND, Client, Daemon, SharedDaemon, config,
-                       connect, error_of, figures, main, recv_all, run, unittest, wait_counted)
+                       connect, error_of, figures, lines_of, main, readable, recv_all, reload, run,
+                       started, unittest, wait_counted, write_conf)
 
 # The sleep that is in flight across a reload: long enough that the reload
 # (a few ms; far more under valgrind) is surely over before it ends.
 SLEEP_MS = 2000 * SCALE
 
-OUTCOME_RE = re.compile(
-    r"\] (?:reloaded (?P<file>\S+): routes (?P<added>\d+) added, (?P<removed>\d+) removed, "
-    r"(?P<changed>\d+) changed; listeners (?P<opened>\d+) opened, (?P<closed>\d+) closed, "
-    r"(?P<kept>\d+) kept \((?P<ms>[0-9.]+) ms\)"
-    r"|reload failed with (?P<problems>\d+) problems: the old config stays in force)$", re.M)
-ERROR_RE = re.compile(r"\[error\] (?!reload failed)(.*)$", re.M)
-STOPPED_RE = re.compile(r"\] stopped listening on (\S+) (\S+)$", re.M)
-# The harness's LISTEN_RE would match the line above too.
-OPENED_RE = re.compile(r"\] listening on (\S+) (\S+)$", re.M)
-
 
 # ---- helpers -------------------------------------------------------------
-
-def write_conf(d, text, path=None):
-    """Replaces a config file whole (rename), so the daemon never reads a
-    half-written one. @DIR@ is the daemon's directory, as in the harness."""
-    path = path or d.path
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text.replace("@DIR@", d.dir.name))
-    os.replace(tmp, path)
-    return path
-
-
-class Outcome:
-    """What one reload logged: its summary or its failure, and its errors."""
-
-    def __init__(self, seg):
-        self.log = seg
-        m = OUTCOME_RE.search(seg)
-        self.ok = m.group("problems") is None
-        self.problems = None if self.ok else int(m.group("problems"))
-        self.counts = {k: int(m.group(k)) for k in ("added", "removed", "changed", "opened",
-                                                    "closed", "kept")} if self.ok else None
-        self.ms = float(m.group("ms")) if self.ok else None
-        self.errors = ERROR_RE.findall(seg[:m.start()])
-        self.opened = dict(OPENED_RE.findall(seg))
-        self.stopped = dict(STOPPED_RE.findall(seg))
-
-    def routes(self):
-        return tuple(self.counts[k] for k in ("added", "removed", "changed"))
-
-    def listeners(self):
-        return tuple(self.counts[k] for k in ("opened", "closed", "kept"))
-
-    def where(self):
-        """The FILE:LINE of every error, in the order logged."""
-        out = []
-        for e in self.errors:
-            m = re.match(r"(.+?):(\d+): ", e)
-            assert m, "error without a line: %r" % e
-            out.append((m.group(1), int(m.group(2))))
-        return out
-
-
-def started(d):
-    """Waits for the daemon to have its signal handlers: the listeners are
-    logged before, and a SIGHUP then would kill it."""
-    d.wait_log(lambda log: re.search(r"jsond \S+ started \(pid", log), 3 * SLOW)
-    return d
-
-
-def reload(d, text=None, timeout=None):
-    """Writes `text` as the daemon's config (when given), sends SIGHUP and
-    waits for the reload's outcome line. New listeners go into d.addrs
-    (the harness fills it only at start)."""
-    if text is not None:
-        write_conf(d, text)
-    pos = os.path.getsize(d.logpath)
-    d.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + (timeout or 3 * SLOW)
-    with open(d.logpath, "rb") as f:
-        while True:
-            f.seek(pos)
-            seg = f.read().decode("utf-8", "replace")
-            if OUTCOME_RE.search(seg):
-                break
-            if d.proc.poll() is not None:
-                raise AssertionError("jsond exited (%s) during a reload" % d.proc.returncode)
-            if time.monotonic() > deadline:
-                raise AssertionError("no reload outcome in the log")
-            time.sleep(0.005)  # polling the log file, bounded by the deadline
-    out = Outcome(seg)
-    if out.ok:
-        d.addrs.update(out.opened)
-        for name in out.stopped:
-            d.addrs.pop(name, None)
-    return out
-
 
 def socket_inodes(d):
     inodes = set()
@@ -197,15 +108,6 @@ def refused(addr):
     return False
 
 
-def lines_of(text, *needles):
-    """The 1-based line number of the first line holding each needle."""
-    lines = text.splitlines()
-    out = []
-    for n in needles:
-        out.append(next(i + 1 for i, line in enumerate(lines) if n in line))
-    return out
-
-
 def check_verdict(test, d, out, path=None):
     """`jsond -t` on the file the reload read reports the very same problems.
     (An address in use is seen only by binding it: -t cannot, and is not
@@ -213,10 +115,6 @@ def check_verdict(test, d, out, path=None):
     r = run(["-t", "-c", path or d.path])
     test.assertEqual(r.returncode, 1, r.stdout + r.stderr)
     test.assertEqual(r.stderr.splitlines(), out.errors)
-
-
-def readable(sock):
-    return bool(select.select([sock], [], [], 0)[0])
 
 
 class DaemonTest(unittest.TestCase):

@@ -14,12 +14,11 @@ import random
 import select
 import signal
 import socket
-import struct
 import subprocess
 import time
 
 from jsondtest import (HELLO, SCALE, SLOW, Client, Closed, Daemon, SharedDaemon, config, error_of,
-                       kernel_buffers, main, unittest, wait_acked, wait_counted)
+                       kernel_buffers, main, reset, unittest, wait_acked, wait_counted)
 
 KB = 1024
 IDLE = 0.3 * SCALE
@@ -253,9 +252,8 @@ class Requests(SharedDaemon):
         c.close()
         # a reset, with requests not yet read
         c = self.client()
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.send(b'sleep {"ms": 200}\n' + b"hello\n" * 500)
-        c.close()
+        reset(c.sock)
         # a notification whose reply would be made by a producer
         with self.client() as c:
             c.send(b'{"jsonrpc": "2.0", "method": "big1m"}\n'

@@ -23,13 +23,12 @@ bytes arrive: 10 M items are never held or parsed whole.
 import json
 import re
 import socket
-import struct
 import sys
 import time
 
 from jsondtest import (PLAIN, SLOW, VALGRIND, Client, Daemon, SharedDaemon, config, error_of,
-                       kernel_buffers, main, recv_all, unittest)
-from test_jsonrpc import result_of, rpc_error_of
+                       kernel_buffers, main, pools, records_text, recv_all, reset, result_of,
+                       rpc_error_of, unittest, wait_pool)
 
 MB = 1024 * 1024
 OUTPUT_BUFFER = 64 * 1024
@@ -68,12 +67,6 @@ CONF = config("""
 
 def item_format(size):
     return b'{"i":%d,"data":"' + b"x" * size + b'"}'
-
-
-def records_text(count, size):
-    """The whole reply, without its newline (for small counts)."""
-    fmt = item_format(size)
-    return b"[" + b",".join(fmt % i for i in range(count)) + b"]"
 
 
 def records_items(count, size):
@@ -149,16 +142,6 @@ def stats(c):
     return c.call("stats")
 
 
-def wait_pool(test, c, name, pred, what, timeout=None):
-    deadline = time.monotonic() + (timeout or 3 * SLOW)
-    while True:
-        p = stats(c)["pools"].get(name)
-        if p is not None and pred(p):
-            return p
-        test.assertLess(time.monotonic(), deadline, "pool %s never %s: %r" % (name, what, p))
-        time.sleep(0.01)  # polling, bounded by the deadline
-
-
 def wait_stalled(test, c, timeout=None):
     """Waits until the daemon's bytes out stop growing (less than the stats
     replies themselves between two looks 50 ms apart): every buffer
@@ -188,22 +171,7 @@ def small_window(d, listener="main"):
     before the connect (no autotuning): what a slow reader lets pile up
     is then its daemon's send buffer and output, and a few MB of stream
     is enough to keep the worker blocked."""
-    host, port = d.addrs[listener].rsplit(":", 1)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-        s.settimeout(3 * SLOW)
-        s.connect((host, int(port)))
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
-def reset(sock):
-    """Closes with SO_LINGER 0: a reset, the client gone."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
+    return d.connect(listener, rcvbuf=RCVBUF)
 
 
 # ---- 1. a slow reader ------------------------------------------------------
@@ -231,7 +199,7 @@ class SlowReader(unittest.TestCase):
             s = small_window(d)
             self.addCleanup(s.close)
             s.sendall(b'records {"count": %d, "size": %d}\n' % (SLOW_COUNT, SLOW_SIZE))
-            wait_pool(self, watch, "default", lambda p: p["busy"] == 1, "busy")
+            wait_pool(watch, "default", lambda p: p["busy"] == 1, "busy")
             wait_stalled(self, watch)
 
             # Slowly: 16 KB every 20 ms. The pace is the behaviour under
@@ -244,13 +212,13 @@ class SlowReader(unittest.TestCase):
                 self.assertTrue(data, "closed after %d bytes" % check.total)
                 check.feed(data)
                 if k % 25 == 0:
-                    busy.append(stats(watch)["pools"]["default"]["busy"])
+                    busy.append(pools(watch)["default"]["busy"])
                     rss = max(rss, d.status("VmRSS"))
                 time.sleep(0.02)
             window = time.monotonic() - t0
             cpu_slow = d.cpu_seconds() - cpu0
             out_slow = stats(watch)["bytes"]["out"] - out0
-            busy.append(stats(watch)["pools"]["default"]["busy"])
+            busy.append(pools(watch)["default"]["busy"])
             slow_total = check.total
 
             # Fast: the rest, compared as it comes.
@@ -278,7 +246,7 @@ class SlowReader(unittest.TestCase):
                 self.assertTrue(more, "closed after %r" % rest)
                 rest += more
             self.assertEqual(rest, b"[]\n")
-            wait_pool(self, watch, "default", lambda p: p["busy"] == 0, "idle")
+            wait_pool(watch, "default", lambda p: p["busy"] == 0, "idle")
 
             # A blocked worker costs what it makes; a spinning one a core.
             per_byte = cpu_fast / max(1, exp.length - slow_total)
@@ -323,7 +291,7 @@ class Leaving(unittest.TestCase):
                     data = s.recv(64 * 1024)
                     self.assertTrue(data, "closed after %d bytes" % received)
                     received += len(data)
-                wait_pool(self, watch, "default", lambda p: p["busy"] == 1, "busy")
+                wait_pool(watch, "default", lambda p: p["busy"] == 1, "busy")
                 # Reading stops: the buffers fill and the worker blocks. The
                 # reset must wake it, not leave it waiting on output.
                 wait_stalled(self, watch)
@@ -342,7 +310,7 @@ class Leaving(unittest.TestCase):
             self.assertGreaterEqual(made, received)
             self.assertLessEqual(made - received, bound)
             self.assertRegex(log, r"\[info\] route records: stream stopped after %d bytes" % made)
-            wait_pool(self, watch, "default", lambda p: p["busy"] == 0, "idle")
+            wait_pool(watch, "default", lambda p: p["busy"] == 0, "idle")
             # The daemon serves on.
             self.assertEqual(watch.call('records {"count": 2, "size": 1}'), records_items(2, 1))
             self.assertEqual(d.stop(), 0)
