@@ -16,6 +16,9 @@ legacy code), so a slow reader costs neither memory nor CPU:
   - caps: max_count and max_size from the route's config only, defaults
     100000000 and 1048576; over them, bad_request
   - JSON-RPC wraps the array in a response; count 0 is []
+  - a client that asks for a huge array and never reads: write_timeout
+    after the buffers fill, the daemon gives up: the stream stops (logged
+    once), the worker comes free, the connection is closed
 
 The expected text is made a block of items at a time and compared as the
 bytes arrive: 10 M items are never held or parsed whole.
@@ -26,9 +29,9 @@ import socket
 import sys
 import time
 
-from jsondtest import (PLAIN, SLOW, VALGRIND, Client, Daemon, SharedDaemon, config, error_of,
-                       kernel_buffers, main, pools, records_text, recv_all, reset, result_of,
-                       rpc_error_of, unittest, wait_pool)
+from jsondtest import (PLAIN, SCALE, SLOW, VALGRIND, Client, Daemon, SharedDaemon, config,
+                       counters, error_of, kernel_buffers, main, pools, records_text, recv_all,
+                       reset, result_of, rpc_error_of, unittest, wait_pool)
 
 MB = 1024 * 1024
 OUTPUT_BUFFER = 64 * 1024
@@ -406,6 +409,104 @@ class Records(SharedDaemon):
         rpc_error_of(reply[1], -32602, 2, "bad_request")
         self.assertEqual(reply[1]["error"]["message"], "count 11 exceeds max_count 10")
         result_of(reply[2], 3, {"msg": "Hello World", "data": "x"})
+
+
+
+# ---- 7. a client that never reads ---------------------------------------------
+
+WRITE_TIMEOUT_MS = 500 * SCALE
+# Items of 1 KB: the buffers on the way fill after a few thousand of them,
+# quickly even under valgrind; MAX_COUNT of them (100 GB) never end.
+STUCK_SIZE = 1024
+
+STUCK_CONF = config("""
+    [server]
+    request_timeout = 0
+    output_buffer = %d
+    write_timeout = %dms
+    [listen main]
+    address = 127.0.0.1:0
+    requests = yes
+    [route records]
+    handler = builtin:records
+    [route stats]
+    handler = builtin:stats
+""" % (OUTPUT_BUFFER, WRITE_TIMEOUT_MS))
+
+# Which side gives up first is the daemon's race: the worker's wait for room
+# or the output's own write_timeout (which closes the connection, and the
+# worker then finds the client gone).
+GAVE_UP_RE = re.compile(r"\[info\] route records: stream stopped after (\d+) bytes: "
+                        r"(no room for write_timeout|the client is gone)$", re.M)
+
+
+class NeverReads(unittest.TestCase):
+    def test_write_timeout_stops_the_stream(self):
+        """A client with a small receive buffer asks for MAX_COUNT items of
+        1 KB and reads nothing: the buffers fill, the worker blocks, and
+        write_timeout later the daemon gives up: one "stream stopped" line,
+        the pool's busy back to 0, and the connection closed (what the
+        client then reads is a prefix of the array, then EOF or a reset)."""
+        with Daemon(STUCK_CONF) as d, Client(d) as watch:
+            # A first job, so whatever the pool opens on first use is in
+            # the descriptor count the test compares with at the end.
+            self.assertEqual(watch.call('records {"count": 1, "size": 1}'), records_items(1, 1))
+            base = d.fds()
+            s = small_window(d)
+            self.addCleanup(s.close)
+            t_sent = time.monotonic()
+            s.sendall(b'records {"count": %d, "size": %d}\n' % (MAX_COUNT, STUCK_SIZE))
+            # Nothing is read on s until the daemon has given up. Bytes out
+            # stop growing once every buffer on the way is full (or, on a
+            # slow machine, once the daemon has already given up).
+            stalled_at = wait_stalled(self, watch)
+            t_stalled = time.monotonic()
+            # The daemon's writes to s stopped (but for a trickle as the
+            # windows open) about when the stall was seen: write_timeout
+            # later, the first of its two clocks runs out. 10x that bounds it.
+            log = d.wait_log(lambda log: GAVE_UP_RE.search(log), WRITE_TIMEOUT_MS / 1000 * SLOW)
+            t_gave_up = time.monotonic()
+            (made, why), = GAVE_UP_RE.findall(log)
+            made = int(made)
+            # Not before write_timeout: the daemon waited for the client.
+            self.assertGreaterEqual(t_gave_up - t_sent, WRITE_TIMEOUT_MS / 1000)
+            wait_pool(watch, "default", lambda p: p["busy"] == 0, "idle")
+            t_idle = time.monotonic()
+
+            # Now the client reads: what the buffers held, a prefix of the
+            # array, then the end.
+            check = Checker(Expected(MAX_COUNT, STUCK_SIZE, block=1000))
+            buf = bytearray(1 << 20)
+            s.settimeout(3 * SLOW)
+            deadline = time.monotonic() + 3 * SLOW
+            while True:
+                self.assertLess(time.monotonic(), deadline,
+                                "no end after %d bytes" % check.total)
+                try:
+                    n = s.recv_into(buf)
+                except ConnectionResetError:
+                    end = "a reset"
+                    break
+                if n == 0:
+                    end = "EOF"
+                    break
+                check.feed(memoryview(buf)[:n])
+                self.assertLessEqual(check.total, made)
+            s.close()
+            self.assertEqual(d.wait_fds(base), base)
+            # The stream stopped once, and the daemon serves on.
+            self.assertEqual(len(re.findall(r"stream stopped after", d.log())), 1, d.log())
+            self.assertEqual(watch.call('records {"count": 2, "size": 1}'), records_items(2, 1))
+            watch.close()
+            self.assertEqual(d.stop(), 0)
+            sys.stderr.write(
+                "write_timeout %d ms, a client that never reads: bytes out stalled at %d "
+                "%.0f ms after the request; stream stopped after %d bytes (%s) %.0f ms after "
+                "the stall was seen, %.0f ms after the request; pool idle %.0f ms later; the "
+                "client then read %d bytes and %s; at exit %s\n"
+                % (WRITE_TIMEOUT_MS, stalled_at, (t_stalled - t_sent) * 1e3, made, why,
+                   (t_gave_up - t_stalled) * 1e3, (t_gave_up - t_sent) * 1e3,
+                   (t_idle - t_gave_up) * 1e3, check.total, end, counters(d.log())))
 
 
 if __name__ == "__main__":
