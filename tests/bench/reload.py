@@ -15,8 +15,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from jsondtest import Daemon, figures, version  # noqa: E402
-from test_reload import load_daemon, reload, report, started, under_load  # noqa: E402
+from jsondtest import Daemon, figures, reload, started, version  # noqa: E402
+from test_reload import load_daemon, report, under_load  # noqa: E402
 
 ROUTES = 200
 LISTENERS = 10
