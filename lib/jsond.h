@@ -287,7 +287,8 @@ int jsond_stream_end(jsond_req *req);
 /* The route name this request was routed to. Any thread holding `req`. */
 const char *jsond_req_route(const jsond_req *req);
 
-/* A cancel hook: runs on the loop thread when the reply `req` still owes is
+/* For async handlers (a sync one polls jsond_req_expired() instead).
+ * A cancel hook: runs on the loop thread when the reply `req` still owes is
  * no longer wanted (the client went away, or the route's deadline passed),
  * at most once, and never after the handler replied. It must release what
  * the handler holds for `req` and reply all the same (jsond_reply(req,
