@@ -36,6 +36,7 @@ struct jsond_output {
     struct event *write_ev;
     struct event *timer;
     int waiting; /* the active producer said WAIT and has not been woken */
+    int aborted; /* jsond_output_abort(): fail on the next callback */
     int failed;
     uint64_t sent;
 };
@@ -152,7 +153,7 @@ static void output_write_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     jsond_output *out = arg;
     int was_full = jsond_output_full(out), had_room = jsond_output_room(out);
-    if (fill(out) < 0) {
+    if (out->aborted || fill(out) < 0) {
         fail(out, JSOND_OUTPUT_ERROR);
         return;
     }
@@ -349,6 +350,14 @@ void jsond_output_wake(jsond_output *out)
     if (out->waiting) {
         out->waiting = 0;
         kick(out);
+    }
+}
+
+void jsond_output_abort(jsond_output *out)
+{
+    if (!out->failed && !out->aborted) {
+        out->aborted = 1;
+        event_active(out->write_ev, EV_WRITE, 1);
     }
 }
 

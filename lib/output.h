@@ -66,6 +66,11 @@ int jsond_output_produce(jsond_output *out, const jsond_producer_ops *ops, void 
  * loop (never from inside this call). Does nothing if it was not waiting. */
 void jsond_output_wake(jsond_output *out);
 
+/* The producer's feeder has failed while the socket takes nothing (it
+ * would never be asked again): the output fails with JSOND_OUTPUT_ERROR,
+ * from the loop (never from inside this call). */
+void jsond_output_abort(jsond_output *out);
+
 /* Bytes buffered in memory now (not counting what producers will make). */
 size_t jsond_output_buffered(const jsond_output *out);
 

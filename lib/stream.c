@@ -91,16 +91,19 @@ static void pace_cb(evutil_socket_t fd, short what, void *arg)
     unref(s);
 }
 
-/* On the loop: bytes came, or the end. A paced wake waits for its timer,
- * which takes over the reference. */
+/* On the loop: bytes came, the end, or a failure. A paced wake waits for
+ * its timer, which takes over the reference; a failure fails the output
+ * even if it is not asking (the connection closes). */
 static void wake_cb(jsond_inbox_item *item)
 {
     jsond_stream *s = (jsond_stream *)(void *)((char *)item - offsetof(jsond_stream, wake));
     pthread_mutex_lock(&s->lock);
     s->wake_posted = 0;
-    int later = s->wake_later;
+    int later = s->wake_later, failed = s->failed;
     pthread_mutex_unlock(&s->lock);
-    if (s->out && later && !s->pace_armed) {
+    if (s->out && failed) {
+        jsond_output_abort(s->out);
+    } else if (s->out && later && !s->pace_armed) {
         struct timeval tv = {0, WAKE_GAP_US};
         if (!s->pace)
             s->pace = evtimer_new(s->base, pace_cb, s);
@@ -108,9 +111,10 @@ static void wake_cb(jsond_inbox_item *item)
             s->pace_armed = 1;
             return;
         }
-    }
-    if (s->out)
         jsond_output_wake(s->out);
+    } else if (s->out) {
+        jsond_output_wake(s->out);
+    }
     unref(s);
 }
 
@@ -120,10 +124,11 @@ static void wake_drop(jsond_inbox_item *item)
 }
 
 /* Under the lock, after the queue or the state changed. `urgent`: the end,
- * a failure. */
+ * a failure; a failure is told even to a producer that is not waiting (its
+ * output may be stuck on a reader that takes nothing, and would never ask). */
 static void wake_locked(jsond_stream *s, int urgent)
 {
-    if (!s->waiting)
+    if (!s->waiting && !(urgent && s->failed))
         return;
     uint64_t now = mono_ns();
     int later = !urgent && now - s->woken_ns < WAKE_GAP_NS;

@@ -567,6 +567,34 @@ START_TEST(test_stream_reader_gone)
 }
 END_TEST
 
+/* A worker's wait for room is bounded by write_timeout even when the
+ * output's own timeout never fires (here: none): the stream fails, the
+ * output reports the error, and the worker is free. */
+START_TEST(test_stream_wait_bounded)
+{
+    static const char short_conf[] = "[server]\noutput_buffer = 4K\nwrite_timeout = 100ms\n"
+                                     "[listen l]\nrequests = yes\n"
+                                     "[route r]\nhandler = builtin:records\n";
+    jsond_config_unref(cfg);
+    cfg = jsond_config_parse("t.conf", short_conf, sizeof short_conf - 1, NULL);
+    ck_assert_ptr_nonnull(cfg);
+    int sv[2];
+    double t0 = now(), end = t0 + 10.0;
+    jsond_output *out = start_stream(sv); /* output timeout_ms 0: never */
+    while (out_events >= 0 && now() < end)
+        run_for(0.005);
+    ck_assert_int_eq(out_events, -100); /* JSOND_OUTPUT_ERROR: the stream failed */
+    ck_assert_msg(now() - t0 >= 0.1, "gave up after %.3f s", now() - t0);
+    while (!jsond_pool_idle(pool) && now() < end)
+        run_for(0.005);
+    ck_assert_int_eq(jsond_pool_idle(pool), 1);
+    ck_assert_int_lt(atomic_load(&pushed), ITEMS);
+    jsond_output_free(out);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
 /* An async handler streams on the loop: nothing blocks (every item is
  * taken at once, far over the 4 KB watermark), the request stays held until
  * the end, and the output gets the whole array. */
@@ -650,6 +678,7 @@ static Suite *bridge_suite(void)
     tcase_add_test(tc, test_stream_back_pressure);
     tcase_add_test(tc, test_stream_reader_gone);
     tcase_add_test(tc, test_stream_on_loop);
+    tcase_add_test(tc, test_stream_wait_bounded);
     suite_add_tcase(s, tc);
     return s;
 }
