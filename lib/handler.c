@@ -63,7 +63,7 @@ static struct jsond_handler *resolve(const jsond_config *cfg, const cfg_route *r
      * checked that the pool is defined, and `default` always is. */
     h->pool = JSOND_ON_LOOP;
     if (h->color == JSOND_COLOR_SYNC || (h->color == JSOND_COLOR_DUAL && route->pool)) {
-        const cfg_pool *p = jsond_config_pool(cfg, route->pool ? route->pool : "default");
+        const cfg_pool *p = jsond_config_pool(cfg, route->pool ? route->pool : JSOND_POOL_DEFAULT);
         h->pool = p ? (size_t)(p - cfg->pools) : 0;
     }
     h->timeout_ms = jsond_route_timeout(cfg, route);
