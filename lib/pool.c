@@ -27,6 +27,7 @@
 
 #include "jsond.h"
 #include "pool.h"
+#include "timeout.h"
 
 enum { JOB_IDLE = 0, JOB_QUEUED, JOB_RUNNING, JOB_DONE };
 
@@ -51,13 +52,6 @@ struct jsond_pool {
     uint64_t submitted, completed, rejected, cancelled, timed_out, late;
     samples wait_us, run_us;
 };
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void sample_add(samples *s, uint64_t ns)
 {
@@ -133,13 +127,13 @@ static void *worker_main(void *arg)
             job->next->prev = job;
         pool->running = job;
         pool->busy++;
-        uint64_t start = now_ns();
+        uint64_t start = jsond_now_ns();
         sample_add(&pool->wait_us, start - job->queued_ns);
         pthread_mutex_unlock(&pool->lock);
 
         job->run(job);
 
-        uint64_t end = now_ns();
+        uint64_t end = jsond_now_ns();
         pthread_mutex_lock(&pool->lock);
         if (job->prev)
             job->prev->next = job->next;
@@ -251,7 +245,7 @@ int jsond_pool_submit(jsond_pool *pool, jsond_job *job)
         err = EBUSY;
     } else {
         job->state = JOB_QUEUED;
-        job->queued_ns = now_ns();
+        job->queued_ns = jsond_now_ns();
         job->next = NULL;
         job->prev = pool->tail;
         if (pool->tail)

@@ -73,13 +73,6 @@ static void unref(jsond_stream *s)
     free(s);
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 static void pace_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -130,7 +123,7 @@ static void wake_locked(jsond_stream *s, int urgent)
 {
     if (!s->waiting && !(urgent && s->failed))
         return;
-    uint64_t now = mono_ns();
+    uint64_t now = jsond_now_ns();
     int later = !urgent && now - s->woken_ns < WAKE_GAP_NS;
     if (s->wake_posted) {
         s->wake_later &= later; /* an urgent one is not paced */

@@ -16,7 +16,18 @@
 #define JSOND_TIMEOUT_H
 
 #include <event2/event.h>
+#include <stdint.h>
 #include <sys/time.h>
+#include <time.h>
+
+/* Monotonic nanoseconds: what pools and streams measure waits with. Any
+ * thread. */
+static inline uint64_t jsond_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static inline struct timeval jsond_ms_tv(unsigned ms)
 {
