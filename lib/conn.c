@@ -572,8 +572,7 @@ static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
     jsond_req *req = NULL;
     /* JSON-RPC reserves rpc.* method names; no route may take them. */
     if (strncmp(call->route, "rpc.", 4) != 0) {
-        req =
-            jsond_router_route(cfg, lst, call->route, call->args, c->env, reply_done_cb, r, &code);
+        req = jsond_router_route(cfg, lst, route, call->args, c->env, reply_done_cb, r, &code);
         call->args = NULL; /* the router took them */
     }
     if (!req) {

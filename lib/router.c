@@ -26,12 +26,11 @@ fail:
     return NULL;
 }
 
-jsond_req *jsond_router_route(jsond_config *cfg, const cfg_listen *lst, const char *name,
+jsond_req *jsond_router_route(jsond_config *cfg, const cfg_listen *lst, const cfg_route *route,
                               json_t *args, const jsond_req_env *env, jsond_req_done_fn done,
                               void *arg, jsond_code *code)
 {
-    const cfg_route *route = jsond_config_route(cfg, name);
-    if (!route || (lst && !jsond_listen_allows(lst, name))) {
+    if (!route || (lst && !jsond_listen_allows(lst, route->name))) {
         json_decref(args);
         *code = JSOND_NOT_FOUND;
         return NULL;

@@ -93,7 +93,8 @@ static json_t *route_call(const cfg_listen *lst, const char *name, json_t *args,
 {
     result r = {0};
     jsond_req_env env = {.base = base, .stats = &stats};
-    jsond_req *req = jsond_router_route(cfg, lst, name, args, &env, done_cb, &r, code);
+    jsond_req *req =
+        jsond_router_route(cfg, lst, jsond_config_route(cfg, name), args, &env, done_cb, &r, code);
     if (!req)
         return NULL;
     jsond_req_run(req);
@@ -204,7 +205,8 @@ START_TEST(test_unresolved_is_internal)
     jsond_code code = (jsond_code)-1;
     json_t *args = json_object();
     json_incref(args);
-    ck_assert_ptr_null(jsond_router_route(raw, NULL, "r", args, &env, NULL, NULL, &code));
+    ck_assert_ptr_null(
+        jsond_router_route(raw, NULL, jsond_config_route(raw, "r"), args, &env, NULL, NULL, &code));
     ck_assert_int_eq(code, JSOND_INTERNAL);
     ck_assert_int_eq(args->refcount, 1); /* taken and released all the same */
     json_decref(args);
