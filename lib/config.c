@@ -56,6 +56,7 @@ enum {
     T_BOOL,     /* int 0/1 */
     T_LEVEL,    /* jsond_log_level */
     T_PROTOCOL, /* int, JSOND_PROTOCOL_* */
+    T_POLICY,   /* int, JSOND_POLICY_* */
     T_ADDR,     /* jsond_addr, in a cfg_listen (sets has_address) */
     T_ROUTE,    /* char *, a route name that must be defined in the file */
     T_ROUTES,   /* char **, in a cfg_listen with all_routes (default 1: "*") and nroutes */
@@ -109,7 +110,7 @@ static const key_def keys[] = {
     SERVER("max_pipeline",     T_UINT,     1,       65536,     128,      max_pipeline, 0),
     SERVER("request_timeout",  T_DURATION, 0,       24 * HOUR, 60 * SEC, request_timeout_ms, 0),
     SERVER("log_level",        T_LEVEL,    0,       0,  JSOND_LOG_INFO,  log_level, 0),
-    UNSUPPORTED(S_SERVER, "policy"),
+    SERVER("policy",           T_POLICY,   0,       0, JSOND_POLICY_ADAPTIVE, policy, 0),
     UNSUPPORTED(S_SERVER, "stall_warning"),
 
     LISTEN("address",          T_ADDR,     0,       0,         0,        address, 0),
@@ -126,6 +127,7 @@ static const key_def keys[] = {
     ROUTE("fixed_args",        T_JSON,     0,       0,         0,        fixed_args, 0),
     ROUTE("timeout",           T_DURATION, 0,       24 * HOUR, JSOND_TIMEOUT_INHERIT, timeout_ms, 0),
     ROUTE("pool",              T_POOL,     0,       0,         0,        pool, 0),
+    ROUTE("policy",            T_POLICY,   0,       0, JSOND_POLICY_INHERIT, policy, 0),
 };
 /* clang-format on */
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -169,6 +171,7 @@ static const struct type_def {
     [T_BOOL] = {"boolean", " (yes/no, on/off, true/false)", NULL},
     [T_LEVEL] = {"log level", " (debug, info, notice, warning, error)", NULL},
     [T_PROTOCOL] = {"protocol", " (auto, jsonrpc)", NULL},
+    [T_POLICY] = {"policy", " (adaptive, strict)", NULL},
     [T_ROUTE] = {"route name", " (1 to 64 of A-Z a-z 0-9 _ . -)", NULL},
     [T_ROUTES] = {"route list", " (* or route names separated by commas or blanks)", NULL},
     [T_POOL] = {"pool name", " (1 to 64 of A-Z a-z 0-9 _ . -)", NULL},
@@ -179,6 +182,11 @@ static const struct type_def {
 static const char *const protocol_names[] = {
     [JSOND_PROTOCOL_AUTO] = "auto",
     [JSOND_PROTOCOL_JSONRPC] = "jsonrpc",
+};
+
+static const char *const policy_names[] = {
+    [JSOND_POLICY_ADAPTIVE] = "adaptive",
+    [JSOND_POLICY_STRICT] = "strict",
 };
 
 /* on_connect = none: no push. Reserved: no route may have this name. */
@@ -424,6 +432,7 @@ static void store_number(const key_def *k, void *field, unsigned long long v)
         break;
     case T_BOOL:
     case T_PROTOCOL:
+    case T_POLICY:
         *(int *)field = (int)v;
         break;
     case T_LEVEL:
@@ -442,6 +451,7 @@ static unsigned long long load_number(const key_def *k, const void *field)
         return *(const size_t *)field;
     case T_BOOL:
     case T_PROTOCOL:
+    case T_POLICY:
         return (unsigned long long)*(const int *)field;
     default: /* T_LEVEL */
         return (unsigned long long)*(const jsond_log_level *)field;
@@ -451,7 +461,7 @@ static unsigned long long load_number(const key_def *k, const void *field)
 static int is_number_type(int type)
 {
     return type == T_UINT || type == T_SIZE || type == T_DURATION || type == T_BOOL ||
-           type == T_LEVEL || type == T_PROTOCOL;
+           type == T_LEVEL || type == T_PROTOCOL || type == T_POLICY;
 }
 
 /* ---- per-section walks over the table ----------------------------------- */
@@ -967,6 +977,11 @@ static void set_value(parser *P, const key_def *k, void *base, const char *v, in
         return;
     case T_PROTOCOL:
         if (parse_word(v, protocol_names, sizeof protocol_names / sizeof protocol_names[0], &b) < 0)
+            break;
+        store_number(k, field, (unsigned long long)b);
+        return;
+    case T_POLICY:
+        if (parse_word(v, policy_names, sizeof policy_names / sizeof policy_names[0], &b) < 0)
             break;
         store_number(k, field, (unsigned long long)b);
         return;
@@ -1864,6 +1879,9 @@ static void log_values(line_buf *lb, unsigned kind, const void *base)
                      jsond_log_level_name((jsond_log_level)load_number(k, field)));
         } else if (k->type == T_PROTOCOL) {
             line_add(lb, " %s=%s", k->name, protocol_names[load_number(k, field)]);
+        } else if (k->type == T_POLICY) {
+            if (load_number(k, field) != JSOND_POLICY_INHERIT) /* a route's own only */
+                line_add(lb, " %s=%s", k->name, policy_names[load_number(k, field)]);
         } else if (k->type == T_ROUTES) {
             const cfg_listen *l = base;
             line_add(lb, " %s=%s", k->name, l->all_routes ? "*" : "");
@@ -1945,6 +1963,11 @@ unsigned jsond_route_timeout(const jsond_config *cfg, const cfg_route *route)
 {
     return route->timeout_ms == JSOND_TIMEOUT_INHERIT ? cfg->server.request_timeout_ms
                                                       : route->timeout_ms;
+}
+
+int jsond_route_policy(const jsond_config *cfg, const cfg_route *route)
+{
+    return route->policy == JSOND_POLICY_INHERIT ? cfg->server.policy : route->policy;
 }
 
 int jsond_listen_allows(const cfg_listen *lst, const char *name)

@@ -29,7 +29,13 @@ typedef struct cfg_server {
     unsigned idle_timeout_ms;    /* request mode: no request for this long */
     unsigned max_pipeline;       /* calls in flight per connection (batch members count) */
     unsigned request_timeout_ms; /* from a request's start to its reply or first byte */
+    int policy;                  /* JSOND_POLICY_ADAPTIVE or _STRICT */
 } cfg_server;
+
+/* What jsond_call does with a call whose target's colour differs from the
+ * caller's context: adapt it, or refuse it with wrong_color. A route's own
+ * policy may be INHERIT: the server's applies. */
+enum { JSOND_POLICY_ADAPTIVE = 0, JSOND_POLICY_STRICT = 1, JSOND_POLICY_INHERIT = 2 };
 
 /* A route's timeout when it has none of its own: the server's applies. */
 #define JSOND_TIMEOUT_INHERIT UINT_MAX
@@ -77,6 +83,7 @@ typedef struct cfg_route {
     json_t *fixed_args;  /* object or NULL: merged over request args */
     unsigned timeout_ms; /* overrides request_timeout; JSOND_TIMEOUT_INHERIT: none given */
     char *pool;          /* the pool key, or NULL when not given */
+    int policy;          /* JSOND_POLICY_*, INHERIT when not given */
     /* Set once at load by the resolver, NULL without one; owned by the
      * config, freed with it. */
     struct jsond_handler *impl;
@@ -99,6 +106,9 @@ typedef struct jsond_config_resolver {
 
 /* The deadline of a request for `route` of `cfg`, in ms (0: none). */
 unsigned jsond_route_timeout(const jsond_config *cfg, const cfg_route *route);
+
+/* The policy that applies to calls made by `route`'s handler. */
+int jsond_route_policy(const jsond_config *cfg, const cfg_route *route);
 
 struct jsond_config {
     atomic_int refs;

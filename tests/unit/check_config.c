@@ -522,6 +522,9 @@ static const struct {
      "2: bad route name 'no such' for on_connect (1 to 64 of A-Z a-z 0-9 _ . -)\n"},
     {"listen a", "protocol", "bogus", "2: bad protocol 'bogus' for protocol (auto, jsonrpc)\n"},
     {"listen a", "protocol", "JSONRPC", "2: bad protocol 'JSONRPC' for protocol (auto, jsonrpc)\n"},
+    {"server", "policy", "lenient", "2: bad policy 'lenient' for policy (adaptive, strict)\n"},
+    {"route r", "policy", "Strict",
+     "1: [route r] has no handler\n2: bad policy 'Strict' for policy (adaptive, strict)\n"},
     {"listen a", "routes", "",
      "2: bad route list '' for routes (* or route names separated by commas or blanks)\n"},
     {"listen a", "routes", ",",
@@ -564,6 +567,29 @@ START_TEST(test_bad_values)
     ck_assert_str_eq(
         errors_of_key(bad_values[_i].section, bad_values[_i].key, bad_values[_i].value),
         bad_values[_i].want);
+}
+END_TEST
+
+/* The calling route's policy applies: its own, else the server's. */
+START_TEST(test_policy)
+{
+    jsond_config *cfg =
+        parse_ok(ROUTE_HELLO "[route s]\nhandler = builtin:hello\npolicy = strict\n"
+                             "[route a]\nhandler = builtin:hello\npolicy = adaptive\n");
+    ck_assert_int_eq(cfg->server.policy, JSOND_POLICY_ADAPTIVE);
+    ck_assert_int_eq(jsond_route_policy(cfg, jsond_config_route(cfg, "hello")),
+                     JSOND_POLICY_ADAPTIVE);
+    ck_assert_int_eq(jsond_route_policy(cfg, jsond_config_route(cfg, "s")), JSOND_POLICY_STRICT);
+    jsond_config_unref(cfg);
+    cfg = parse_ok("[server]\npolicy = strict\n" ROUTE_HELLO
+                   "[route a]\nhandler = builtin:hello\npolicy = adaptive\n");
+    ck_assert_int_eq(jsond_route_policy(cfg, jsond_config_route(cfg, "hello")),
+                     JSOND_POLICY_STRICT);
+    ck_assert_int_eq(jsond_route_policy(cfg, jsond_config_route(cfg, "a")), JSOND_POLICY_ADAPTIVE);
+    /* A route's own policy is part of its effect. */
+    ck_assert(
+        !jsond_config_route_equal(jsond_config_route(cfg, "hello"), jsond_config_route(cfg, "a")));
+    jsond_config_unref(cfg);
 }
 END_TEST
 
@@ -669,7 +695,6 @@ static const struct {
      "1: cannot open included file '/nonexistent/x.conf': No such file or directory\n"},
     {"include = /nonexistent/*.conf\n" ROUTE_HELLO, ""},
     {"Include = x.conf\n", "1: key 'Include' outside any section\n"},
-    {"[server]\npolicy = adaptive\n", "2: policy is not supported by this version\n"},
     {"[server]\nstall_warning = 20ms\n", "2: stall_warning is not supported by this version\n"},
     {ROUTE_HELLO "pool = legacy\n", "3: pool 'legacy' is not defined\n"},
     {ROUTE_HELLO "pool = a b\n",
@@ -1266,6 +1291,7 @@ static const struct {
     {0, "[server]\nmax_connections = 5\nmax_request_size = 1K\n"},
     {0, "[server]\nmax_connections = 5\nidle_timeout = 0\n"},
     {0, "[server]\nmax_connections = 5\nmax_pipeline = 1\n"},
+    {0, "[server]\nmax_connections = 5\npolicy = strict\n"},
     {2, "[listen c]\n"},
     {2, ""},
     {3, "[route r]\nhandler = builtin:big\nargs = {\"a\": 1, \"b\": 2}\n"},
@@ -1984,7 +2010,7 @@ START_TEST(test_log)
                      "[server] max_connections=10000 max_request_size=64K "
                      "idle_timeout=1m write_timeout=30s output_buffer=1M "
                      "shutdown_timeout=10s linger_timeout=5s max_pipeline=128 request_timeout=1m "
-                     "log_level=info");
+                     "log_level=info policy=adaptive");
     ck_assert_str_eq(logged[1], "[listen v4] address=0.0.0.0:25000 on_connect=hello requests=no "
                                 "routes=* protocol=auto");
     ck_assert_str_eq(logged[2], "[listen v6] address=[::]:25000 on_connect=hello requests=no "
@@ -2040,6 +2066,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_range_minima);
     tcase_add_loop_test(tc, test_bad_values, 0, sizeof bad_values / sizeof bad_values[0]);
     tcase_add_test(tc, test_json_values);
+    tcase_add_test(tc, test_policy);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("pools");
