@@ -251,12 +251,19 @@ static void log_counters(const jsond_server *srv)
               st.bytes_out);
 }
 
+#ifdef JSOND_TEST_HANDLERS
+void jsond_test_handlers_add(void); /* tests/testd/handlers.c */
+#endif
+
 int main(int argc, char **argv)
 {
     const char *path = NULL, *level_arg = NULL;
     int test_only = 0, opt;
     jsond_log_level level_override = JSOND_LOG_INFO;
 
+#ifdef JSOND_TEST_HANDLERS
+    jsond_test_handlers_add();
+#endif
     while ((opt = getopt(argc, argv, ":c:tl:Vh")) != -1) {
         switch (opt) {
         case 'c':

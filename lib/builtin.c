@@ -23,13 +23,6 @@
 #include "req.h"
 #include "stats.h"
 
-struct jsond_builtin {
-    const char *name;
-    jsond_color color;
-    jsond_sync_fn sync_fn;
-    jsond_async_fn async_fn;
-};
-
 /* ---- hello: the classic object ---------------------------------------- */
 
 static void hello_run(jsond_req *req, json_t *args)
@@ -341,12 +334,27 @@ static const jsond_builtin builtins[] = {
     ASYNC("stats", stats_run),
 };
 
+static const jsond_builtin *tests;
+static size_t ntests;
+
+void jsond_builtin_add_tests(const jsond_builtin *table, size_t n)
+{
+    tests = table;
+    ntests = n;
+}
+
+static const jsond_builtin *find_in(const jsond_builtin *table, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(table[i].name, name) == 0)
+            return &table[i];
+    return NULL;
+}
+
 const jsond_builtin *jsond_builtin_find(const char *name)
 {
-    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
-        if (strcmp(builtins[i].name, name) == 0)
-            return &builtins[i];
-    return NULL;
+    const jsond_builtin *b = find_in(builtins, sizeof builtins / sizeof builtins[0], name);
+    return b ? b : find_in(tests, ntests, name);
 }
 
 void jsond_builtin_impl(const jsond_builtin *b, jsond_handler *h)

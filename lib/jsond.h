@@ -284,6 +284,47 @@ int jsond_stream_item(jsond_req *req, json_t *item);
  * jsond_stream_item(). */
 int jsond_stream_end(jsond_req *req);
 
+/* ---- Calls between routes ------------------------------------------------
+ * A handler may call another route of the config its request was resolved
+ * on, by name, whatever listener its client came through (a listener's
+ * `routes` limit clients, not handlers). The target's `args` and
+ * `fixed_args` merge with the `args` given (stolen; NULL means {}) as for a
+ * client's request. The reply is the target's JSON value, or an error
+ * object as a plain-mode client sees it, {"error": {"code": "busy",
+ * "message": "..."}}: `not_found`; `internal` past 8 nested calls;
+ * `handler_failed` for a target that streams (only JSON values cross a
+ * call); `wrong_color` when the calling route's policy is strict and the
+ * target's colour differs from the caller's context (a dual target always
+ * matches); a sync target's `busy` and `timeout`. Where the target runs:
+ *
+ *   from a worker (jsond_call): a sync target, or a dual target's sync
+ *   half, runs inline on the calling thread, with no hand-off, so a pool
+ *   never waits on itself; an async target runs on the loop (adaptive)
+ *   while the worker waits.
+ *   from the loop (jsond_call_async): an async target, or a dual target's
+ *   async half, runs on the loop; a sync target runs on its route's pool
+ *   (adaptive).
+ *
+ * A call's deadline is the earlier of the target route's and what is left
+ * of the caller's. */
+
+/* The blocking form, for code that may block (a sync handler on its
+ * worker): returns the target's reply or an error object (a new
+ * reference; NULL only when out of memory). On the loop thread it blocks
+ * nothing: it is refused with wrong_color, under either policy, and
+ * logged with the calling route. */
+json_t *jsond_call(jsond_req *req, const char *route, json_t *args);
+
+/* The callback form, for async handlers: `fn(req, reply, arg)` runs on the
+ * loop thread exactly once, perhaps before jsond_call_async() returns, with
+ * the target's reply or an error object (a new reference, fn's to keep or
+ * release; NULL only when out of memory). `req` stays valid until fn has
+ * returned, even if it was cancelled meanwhile (its reply is then
+ * discarded). Loop thread only: returns 0, or -1 (logged; fn will not run)
+ * when called from any other thread. */
+typedef void (*jsond_call_fn)(jsond_req *req, json_t *reply, void *arg);
+int jsond_call_async(jsond_req *req, const char *route, json_t *args, jsond_call_fn fn, void *arg);
+
 /* The route name this request was routed to. Any thread holding `req`. */
 const char *jsond_req_route(const jsond_req *req);
 

@@ -126,7 +126,7 @@ static void set_state(jsond_req *req, jsond_req_state st)
     atomic_store(&req->state, (int)st);
 }
 
-static void outcome_drop(jsond_outcome *o)
+void jsond_outcome_drop(jsond_outcome *o)
 {
     if (o->ops)
         o->ops->stop(o->self);
@@ -142,9 +142,9 @@ static void req_free(jsond_req *req)
         event_del(&req->deadline);
     if (req->stream)
         jsond_stream_release(req->stream);
-    outcome_drop(&req->out);
+    jsond_outcome_drop(&req->out);
     if (req->made) {
-        outcome_drop(req->made);
+        jsond_outcome_drop(req->made);
         free(req->made);
     }
     json_decref(req->args);
@@ -176,15 +176,58 @@ static int stop(jsond_req *req, jsond_req_state *was)
     return *was == JSOND_REQ_QUEUED && jsond_pool_cancel(req->pool, &req->job);
 }
 
+/* ---- calls a request made that run on the loop ------------------------- */
+
+void jsond_req_link_call(jsond_req *parent, jsond_req *call)
+{
+    call->parent = parent;
+    call->linked = 1;
+    call->call_next = parent->calls;
+    if (call->call_next)
+        call->call_next->call_prev = call;
+    parent->calls = call;
+}
+
+/* The call's outcome is on its way: cancelling its parent no longer
+ * concerns it. */
+static void unlink_call(jsond_req *call)
+{
+    if (!call->linked)
+        return;
+    call->linked = 0;
+    if (call->call_prev)
+        call->call_prev->call_next = call->call_next;
+    else
+        call->parent->calls = call->call_next;
+    if (call->call_next)
+        call->call_next->call_prev = call->call_prev;
+    call->call_prev = call->call_next = NULL;
+}
+
+static void expire(jsond_req *req, const char *why);
+
 /* After stop(): a job taken back lets go of the request (never the last
  * reference: the caller holds one); a running sync handler finishes (its
  * outcome will be late); an async one is told through its cancel hook,
- * which replies. */
+ * which replies. Either way the calls it still waits for are cancelled
+ * with it, so nothing it started outlives it on the loop. */
 static void tell_handler(jsond_req *req, int dequeued)
 {
-    if (dequeued)
+    if (dequeued) {
         req->refs--;
-    else if (!req->pool && req->cancel)
+        return;
+    }
+    for (jsond_req *call = req->calls; call; call = req->calls) {
+        /* Unlinked here, not by expire(): the loop must not look at a call
+         * that expire() may have freed. */
+        req->calls = call->call_next;
+        if (req->calls)
+            req->calls->call_prev = NULL;
+        call->linked = 0;
+        call->call_next = NULL;
+        expire(call, "its caller was cancelled");
+    }
+    if (!req->pool && req->cancel)
         req->cancel(req, req->cancel_arg); /* replies: that drops its reference */
 }
 
@@ -192,10 +235,37 @@ static void tell_handler(jsond_req *req, int dequeued)
  * reference when it is time: a stream hands over while its handler runs. */
 static void complete(jsond_req *req)
 {
+    unlink_call(req);
     set_state(req, JSOND_REQ_REPLIED);
     disarm(req);
     drop_timers(req);
     req->done(req, req->done_arg);
+}
+
+/* Ends a request nobody waits for any more: its deadline passed (`why`
+ * NULL), or its caller let go (why). Its owner hears `timeout` first. */
+static void expire(jsond_req *req, const char *why)
+{
+    unlink_call(req);
+    req->refs++; /* the connection may let go in `done`; the handler after it */
+    jsond_req_state was;
+    int dequeued = stop(req, &was);
+    unsigned ms = req->h.timeout_ms;
+    jsond_outcome *o = &req->out;
+    o->failed = 1;
+    o->code = JSOND_TIMEOUT;
+    if (why)
+        snprintf(o->message, sizeof o->message, "route %s: %s", req->route->name, why);
+    else if (dequeued)
+        snprintf(o->message, sizeof o->message, "still queued in pool %s after %u ms",
+                 jsond_pool_name(req->pool), ms);
+    else
+        snprintf(o->message, sizeof o->message, "no reply within %u ms", ms);
+    if (req->pool && !why)
+        jsond_pool_note(req->pool, JSOND_POOL_TIMED_OUT);
+    req->done(req, req->done_arg); /* the client hears first */
+    tell_handler(req, dequeued);
+    unref(req);
 }
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -204,23 +274,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     jsond_req *req = arg;
     req->armed = 0;
-    req->refs++; /* the connection may let go in `done`; the handler after it */
-    jsond_req_state was;
-    int dequeued = stop(req, &was);
-    unsigned ms = req->h.timeout_ms;
-    jsond_outcome *o = &req->out;
-    o->failed = 1;
-    o->code = JSOND_TIMEOUT;
-    if (dequeued)
-        snprintf(o->message, sizeof o->message, "still queued in pool %s after %u ms",
-                 jsond_pool_name(req->pool), ms);
-    else
-        snprintf(o->message, sizeof o->message, "no reply within %u ms", ms);
-    if (req->pool)
-        jsond_pool_note(req->pool, JSOND_POOL_TIMED_OUT);
-    req->done(req, req->done_arg); /* the client hears first */
-    tell_handler(req, dequeued);
-    unref(req);
+    expire(req, NULL);
 }
 
 static void arm_deadline(jsond_req *req)
@@ -259,18 +313,15 @@ static void record_error(jsond_outcome *o, jsond_code code, const char *fmt, ...
     va_end(ap);
 }
 
-/* The job: the sync half on a worker. Claims the request first, so a
- * cancel that took it out of the queue meanwhile wins cleanly. */
-static void job_run(jsond_job *job)
+/* Calls the sync half on this thread and records its outcome in `made`
+ * (allocated). A call between routes nests: the caller runs here too. */
+static void run_sync(jsond_req *req)
 {
-    jsond_req *req = (jsond_req *)(void *)((char *)job - offsetof(jsond_req, job));
-    int queued = JSOND_REQ_QUEUED;
-    if (!atomic_compare_exchange_strong(&req->state, &queued, JSOND_REQ_RUNNING))
-        return;
     req->ran = 1;
+    jsond_req *outer = running_here;
     running_here = req;
     json_t *reply = req->h.sync_fn(req, req->args);
-    running_here = NULL;
+    running_here = outer;
     if (req->stream) {
         jsond_stream_release(req->stream); /* not ended: the client sees it cut */
         req->stream = NULL;
@@ -284,6 +335,30 @@ static void job_run(jsond_job *job)
                      req->route->name);
     }
     req->made_given = 1;
+}
+
+/* The job: the sync half on a worker. Claims the request first, so a
+ * cancel that took it out of the queue meanwhile wins cleanly. */
+static void job_run(jsond_job *job)
+{
+    jsond_req *req = (jsond_req *)(void *)((char *)job - offsetof(jsond_req, job));
+    int queued = JSOND_REQ_QUEUED;
+    if (atomic_compare_exchange_strong(&req->state, &queued, JSOND_REQ_RUNNING))
+        run_sync(req);
+}
+
+void jsond_req_run_here(jsond_req *req, jsond_outcome *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!(req->made = calloc(1, sizeof *req->made)))
+        record_error(out, JSOND_INTERNAL, "out of memory");
+    else
+        run_sync(req);
+    if (req->made) {
+        *out = *req->made;
+        memset(req->made, 0, sizeof *req->made);
+    }
+    req_free(req);
 }
 
 /* The outcome recorded off the loop becomes the connection's; without one
@@ -322,7 +397,7 @@ static void handoff_cb(jsond_inbox_item *item)
         take_made(req);
         complete(req);
     } else if (req->made) {
-        outcome_drop(req->made);
+        jsond_outcome_drop(req->made);
     }
     if (!req->pool)
         unref(req);
@@ -335,7 +410,7 @@ typedef enum { AT_LOOP, AT_WORKER, AT_FOREIGN } reply_site;
 
 static reply_site site_of(const jsond_req *req)
 {
-    if (req->pool && running_here == req) /* only a sync half runs on a worker */
+    if (running_here == req) /* its sync half runs on this thread */
         return AT_WORKER;
     return jsond_context() == JSOND_CTX_LOOP ? AT_LOOP : AT_FOREIGN;
 }
@@ -368,6 +443,7 @@ static jsond_outcome *slot_for(jsond_req *req, reply_site site)
     if (site == AT_LOOP) {
         if (state_of(req) == JSOND_REQ_RUNNING)
             return &req->out;
+        req->cancel = NULL; /* the handler is done: nothing to tell it */
         drop_timers(req);
         unref(req); /* a reply after the cancel: the handler is done all the same */
         return NULL;
@@ -391,6 +467,10 @@ void jsond_req_run(jsond_req *req)
             return;
         }
         set_state(req, JSOND_REQ_QUEUED);
+        /* For calls it makes from its worker: the loop's timer is the
+         * deadline, this is what is left of it there. */
+        if (req->h.timeout_ms && !req->expires_ns)
+            req->expires_ns = jsond_now_ns() + (uint64_t)req->h.timeout_ms * 1000000;
         if (jsond_pool_submit(req->pool, &req->job) == 0) {
             arm_deadline(req);
             return;
@@ -443,7 +523,21 @@ void jsond_req_unhold(jsond_req *req)
 
 int jsond_req_expired(const jsond_req *req)
 {
-    return state_of(req) == JSOND_REQ_CANCELLED;
+    if (state_of(req) == JSOND_REQ_CANCELLED)
+        return 1;
+    /* A call run inline has no timer of its own: its deadline is a time,
+     * and its caller's expiry is its own. */
+    return req->caller && ((req->expires_ns && jsond_now_ns() >= req->expires_ns) ||
+                           jsond_req_expired(req->caller));
+}
+
+int jsond_req_refuse_stream(jsond_req *req)
+{
+    if (!req->depth)
+        return 0;
+    jsond_reply_error(req, JSOND_HANDLER_FAILED, "route %s streams; cannot be returned",
+                      req->route->name);
+    return 1;
 }
 
 void jsond_reply(jsond_req *req, json_t *reply)
@@ -473,6 +567,11 @@ void jsond_reply_error(jsond_req *req, jsond_code code, const char *fmt, ...)
 
 void jsond_reply_producer(jsond_req *req, const jsond_producer_ops *ops, void *self)
 {
+    if (req->depth) {
+        ops->stop(self);
+        jsond_req_refuse_stream(req);
+        return;
+    }
     reply_site site = site_of(req);
     jsond_outcome *o = slot_for(req, site);
     if (!o) {

@@ -46,7 +46,7 @@ typedef void (*jsond_req_done_fn)(jsond_req *req, void *arg);
  * force, by their index in its `pools`. Owned by the server. */
 typedef struct jsond_req_env {
     struct event_base *base;
-    const jsond_stats *stats;
+    jsond_stats *stats;
     jsond_timeouts *timeouts;
     jsond_inbox *inbox;
     jsond_pool *const *pools;
@@ -97,13 +97,28 @@ struct jsond_req {
     jsond_job job;
     jsond_inbox_item handoff;
     jsond_stream *stream; /* the handler's side of its stream, if any */
+    /* A call between routes (call.c). */
+    unsigned depth;      /* 0: a client's request; else how deep a call */
+    jsond_req *caller;   /* an inline call's caller, on the same thread, */
+    uint64_t expires_ns; /* and its deadline as jsond_now_ns() (0: none);
+                          * a sync request sets it too, for its calls */
+    /* A call running on the loop is linked to the loop request that waits
+     * for it (its parent), which cancels it when it is cancelled itself. A
+     * loop caller is held until it was told through call_fn. */
+    jsond_req *parent;
+    jsond_call_fn call_fn;
+    void *call_arg;
+    int linked;
+    jsond_req *calls; /* the calls waited for, linked */
+    jsond_req *call_prev, *call_next;
 };
 
 /* A request for `route` of `cfg` (a new reference is taken), run by `h`
  * (copied) on the loop or on its pool in `env` (the server's, which
  * outlives every request), with `args` (stolen). NULL when out of memory;
  * `args` is released then too. Loop thread, as everything here that says
- * nothing else. */
+ * nothing else; any thread for an `h` without a pool (env's pools are the
+ * loop's). */
 jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, const jsond_handler *h,
                          json_t *args, const jsond_req_env *env, jsond_req_done_fn done, void *arg);
 
@@ -111,6 +126,24 @@ jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, const jsond_
  * a draining one shutting_down); `done` may be called before this returns.
  * A request not replied to by then is given the route's deadline. */
 void jsond_req_run(jsond_req *req);
+
+/* Runs the sync half of a request made on this thread (a call between
+ * routes, run inline), moves its outcome into `out` and frees the request:
+ * it never reached the loop. The thread that made it. */
+void jsond_req_run_here(jsond_req *req, jsond_outcome *out);
+
+/* Links `call`, about to run on the loop, to `parent`, a request whose
+ * handler waits for it: a cancel of the parent ends the call with
+ * `timeout` before its handler is told. Loop thread. */
+void jsond_req_link_call(jsond_req *parent, jsond_req *call);
+
+/* Releases what an outcome holds. */
+void jsond_outcome_drop(jsond_outcome *o);
+
+/* A called request cannot stream (only JSON values cross a call): replies
+ * handler_failed for it and returns 1; 0 for a client's request. Where the
+ * handler runs. */
+int jsond_req_refuse_stream(jsond_req *req);
 
 /* Replies with a producer: the reply's bytes (without the final newline)
  * come from `ops` once the connection is ready for them. Ownership of

@@ -7,7 +7,7 @@
 #include "handler.h"
 #include "router.h"
 
-static json_t *merge_args(const cfg_route *route, json_t *args)
+json_t *jsond_router_args(const cfg_route *route, json_t *args)
 {
     if (json_is_array(args))
         return args;
@@ -38,7 +38,7 @@ jsond_req *jsond_router_route(jsond_config *cfg, const cfg_listen *lst, const cf
     /* Resolved when the config was loaded. A config read without the
      * registry has none: a bug, reported as `internal` rather than trusted. */
     const jsond_handler *h = jsond_handler_of(route);
-    json_t *merged = merge_args(route, args);
+    json_t *merged = jsond_router_args(route, args);
     jsond_req *req = h && merged ? jsond_req_new(cfg, route, h, merged, env, done, arg) : NULL;
     if (!req) {
         if (!h)

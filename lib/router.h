@@ -19,4 +19,8 @@ jsond_req *jsond_router_route(jsond_config *cfg, const cfg_listen *lst, const cf
                               json_t *args, const jsond_req_env *env, jsond_req_done_fn done,
                               void *arg, jsond_code *code);
 
+/* The args a request for `route` runs with, merged as above from the
+ * caller's (stolen); NULL when out of memory. Any thread. */
+json_t *jsond_router_args(const cfg_route *route, json_t *args);
+
 #endif /* JSOND_ROUTER_H */

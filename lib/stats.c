@@ -24,13 +24,22 @@ int jsond_stats_init(jsond_stats *st)
     memset(st, 0, sizeof *st);
     st->started = now();
     st->routes = json_object();
-    return st->routes ? 0 : -1;
+    st->calls = json_object();
+    if (!st->routes || !st->calls || pthread_mutex_init(&st->calls_lock, NULL) != 0) {
+        json_decref(st->routes);
+        json_decref(st->calls);
+        return -1;
+    }
+    return 0;
 }
 
 void jsond_stats_fini(jsond_stats *st)
 {
     json_decref(st->routes);
     st->routes = NULL;
+    json_decref(st->calls);
+    st->calls = NULL;
+    pthread_mutex_destroy(&st->calls_lock);
 }
 
 /* The bucket of `route`, made on first use. NULL only when out of memory:
@@ -72,6 +81,61 @@ void jsond_stats_error(jsond_stats *st, const char *route, jsond_code code)
         bump(json_object_get(b, "errors"), jsond_code_name(code));
 }
 
+static const char *const call_keys[] = {
+    [JSOND_CALLED] = "calls",
+    [JSOND_CALL_ADAPTED] = "adapted",
+    [JSOND_CALL_REFUSED] = "refused_wrong_color",
+};
+
+void jsond_stats_call(jsond_stats *st, const char *route, jsond_call_event ev)
+{
+    pthread_mutex_lock(&st->calls_lock);
+    json_t *b = json_object_get(st->calls, route);
+    if (!b && json_object_set_new(st->calls, route, b = json_object()) < 0)
+        b = NULL;
+    if (b)
+        bump(b, call_keys[ev]);
+    pthread_mutex_unlock(&st->calls_lock);
+}
+
+/* Sets `key` of `obj` to a copy of integer `n`: the snapshot must not
+ * share the counters that bumps change in place. */
+static void set_count(json_t *obj, const char *key, json_t *n)
+{
+    json_object_set_new(obj, key, json_integer(json_integer_value(n)));
+}
+
+/* The routes' buckets with their call counters, every one shown (0 when
+ * none): a route only ever called by handlers has a bucket too. */
+static json_t *routes_json(const jsond_stats *st)
+{
+    json_t *routes = json_deep_copy(st->routes);
+    if (!routes)
+        return NULL;
+    pthread_mutex_t *lock = (pthread_mutex_t *)&st->calls_lock; /* const data, its lock */
+    pthread_mutex_lock(lock);
+    for (void *it = json_object_iter(st->calls); it; it = json_object_iter_next(st->calls, it)) {
+        const char *name = json_object_iter_key(it);
+        json_t *calls = json_object_iter_value(it), *b = json_object_get(routes, name);
+        if (!b &&
+            json_object_set_new(
+                routes, name, b = json_pack("{s:I,s:{}}", "requests", (json_int_t)0, "errors")) < 0)
+            continue;
+        for (void *c = json_object_iter(calls); c; c = json_object_iter_next(calls, c))
+            set_count(b, json_object_iter_key(c), json_object_iter_value(c));
+    }
+    pthread_mutex_unlock(lock);
+    json_t *zero = json_integer(0);
+    for (void *it = json_object_iter(routes); it && zero; it = json_object_iter_next(routes, it)) {
+        json_t *b = json_object_iter_value(it);
+        for (size_t i = 0; i < sizeof call_keys / sizeof call_keys[0]; i++)
+            if (!json_object_get(b, call_keys[i]))
+                set_count(b, call_keys[i], zero);
+    }
+    json_decref(zero);
+    return routes;
+}
+
 static json_t *pool_json(jsond_pool *pool)
 {
     jsond_pool_stats ps;
@@ -105,5 +169,5 @@ json_t *jsond_stats_json(const jsond_stats *st)
                      (json_int_t)c->reset, "cut", (json_int_t)c->cut, "bytes", "in",
                      (json_int_t)st->bytes_in, "out", (json_int_t)c->bytes_out, "requests", "total",
                      (json_int_t)st->requests, "errors", (json_int_t)st->errors, "routes",
-                     json_deep_copy(st->routes), "pools", pools);
+                     routes_json(st), "pools", pools);
 }

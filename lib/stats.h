@@ -1,7 +1,9 @@
 /* stats.h: the server's counters, read by the stats route and at exit.
  *
  * Loop thread only: every counter here is bumped by loop code, so no
- * atomics; the pools keep their own, under their locks.
+ * atomics; the pools keep their own, under their locks. The exception is
+ * the calls between routes, which workers make too: they are counted under
+ * a lock of their own, which the request path never takes.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -9,6 +11,7 @@
 #define JSOND_STATS_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "jsond.h"
@@ -24,7 +27,17 @@ typedef struct jsond_stats {
     json_t *routes;           /* {route: {"requests": N, "errors": {code: N}}} */
     jsond_pool *const *pools; /* every pool of the server (set by it), */
     size_t npools;            /* for "pools" */
+    pthread_mutex_t calls_lock;
+    json_t *calls; /* {route: {"calls": N, ...}}, under calls_lock */
 } jsond_stats;
+
+/* What jsond_call counts, per route: a call made to it (as the target), a
+ * call it made that was adapted or refused (as the caller). */
+typedef enum jsond_call_event {
+    JSOND_CALLED,
+    JSOND_CALL_ADAPTED,
+    JSOND_CALL_REFUSED,
+} jsond_call_event;
 
 int jsond_stats_init(jsond_stats *st);
 void jsond_stats_fini(jsond_stats *st);
@@ -36,7 +49,10 @@ void jsond_stats_request(jsond_stats *st, const char *route);
 /* Counts an error reply with `code` to a request of `route` (NULL as above). */
 void jsond_stats_error(jsond_stats *st, const char *route, jsond_code code);
 
-/* The stats route's reply (documented in jsond(8)). */
+/* Counts `ev` for `route`. Any thread. */
+void jsond_stats_call(jsond_stats *st, const char *route, jsond_call_event ev);
+
+/* The stats route's reply (documented in jsond(8)). Loop thread. */
 json_t *jsond_stats_json(const jsond_stats *st);
 
 #endif /* JSOND_STATS_H */

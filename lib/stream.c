@@ -347,7 +347,7 @@ void jsond_stream_release(jsond_stream *s)
 
 int jsond_stream_begin(jsond_req *req)
 {
-    if (req->stream || jsond_req_expired(req))
+    if (req->stream || jsond_req_expired(req) || jsond_req_refuse_stream(req))
         return -1;
     const cfg_server *sv = &req->cfg->server;
     unsigned wait_ms = sv->write_timeout_ms ? sv->write_timeout_ms : 60000;

@@ -41,6 +41,9 @@ import unittest
 
 JSOND = os.environ.get("JSOND") or os.path.join(
     os.path.dirname(__file__), "..", "..", "daemon", "jsond")
+# The test daemon: jsond with test-only handlers (tests/testd/handlers.c).
+JSOND_TESTD = os.environ.get("JSOND_TESTD") or os.path.join(
+    os.path.dirname(__file__), "..", "testd", "jsond")
 SRCDIR = os.environ.get("JSOND_SRCDIR") or os.path.join(os.path.dirname(__file__), "..", "..")
 WRAPPER = shlex.split(os.environ.get("JSOND_WRAPPER", ""))
 VALGRIND = any("valgrind" in w for w in WRAPPER)
@@ -67,7 +70,7 @@ class Daemon:
     """One jsond process on its own config; a context manager."""
 
     def __init__(self, conf, args=(), start=True, wait_listeners=True, env=None, preexec=None,
-                 wrapper=None):
+                 wrapper=None, binary=JSOND):
         self.dir = tempfile.TemporaryDirectory(prefix="jsond-test-")
         self.path = os.path.join(self.dir.name, "jsond.conf")
         with open(self.path, "w") as f:
@@ -79,6 +82,7 @@ class Daemon:
         self.env = env
         self.preexec = preexec
         self.wrapper = WRAPPER if wrapper is None else wrapper
+        self.binary = binary
         if start:
             try:
                 self.start(wait_listeners)
@@ -89,7 +93,7 @@ class Daemon:
 
     def start(self, wait_listeners=True):
         self.logf = open(self.logpath, "wb")
-        cmd = self.wrapper + [JSOND, "-c", self.path, "-l", "debug"] + self.args
+        cmd = self.wrapper + [self.binary, "-c", self.path, "-l", "debug"] + self.args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=subprocess.STDOUT, env=self.env,
                                      preexec_fn=self.preexec)
@@ -600,12 +604,13 @@ class SharedDaemon(unittest.TestCase):
     client() opens a `client_class` on `listener`, closed after the test."""
 
     conf = None
+    binary = JSOND
     listener = "main"
     client_class = Client
 
     @classmethod
     def setUpClass(cls):
-        cls.d = Daemon(cls.conf)
+        cls.d = Daemon(cls.conf, binary=cls.binary)
 
     @classmethod
     def tearDownClass(cls):
