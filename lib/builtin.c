@@ -183,9 +183,10 @@ static json_t *route_json(const jsond_config *cfg, const cfg_route *r)
     if (!h)
         return NULL; /* a config read without the registry: a bug */
     const char *runs_on = h->pool == JSOND_ON_LOOP ? "loop" : cfg->pools[h->pool].name;
-    return json_pack("{s:s,s:s,s:s%,s:s,s:s?,s:s}", "name", r->name, "handler", r->handler, "kind",
-                     r->handler, kind, "color", jsond_color_name(h->color), "pool", r->pool,
-                     "runs_on", runs_on);
+    const char *policy = jsond_route_policy(cfg, r) == JSOND_POLICY_STRICT ? "strict" : "adaptive";
+    return json_pack("{s:s,s:s,s:s%,s:s,s:s?,s:s,s:s}", "name", r->name, "handler", r->handler,
+                     "kind", r->handler, kind, "color", jsond_color_name(h->color), "pool", r->pool,
+                     "runs_on", runs_on, "policy", policy);
 }
 
 static void routes_run(jsond_req *req, json_t *args)

@@ -178,6 +178,15 @@ class Calls(unittest.TestCase):
         self.assertEqual(counters(routes, "cd")["adapted"], 1)  # loop -> sync
         self.assertEqual(counters(routes, "self2")["adapted"], 1)  # worker -> async
 
+    def test_routes_show_policy(self):
+        with Daemon(CONF.replace("[listen main]", "[route routes]\nhandler = builtin:routes\n"
+                                 "[listen main]").replace("self2 stats", "self2 stats routes"),
+                    binary=JSOND_TESTD) as d, Client(d) as c:
+            policies = {r["name"]: r["policy"] for r in c.call("routes")["routes"]}
+            self.assertEqual(d.stop(), 0)
+        self.assertEqual((policies["scs"], policies["sca"], policies["cs"]),
+                         ("strict", "strict", "adaptive"))
+
     def test_client_requests_ignore_policy(self):
         # Policies govern calls only: a strict sync route is a sync request.
         self.assertEqual(self.call("scs"), ran("sync", "scs", "worker"))

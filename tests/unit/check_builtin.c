@@ -346,6 +346,33 @@ START_TEST(test_stats)
 }
 END_TEST
 
+/* Calls between routes: counted per route, every route shows the three
+ * counters, and a route only handlers called has a bucket of its own. */
+START_TEST(test_stats_calls)
+{
+    jsond_stats_request(&stats, "hello");
+    jsond_stats_call(&stats, "hello", JSOND_CALLED);
+    jsond_stats_call(&stats, "hello", JSOND_CALLED);
+    jsond_stats_call(&stats, "hello", JSOND_CALL_ADAPTED);
+    jsond_stats_call(&stats, "inner", JSOND_CALL_REFUSED);
+    result r;
+    call("stats", NULL, &r);
+    ck_assert_int_eq(r.failed, 0);
+    const json_t *s = r.reply;
+    ck_assert_int_eq(int_at(s, "requests.routes.hello.requests"), 1);
+    ck_assert_int_eq(int_at(s, "requests.routes.hello.calls"), 2);
+    ck_assert_int_eq(int_at(s, "requests.routes.hello.adapted"), 1);
+    ck_assert_int_eq(int_at(s, "requests.routes.hello.refused_wrong_color"), 0);
+    ck_assert_int_eq(int_at(s, "requests.routes.inner.requests"), 0);
+    ck_assert_int_eq(int_at(s, "requests.routes.inner.calls"), 0);
+    ck_assert_int_eq(int_at(s, "requests.routes.inner.refused_wrong_color"), 1);
+    /* A snapshot: later calls do not change it. */
+    jsond_stats_call(&stats, "hello", JSOND_CALLED);
+    ck_assert_int_eq(int_at(s, "requests.routes.hello.calls"), 2);
+    result_fini(&r);
+}
+END_TEST
+
 /* ---- routes -------------------------------------------------------------- */
 
 START_TEST(test_routes)
@@ -364,8 +391,9 @@ START_TEST(test_routes)
         snprintf(handler, sizeof handler, "builtin:%.*s", (int)strcspn(names[i], "1"), names[i]);
         /* sleep is dual; with no pool key its async half runs on the loop. */
         const char *color = strcmp(names[i], "sleep") == 0 ? "dual" : "async";
-        json_t *want = json_pack("{s:s,s:s,s:s,s:s,s:n,s:s}", "name", names[i], "handler", handler,
-                                 "kind", "builtin", "color", color, "pool", "runs_on", "loop");
+        json_t *want =
+            json_pack("{s:s,s:s,s:s,s:s,s:n,s:s,s:s}", "name", names[i], "handler", handler, "kind",
+                      "builtin", "color", color, "pool", "runs_on", "loop", "policy", "adaptive");
         ck_assert_msg(json_equal(json_array_get(list, i), want), "entry %zu", i);
         json_decref(want);
     }
@@ -379,11 +407,11 @@ START_TEST(test_routes)
     cfg = jsond_config_parse("u.conf", other, sizeof other - 1, NULL);
     ck_assert_ptr_nonnull(cfg);
     call_expect("a", NULL,
-                json_pack("{s:[{s:s,s:s,s:s,s:s,s:n,s:s},{s:s,s:s,s:s,s:s,s:n,s:s}]}", "routes",
-                          "name", "b", "handler", "builtin:stats", "kind", "builtin", "color",
-                          "async", "pool", "runs_on", "loop", "name", "a", "handler",
-                          "builtin:routes", "kind", "builtin", "color", "async", "pool", "runs_on",
-                          "loop"));
+                json_pack("{s:[{s:s,s:s,s:s,s:s,s:n,s:s,s:s},{s:s,s:s,s:s,s:s,s:n,s:s,s:s}]}",
+                          "routes", "name", "b", "handler", "builtin:stats", "kind", "builtin",
+                          "color", "async", "pool", "runs_on", "loop", "policy", "adaptive", "name",
+                          "a", "handler", "builtin:routes", "kind", "builtin", "color", "async",
+                          "pool", "runs_on", "loop", "policy", "adaptive"));
     jsond_config_unref(cfg);
     cfg = old;
 }
@@ -521,6 +549,7 @@ static Suite *builtin_suite(void)
     tcase_add_test(tc, test_echo);
     tcase_add_test(tc, test_health);
     tcase_add_test(tc, test_stats);
+    tcase_add_test(tc, test_stats_calls);
     tcase_add_test(tc, test_routes);
     suite_add_tcase(s, tc);
 
