@@ -11,7 +11,16 @@
  *
  * Completion goes through the inbox: the worker marks the job done under the
  * lock, then posts it, and from then on never touches it (the loop may free
- * it as soon as `done` runs).
+ * it as soon as `done` runs). A `done` may still use the pool (its stats),
+ * so the pool's memory outlives jsond_pool_free() until the last posted
+ * `done` has run (or been dropped by jsond_inbox_free()).
+ *
+ * Resizing sets the target `nthreads`; `live` counts the threads in their
+ * loop. Growing starts threads at once. While live > nthreads, a thread that
+ * is between jobs retires: it unlinks itself and posts itself to the inbox,
+ * whose callback joins it on the loop (a retired thread is never left
+ * unjoined, and nobody waits on a busy one). Draining threads stay on the
+ * list, for jsond_pool_free() to join.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -37,18 +46,30 @@ typedef struct {
     unsigned n, next;
 } samples;
 
+/* A worker thread. Its item joins and frees it on the loop once it has
+ * retired; `tid` is written and read on the loop only. */
+typedef struct worker {
+    jsond_inbox_item item;
+    pthread_t tid;
+    jsond_pool *pool;
+    struct worker *prev, *next; /* in pool->workers, under its lock */
+} worker;
+
 struct jsond_pool {
     char name[65]; /* a config NAME: up to 64 bytes */
     jsond_inbox *inbox;
-    unsigned nthreads, queue_limit;
-    pthread_t *threads;
 
     pthread_mutex_t lock; /* everything below */
-    pthread_cond_t work;  /* a job was queued, or the pool is draining */
+    pthread_cond_t work;  /* a job was queued, the pool is draining or shrinking */
+    unsigned nthreads, queue_limit;
+    worker *workers; /* threads not retired: joined by jsond_pool_free() */
+    unsigned live;   /* threads in their loop (lags nthreads while shrinking) */
     jsond_job *head, *tail;
     jsond_job *running; /* the jobs workers run now, linked through next */
     unsigned busy, queued, queue_peak;
+    unsigned posted; /* jobs whose `done` is in the inbox */
     int draining;
+    int freed; /* jsond_pool_free() ran: the last posted `done` frees the memory */
     uint64_t submitted, completed, rejected, cancelled, timed_out, late;
     samples wait_us, run_us;
 };
@@ -80,13 +101,45 @@ static double percentile_ms(samples *s, double p)
     return s->v[rank - 1] / 1000.0;
 }
 
+static void pool_release(jsond_pool *pool)
+{
+    pthread_cond_destroy(&pool->work);
+    pthread_mutex_destroy(&pool->lock);
+    free(pool);
+}
+
 /* The job's inbox callback, on the loop: and from jsond_inbox_free() too, so
  * every job that ran gets exactly one `done`. */
 static void job_done_item(jsond_inbox_item *item)
 {
     jsond_job *job = (jsond_job *)(void *)((char *)item - offsetof(jsond_job, item));
+    jsond_pool *pool = job->pool;
     job->state = JOB_IDLE;
-    job->done(job);
+    job->done(job); /* may free the job, may still use the pool */
+    pthread_mutex_lock(&pool->lock);
+    int last = --pool->posted == 0 && pool->freed;
+    pthread_mutex_unlock(&pool->lock);
+    if (last)
+        pool_release(pool);
+}
+
+/* A retired worker's inbox callback (or drop): it has left its loop, so the
+ * join waits at most for its return. Touches no pool: it may be gone. */
+static void worker_reap(jsond_inbox_item *item)
+{
+    worker *w = (worker *)(void *)item;
+    pthread_join(w->tid, NULL);
+    free(w);
+}
+
+static void worker_unlink(jsond_pool *pool, worker *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        pool->workers = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
 }
 
 static jsond_job *queue_pop(jsond_pool *pool)
@@ -104,7 +157,8 @@ static jsond_job *queue_pop(jsond_pool *pool)
 
 static void *worker_main(void *arg)
 {
-    jsond_pool *pool = arg;
+    worker *w = arg;
+    jsond_pool *pool = w->pool;
 
     /* Signals go to the daemon's loop (libevent's signal events), never to a
      * worker in the middle of legacy code. The creator blocked them already so
@@ -116,8 +170,20 @@ static void *worker_main(void *arg)
 
     pthread_mutex_lock(&pool->lock);
     for (;;) {
-        while (!pool->head && !pool->draining)
+        while (!pool->head && !pool->draining && pool->live <= pool->nthreads)
             pthread_cond_wait(&pool->work, &pool->lock);
+        if (pool->live > pool->nthreads && !pool->draining) {
+            /* Shrinking: retire between jobs. A wake-up meant for a worker
+             * that takes the next job goes on to another. Posting under the
+             * lock means jsond_pool_free() never sees a retiring thread. */
+            worker_unlink(pool, w);
+            pool->live--;
+            if (pool->head)
+                pthread_cond_signal(&pool->work);
+            jsond_inbox_post(pool->inbox, &w->item);
+            pthread_mutex_unlock(&pool->lock);
+            return NULL;
+        }
         if (!pool->head)
             break; /* draining, and the queue has run out */
         jsond_job *job = queue_pop(pool);
@@ -144,27 +210,54 @@ static void *worker_main(void *arg)
         job->next = job->prev = NULL;
         pool->busy--;
         pool->completed++;
+        pool->posted++;
         sample_add(&pool->run_us, end - start);
         job->state = JOB_DONE;
         pthread_mutex_unlock(&pool->lock);
         jsond_inbox_post(pool->inbox, &job->item); /* the job is the loop's now */
         pthread_mutex_lock(&pool->lock);
     }
+    pool->live--;
     pthread_mutex_unlock(&pool->lock);
     return NULL;
 }
 
-/* Stops the threads already started and frees the pool: the failure path of
- * jsond_pool_new() and the end of jsond_pool_free(). */
-static void pool_destroy(jsond_pool *pool, unsigned started)
+/* Starts one more worker. Loop thread. Returns 0 or an errno. */
+static int start_worker(jsond_pool *pool)
 {
-    jsond_pool_drain(pool);
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(pool->threads[i], NULL);
-    pthread_cond_destroy(&pool->work);
-    pthread_mutex_destroy(&pool->lock);
-    free(pool->threads);
-    free(pool);
+    worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return ENOMEM;
+    w->pool = pool;
+    w->item.run = w->item.drop = worker_reap;
+    pthread_mutex_lock(&pool->lock);
+    w->next = pool->workers;
+    if (w->next)
+        w->next->prev = w;
+    pool->workers = w;
+    pool->live++;
+    pthread_mutex_unlock(&pool->lock);
+
+    /* Threads inherit the creator's signal mask: block everything around
+     * pthread_create so a worker is born deaf, then restore ours. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int err = pthread_create(&w->tid, NULL, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) {
+        pthread_mutex_lock(&pool->lock);
+        worker_unlink(pool, w);
+        pool->live--;
+        pthread_mutex_unlock(&pool->lock);
+        free(w);
+        return err;
+    }
+    /* "jsond:NAME" shows in top -H and gdb; the kernel keeps 15 bytes. */
+    char tname[16];
+    snprintf(tname, sizeof tname, "jsond:%.9s", pool->name);
+    pthread_setname_np(w->tid, tname);
+    return 0;
 }
 
 jsond_pool *jsond_pool_new(jsond_inbox *inbox, const char *name, unsigned threads,
@@ -185,42 +278,22 @@ jsond_pool *jsond_pool_new(jsond_inbox *inbox, const char *name, unsigned thread
     pool->inbox = inbox;
     pool->nthreads = threads;
     pool->queue_limit = queue_limit;
-    pool->threads = calloc(threads, sizeof *pool->threads);
-    if (!pool->threads)
-        goto fail_free;
     if (pthread_mutex_init(&pool->lock, NULL) != 0)
-        goto fail_threads;
+        goto fail_free;
     if (pthread_cond_init(&pool->work, NULL) != 0)
         goto fail_lock;
-
-    /* Threads inherit the creator's signal mask: block everything around
-     * pthread_create so a worker is born deaf, then restore ours. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    unsigned started = 0;
-    int err = 0;
-    for (; started < threads; started++) {
-        err = pthread_create(&pool->threads[started], NULL, worker_main, pool);
-        if (err)
-            break;
-        /* "jsond:NAME" shows in top -H and gdb; the kernel keeps 15 bytes. */
-        char tname[16];
-        snprintf(tname, sizeof tname, "jsond:%.9s", pool->name);
-        pthread_setname_np(pool->threads[started], tname);
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (err) {
-        pool_destroy(pool, started);
-        errno = err;
-        return NULL;
+    for (unsigned i = 0; i < threads; i++) {
+        int err = start_worker(pool);
+        if (err) {
+            jsond_pool_free(pool);
+            errno = err;
+            return NULL;
+        }
     }
     return pool;
 
 fail_lock:
     pthread_mutex_destroy(&pool->lock);
-fail_threads:
-    free(pool->threads);
 fail_free:
     free(pool);
     errno = ENOMEM;
@@ -229,8 +302,62 @@ fail_free:
 
 void jsond_pool_free(jsond_pool *pool)
 {
-    if (pool)
-        pool_destroy(pool, pool->nthreads);
+    if (!pool)
+        return;
+    jsond_pool_drain(pool);
+    /* Draining, no thread retires: the list is every thread to join. */
+    pthread_mutex_lock(&pool->lock);
+    worker *w = pool->workers;
+    pool->workers = NULL;
+    pthread_mutex_unlock(&pool->lock);
+    while (w) {
+        worker *next = w->next;
+        pthread_join(w->tid, NULL);
+        free(w);
+        w = next;
+    }
+    pthread_mutex_lock(&pool->lock);
+    pool->freed = 1;
+    int now = pool->posted == 0;
+    pthread_mutex_unlock(&pool->lock);
+    if (now)
+        pool_release(pool);
+}
+
+int jsond_pool_resize(jsond_pool *pool, unsigned threads, unsigned queue_limit)
+{
+    if (threads == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    pthread_mutex_lock(&pool->lock);
+    if (pool->draining) {
+        pthread_mutex_unlock(&pool->lock);
+        errno = ESHUTDOWN;
+        return -1;
+    }
+    unsigned old_threads = pool->nthreads, old_limit = pool->queue_limit;
+    pool->nthreads = threads;
+    pool->queue_limit = queue_limit;
+    /* Only this thread starts workers, and none retires while live <=
+     * nthreads: `missing` stays true while they start. */
+    unsigned missing = threads > pool->live ? threads - pool->live : 0;
+    pthread_cond_broadcast(&pool->work); /* idle threads over the target retire now */
+    pthread_mutex_unlock(&pool->lock);
+    for (; missing; missing--) {
+        int err = start_worker(pool);
+        if (err) {
+            /* Back to the old sizes: the threads just started retire. */
+            pthread_mutex_lock(&pool->lock);
+            pool->nthreads = old_threads;
+            pool->queue_limit = old_limit;
+            pthread_cond_broadcast(&pool->work);
+            pthread_mutex_unlock(&pool->lock);
+            errno = err;
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int jsond_pool_submit(jsond_pool *pool, jsond_job *job)
@@ -245,6 +372,7 @@ int jsond_pool_submit(jsond_pool *pool, jsond_job *job)
         err = EBUSY;
     } else {
         job->state = JOB_QUEUED;
+        job->pool = pool;
         job->queued_ns = jsond_now_ns();
         job->next = NULL;
         job->prev = pool->tail;
@@ -296,8 +424,10 @@ int jsond_pool_cancel(jsond_pool *pool, jsond_job *job)
 void jsond_pool_abandon(jsond_pool *pool)
 {
     jsond_pool_drain(pool);
-    for (unsigned i = 0; i < pool->nthreads; i++)
-        pthread_detach(pool->threads[i]);
+    pthread_mutex_lock(&pool->lock);
+    for (worker *w = pool->workers; w; w = w->next)
+        pthread_detach(w->tid);
+    pthread_mutex_unlock(&pool->lock);
 }
 
 void jsond_pool_drain(jsond_pool *pool)
@@ -346,6 +476,7 @@ void jsond_pool_get_stats(jsond_pool *pool, jsond_pool_stats *out)
     pthread_mutex_lock(&pool->lock);
     *out = (jsond_pool_stats){
         .threads = pool->nthreads,
+        .live = pool->live,
         .queue_limit = pool->queue_limit,
         .busy = pool->busy,
         .queued = pool->queued,

@@ -1,6 +1,7 @@
 /* pool.h: a thread pool for blocking code (a bulkhead).
  *
- * A fixed number of worker threads take jobs from one bounded FIFO queue.
+ * A number of worker threads take jobs from one bounded FIFO queue; both
+ * sizes can change while it runs (jsond_pool_resize()).
  * A job's `run` is called on a worker thread (jsond_context() is
  * JSOND_CTX_WORKER there, every signal blocked); once it returns, its `done`
  * is called on the loop thread through the loop's inbox. Submitting never
@@ -19,7 +20,12 @@
  * jsond_pool_free() would block forever: past its shutdown deadline the
  * caller abandons such a pool instead (jsond_pool_abandon(), and never frees
  * anything its running jobs may touch); jsond_pool_get_stats()'s `busy` says
- * how many are still running. Free the pool before the inbox it posts to.
+ * how many are still running. Free the pool before the inbox it posts to:
+ * the inbox also joins the threads a shrink retired, and a `done` still in
+ * it may use the pool, whose memory lasts until the last such `done` ran.
+ *
+ * Threads: "loop thread" below means the thread that runs the inbox's event
+ * loop, and that thread alone creates, resizes, drains and frees a pool.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -42,6 +48,7 @@ struct jsond_job {
     /* Private to the pool. */
     jsond_inbox_item item;
     jsond_job *prev, *next;
+    jsond_pool *pool;
     uint64_t queued_ns;
     int state;
 };
@@ -59,8 +66,22 @@ jsond_pool *jsond_pool_new(jsond_inbox *inbox, const char *name, unsigned thread
  * runs: call it once jsond_pool_idle() is true, never with a stuck worker
  * (see the top of this file). The `done` of the last jobs may still be in the
  * inbox: they run on its next pass, or are handed to `done` by
- * jsond_inbox_free(). Loop thread. NULL does nothing. */
+ * jsond_inbox_free(), and the pool's memory lasts until the last of them has
+ * returned (a `done` may still call jsond_pool_note()). Loop thread. NULL
+ * does nothing. */
 void jsond_pool_free(jsond_pool *pool);
+
+/* Sets the pool's sizes, keeping every queued and running job. More
+ * threads start at once; with fewer, threads over the new count retire as
+ * they finish their current job (an idle one at once), and the inbox joins
+ * them. A queue_limit below the jobs already queued keeps them and refuses
+ * new ones (EBUSY) until the pool is below its new size. Returns 0, or -1
+ * with errno: EINVAL (0 threads), ESHUTDOWN (draining), or why a thread
+ * could not start; then the sizes are the old ones again (threads started
+ * by this call retire like any others over the count). Only a growth
+ * starts threads, so a resize to no more threads than are alive cannot
+ * fail on a pool that is not draining. Loop thread. */
+int jsond_pool_resize(jsond_pool *pool, unsigned threads, unsigned queue_limit);
 
 /* Queues `job` for a worker. Returns 0, or -1 with errno EBUSY (every thread
  * busy and queue_limit jobs waiting; counted as rejected) or ESHUTDOWN (the
@@ -110,7 +131,8 @@ const char *jsond_pool_name(const jsond_pool *pool);
  * 0 before any. */
 #define JSOND_POOL_SAMPLES 1024
 typedef struct jsond_pool_stats {
-    unsigned threads; /* worker threads */
+    unsigned threads; /* worker threads wanted (the last size given) */
+    unsigned live;    /* threads running: more than `threads` while a shrink waits for jobs */
     unsigned queue_limit;
     unsigned busy;       /* threads running a job */
     unsigned queued;     /* jobs waiting for a thread */

@@ -1,6 +1,7 @@
 /* check_pool.c: the thread pool: the bulkhead refuses at once when full, jobs
  * run on deaf worker threads and complete on the loop, a queued job can be
- * cancelled, drain finishes what was queued, every job runs exactly once.
+ * cancelled, drain finishes what was queued, every job runs exactly once, and
+ * a resize keeps every queued job.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -47,9 +48,34 @@ static void gate_wait(void)
     pthread_mutex_unlock(&gate_lock);
 }
 
+/* Tickets: a ticketed job takes one before it returns, so jobs finish one
+ * by one as tests hand tickets out. Bounded like the gate. */
+static int tickets;
+
+static void tickets_give(int n)
+{
+    pthread_mutex_lock(&gate_lock);
+    tickets += n;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+static void ticket_take(void)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&gate_lock);
+    while (!tickets && !gate_open && pthread_cond_timedwait(&gate_cond, &gate_lock, &until) == 0)
+        ;
+    if (tickets)
+        tickets--;
+    pthread_mutex_unlock(&gate_lock);
+}
+
 typedef struct {
     jsond_job job;
-    int id, gated;
+    int id, gated, ticketed;
     /* Written by the worker in run, read on the loop after done: the inbox
      * orders the two. */
     int runs, run_on_loop, run_ctx, signals_blocked, run_order;
@@ -73,6 +99,8 @@ static void tjob_run(jsond_job *j)
                          sigismember(&mask, SIGHUP) && sigismember(&mask, SIGUSR1);
     if (t->gated)
         gate_wait();
+    if (t->ticketed)
+        ticket_take();
 }
 
 static void tjob_done(jsond_job *j)
@@ -98,6 +126,7 @@ static void setup(void)
     loop_thread = pthread_self();
     jsond_context_set(JSOND_CTX_LOOP);
     dones = dones_wanted = 0;
+    tickets = 0;
     atomic_store(&run_counter, 0);
     gate_set(0);
 }
@@ -134,6 +163,21 @@ static void wait_busy(jsond_pool *pool, unsigned busy)
         nanosleep(&ms, NULL);
     } while (now() < until);
     ck_abort_msg("pool: %u busy, waited for %u", st.busy, busy);
+}
+
+/* Polls the pool's stats until `live` threads are left, at most 10 s. */
+static void wait_live(jsond_pool *pool, unsigned live)
+{
+    jsond_pool_stats st;
+    double until = now() + 10;
+    do {
+        jsond_pool_get_stats(pool, &st);
+        if (st.live == live)
+            return;
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    } while (now() < until);
+    ck_abort_msg("pool: %u live, waited for %u", st.live, live);
 }
 
 static void assert_ran_once_on_worker(const tjob *t)
@@ -431,6 +475,135 @@ START_TEST(test_new_refuses_zero_threads)
 }
 END_TEST
 
+START_TEST(test_resize_keeps_the_queue)
+{
+    jsond_pool *pool = jsond_pool_new(inbox, "resize", 2, 32);
+    ck_assert_ptr_nonnull(pool);
+    enum { N = 20 };
+    tjob j[N + 3];
+    tjob_init(j, N + 3, 1);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(jsond_pool_submit(pool, &j[i].job), 0);
+    wait_busy(pool, 2);
+
+    /* 2 -> 8: six threads start at once and take six queued jobs. */
+    ck_assert_int_eq(jsond_pool_resize(pool, 8, 32), 0);
+    wait_busy(pool, 8);
+    jsond_pool_stats st;
+    jsond_pool_get_stats(pool, &st);
+    ck_assert_uint_eq(st.threads, 8);
+    ck_assert_uint_eq(st.live, 8);
+    ck_assert_uint_eq(st.queued, N - 8);
+
+    /* 8 -> 1: no running job is cut; the threads retire as they finish. */
+    ck_assert_int_eq(jsond_pool_resize(pool, 1, 32), 0);
+    jsond_pool_get_stats(pool, &st);
+    ck_assert_uint_eq(st.threads, 1);
+    ck_assert_uint_eq(st.live, 8);
+    ck_assert_uint_eq(st.busy, 8);
+    ck_assert_uint_eq(st.queued, N - 8);
+    gate_set(1);
+    run_until_dones(N); /* every queued job ran: none lost */
+    wait_live(pool, 1);
+    for (int i = 0; i < N; i++)
+        assert_ran_once_on_worker(&j[i]);
+    jsond_pool_get_stats(pool, &st);
+    ck_assert_uint_eq(st.completed, N);
+    ck_assert_uint_eq(st.busy, 0);
+
+    /* One thread now: of three new jobs, one runs and two wait. */
+    gate_set(0);
+    for (int i = N; i < N + 3; i++)
+        ck_assert_int_eq(jsond_pool_submit(pool, &j[i].job), 0);
+    wait_busy(pool, 1);
+    jsond_pool_get_stats(pool, &st);
+    ck_assert_uint_eq(st.live, 1);
+    ck_assert_uint_eq(st.queued, 2);
+    gate_set(1);
+    run_until_dones(N + 3);
+    jsond_pool_free(pool);
+}
+END_TEST
+
+START_TEST(test_shrink_retires_idle_threads_at_once)
+{
+    jsond_pool *pool = jsond_pool_new(inbox, "idle", 6, 0);
+    ck_assert_ptr_nonnull(pool);
+    ck_assert_int_eq(jsond_pool_resize(pool, 2, 0), 0);
+    wait_live(pool, 2);
+    /* Growing again starts what is missing; a second shrink before the
+     * first settled is fine too. */
+    ck_assert_int_eq(jsond_pool_resize(pool, 5, 0), 0);
+    wait_live(pool, 5);
+    ck_assert_int_eq(jsond_pool_resize(pool, 3, 0), 0);
+    ck_assert_int_eq(jsond_pool_resize(pool, 1, 0), 0);
+    wait_live(pool, 1);
+    jsond_pool_free(pool); /* the retired ones are joined by the inbox */
+}
+END_TEST
+
+START_TEST(test_lower_queue_limit_keeps_the_queued)
+{
+    jsond_pool *pool = jsond_pool_new(inbox, "limit", 1, 8);
+    ck_assert_ptr_nonnull(pool);
+    enum { N = 9 };
+    tjob j[N + 2];
+    tjob_init(j, N + 2, 0);
+    for (int i = 0; i < N + 2; i++)
+        j[i].ticketed = 1;
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(jsond_pool_submit(pool, &j[i].job), 0);
+    wait_busy(pool, 1);
+
+    /* Room for 1 + 2 now, and 9 are in: all kept, new ones refused. */
+    ck_assert_int_eq(jsond_pool_resize(pool, 1, 2), 0);
+    jsond_pool_stats st;
+    jsond_pool_get_stats(pool, &st);
+    ck_assert_uint_eq(st.queue_limit, 2);
+    ck_assert_uint_eq(st.queued, N - 1);
+    errno = 0;
+    ck_assert_int_eq(jsond_pool_submit(pool, &j[N].job), -1);
+    ck_assert_int_eq(errno, EBUSY);
+
+    /* Six done: three left, the pool is still full. */
+    tickets_give(6);
+    run_until_dones(6);
+    ck_assert_int_eq(jsond_pool_submit(pool, &j[N].job), -1);
+    ck_assert_int_eq(errno, EBUSY);
+    /* One more: below the new limit, a job is taken again. */
+    tickets_give(1);
+    run_until_dones(7);
+    ck_assert_int_eq(jsond_pool_submit(pool, &j[N].job), 0);
+    ck_assert_int_eq(jsond_pool_submit(pool, &j[N + 1].job), -1);
+    tickets_give(3);
+    run_until_dones(N + 1);
+    for (int i = 0; i <= N; i++)
+        assert_ran_once_on_worker(&j[i]);
+    jsond_pool_get_stats(pool, &st);
+    ck_assert_uint_eq(st.rejected, 3);
+    jsond_pool_free(pool);
+}
+END_TEST
+
+START_TEST(test_resize_refused)
+{
+    jsond_pool *pool = jsond_pool_new(inbox, "refuse", 2, 4);
+    ck_assert_ptr_nonnull(pool);
+    errno = 0;
+    ck_assert_int_eq(jsond_pool_resize(pool, 0, 4), -1);
+    ck_assert_int_eq(errno, EINVAL);
+    jsond_pool_drain(pool);
+    errno = 0;
+    ck_assert_int_eq(jsond_pool_resize(pool, 4, 4), -1);
+    ck_assert_int_eq(errno, ESHUTDOWN);
+    jsond_pool_stats st;
+    jsond_pool_get_stats(pool, &st);
+    ck_assert_uint_eq(st.threads, 2);
+    ck_assert_uint_eq(st.queue_limit, 4);
+    jsond_pool_free(pool);
+}
+END_TEST
+
 static Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
@@ -448,6 +621,14 @@ static Suite *pool_suite(void)
     tcase_add_test(tc, test_thousand_jobs_complete_exactly_once);
     tcase_add_test(tc, test_stats_give_wait_and_run_percentiles);
     tcase_add_test(tc, test_round_trip_cost);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("resize");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_resize_keeps_the_queue);
+    tcase_add_test(tc, test_shrink_retires_idle_threads_at_once);
+    tcase_add_test(tc, test_lower_queue_limit_keeps_the_queued);
+    tcase_add_test(tc, test_resize_refused);
     suite_add_tcase(s, tc);
     return s;
 }
