@@ -230,10 +230,11 @@ static void signal_reload_cb(evutil_socket_t sig, short what, void *arg)
         log_capacity(cfg, d->capacity, d->fd_limit);
         jsond_log(JSOND_LOG_NOTICE,
                   "reloaded %s: routes %u added, %u removed, %u changed; listeners %u opened, "
-                  "%u closed, %u kept (%.3f ms)",
+                  "%u closed, %u kept; pools %u added, %u resized, %u removed (%.3f ms)",
                   jsond_config_source(cfg), sum.routes_added, sum.routes_removed,
                   sum.routes_changed, sum.listeners_opened, sum.listeners_closed,
-                  sum.listeners_kept, now_ms() - t0);
+                  sum.listeners_kept, sum.pools_added, sum.pools_resized, sum.pools_removed,
+                  now_ms() - t0);
     }
     jsond_config_unref(cfg);
     jsond_errors_free(errs);

@@ -163,10 +163,12 @@ typedef struct jsond_server jsond_server;
 jsond_server *jsond_server_new(struct event_base *base, jsond_config *cfg, unsigned max_connections,
                                jsond_errors *errs);
 
-/* What a reload changed, for its log line. */
+/* What a reload changed, for its log line. Pools are matched by name:
+ * resized ones keep their queued work, removed ones finish it first. */
 typedef struct jsond_reload_summary {
     unsigned routes_added, routes_removed, routes_changed;
     unsigned listeners_opened, listeners_closed, listeners_kept;
+    unsigned pools_added, pools_resized, pools_removed;
 } jsond_reload_summary;
 
 /* Puts `cfg` (a reference is taken) in force. Listeners are matched by

@@ -32,8 +32,9 @@
  * the listening socket stays readable, so retrying at once would spin. */
 #define ACCEPT_BACKOFF_MS 100
 
-/* While shutting down with no connection left, how often to look whether
- * the pools have finished their last jobs (they tell nobody). */
+/* While shutting down with no connection left, or while a pool that a
+ * reload removed finishes its queue, how often to look whether the pools
+ * have finished their last jobs (they tell nobody). */
 #define POOL_CHECK_MS 10
 
 /* A server that abandoned workers on its way out stays here, reachable:
@@ -89,11 +90,12 @@ struct jsond_server {
     jsond_stats stats;
     jsond_timeouts *timeouts; /* the loop's timer queues, shared by every connection */
     jsond_inbox *inbox;       /* outcomes from the pools' threads */
-    jsond_pool **pools;       /* every pool, in the order they started; */
-    size_t npools;            /* this version never removes one */
-    jsond_pool **by_index;    /* the config in force's pools, by index in its `pools` */
-    jsond_req_env env;        /* what requests share; env.pools is by_index */
-    struct event *pool_check; /* shutting down: waiting for the pools to finish */
+    jsond_pool **pools;       /* the config in force's pools, by index in its `pools` */
+    size_t npools;
+    jsond_pool **retired;     /* pools a reload removed, finishing their queues: */
+    size_t nretired;          /* each is freed once idle */
+    jsond_req_env env;        /* what requests share; env.pools is pools */
+    struct event *pool_check; /* waiting for retired pools, or for all at shutdown */
 };
 
 /* Removes the unix socket at `path` if it is still the very socket file
@@ -125,13 +127,41 @@ static void listener_free(listener *l)
 /* ---- connections ------------------------------------------------------ */
 
 static void drained_now_cb(evutil_socket_t fd, short what, void *arg);
+static void pool_check_cb(evutil_socket_t fd, short what, void *arg);
 
 static int pools_idle(jsond_server *srv)
 {
     for (size_t i = 0; i < srv->npools; i++)
         if (!jsond_pool_idle(srv->pools[i]))
             return 0;
-    return 1;
+    return srv->nretired == 0;
+}
+
+/* Frees the retired pools whose threads have all left (a drained thread
+ * leaves once the queue is empty, so the join never waits on a job), and
+ * looks again later while some have not. */
+static void reap_retired(jsond_server *srv)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < srv->nretired; i++) {
+        jsond_pool *pool = srv->retired[i];
+        jsond_pool_stats st;
+        jsond_pool_get_stats(pool, &st);
+        if (st.live == 0) {
+            jsond_log(JSOND_LOG_INFO, "pool %s (removed) has finished its queue",
+                      jsond_pool_name(pool));
+            jsond_pool_free(pool);
+        } else {
+            srv->retired[kept++] = pool;
+        }
+    }
+    srv->nretired = kept;
+    struct timeval tv = jsond_ms_tv(POOL_CHECK_MS);
+    if (kept && event_add(srv->pool_check, &tv) < 0)
+        jsond_log(JSOND_LOG_ERROR,
+                  "cannot arm the pool check: %zu removed pools are kept until "
+                  "the next reload or the exit",
+                  kept);
 }
 
 /* Shutdown ends once no connection is left and no worker runs a job: only
@@ -596,32 +626,49 @@ static jsond_pool *find_pool(jsond_pool *const *pools, size_t n, const char *nam
     return NULL;
 }
 
-/* What a config's pools become, before anything is swapped in. */
+/* What a config's pools become, before anything is swapped in. A pool
+ * whose threads grow has grown already (undone on abort); the rest of each
+ * resize cannot fail, and is done at commit. */
 typedef struct pool_plan {
     jsond_pool **by_index; /* one per pool of the config */
     jsond_pool **fresh;    /* those started for it */
     size_t nfresh;
+    unsigned *grown_from; /* per pool of the config: its threads before it grew, or 0 */
+    size_t npools;
+    unsigned resized, removed;
 } pool_plan;
 
 static void plan_abort(pool_plan *p)
 {
     for (size_t i = 0; i < p->nfresh; i++)
         jsond_pool_free(p->fresh[i]); /* idle: no job was ever given to it */
+    /* A shrink back to threads it had cannot fail; the extra ones retire. */
+    for (size_t i = 0; p->grown_from && i < p->npools; i++) {
+        if (p->grown_from[i]) {
+            jsond_pool_stats st;
+            jsond_pool_get_stats(p->by_index[i], &st);
+            (void)jsond_pool_resize(p->by_index[i], p->grown_from[i], st.queue_limit);
+        }
+    }
     free(p->fresh);
+    free(p->grown_from);
     free(p->by_index);
     memset(p, 0, sizeof *p);
 }
 
 /* Matches the pools of `cfg` with the running ones by name. A new name
- * starts a pool; a running pool keeps its threads and its queue. Changing
- * or removing a pool is for a later version: that fails the plan, and
- * nothing changes. */
+ * starts a pool (even when a removed pool of that name still finishes its
+ * queue); a running pool keeps its threads and its queue, and is resized
+ * when its sizes changed. On failure nothing has changed. */
 static int plan_pools(jsond_server *srv, const jsond_config *cfg, pool_plan *p, jsond_errors *errs)
 {
     memset(p, 0, sizeof *p);
-    p->by_index = calloc(cfg->npools ? cfg->npools : 1, sizeof(jsond_pool *));
-    p->fresh = calloc(cfg->npools ? cfg->npools : 1, sizeof(jsond_pool *));
-    if (!p->by_index || !p->fresh) {
+    size_t n = cfg->npools ? cfg->npools : 1;
+    p->npools = cfg->npools;
+    p->by_index = calloc(n, sizeof(jsond_pool *));
+    p->fresh = calloc(n, sizeof(jsond_pool *));
+    p->grown_from = calloc(n, sizeof(unsigned));
+    if (!p->by_index || !p->fresh || !p->grown_from) {
         jsond_errors_add(errs, cfg->files[0], 0, "out of memory");
         plan_abort(p);
         return -1;
@@ -634,18 +681,19 @@ static int plan_pools(jsond_server *srv, const jsond_config *cfg, pool_plan *p, 
         if (old) {
             jsond_pool_stats st;
             jsond_pool_get_stats(old, &st);
-            if (st.threads != cp->threads || st.queue_limit != cp->queue_limit) {
-                char what[96] = "", *at = what;
-                if (st.threads != cp->threads)
-                    at += snprintf(at, sizeof what, "threads %u -> %u", st.threads, cp->threads);
-                if (st.queue_limit != cp->queue_limit)
-                    snprintf(at, sizeof what - (size_t)(at - what), "%squeue_limit %u -> %u",
-                             at > what ? ", " : "", st.queue_limit, cp->queue_limit);
-                jsond_errors_add(errs, file, cp->line,
-                                 "pool '%s' changed (%s): a restart is needed", cp->name, what);
-                failed = 1;
-            }
             p->by_index[i] = old;
+            if (st.threads == cp->threads && st.queue_limit == cp->queue_limit)
+                continue;
+            p->resized++;
+            if (cp->threads <= st.threads)
+                continue;
+            if (jsond_pool_resize(old, cp->threads, st.queue_limit) < 0) {
+                jsond_errors_add(errs, file, cp->line, "cannot grow pool '%s' to %u threads: %s",
+                                 cp->name, cp->threads, strerror(errno));
+                failed = 1;
+                continue;
+            }
+            p->grown_from[i] = st.threads;
             continue;
         }
         jsond_pool *pool = jsond_pool_new(srv->inbox, cp->name, cp->threads, cp->queue_limit);
@@ -657,14 +705,9 @@ static int plan_pools(jsond_server *srv, const jsond_config *cfg, pool_plan *p, 
         }
         p->by_index[i] = p->fresh[p->nfresh++] = pool;
     }
-    for (size_t i = 0; i < srv->npools; i++) {
-        const char *name = jsond_pool_name(srv->pools[i]);
-        if (!jsond_config_pool(cfg, name)) {
-            jsond_errors_add(errs, cfg->files[0], 0, "pool '%s' removed: a restart is needed",
-                             name);
-            failed = 1;
-        }
-    }
+    for (size_t i = 0; i < srv->npools; i++)
+        if (!jsond_config_pool(cfg, jsond_pool_name(srv->pools[i])))
+            p->removed++;
     if (failed) {
         plan_abort(p);
         return -1;
@@ -672,18 +715,36 @@ static int plan_pools(jsond_server *srv, const jsond_config *cfg, pool_plan *p, 
     return 0;
 }
 
-/* Puts the plan in force. Cannot fail: the room was made beforehand. */
-static void plan_commit(jsond_server *srv, pool_plan *p, jsond_pool **grown)
+/* Puts the plan in force: resizes, and removed pools stop taking work and
+ * wait in `retired` (room made beforehand) until their queues run out.
+ * Cannot fail. */
+static void plan_commit(jsond_server *srv, const jsond_config *cfg, pool_plan *p,
+                        jsond_reload_summary *sum)
 {
-    for (size_t i = 0; i < p->nfresh; i++)
-        grown[srv->npools++] = p->fresh[i];
-    srv->pools = grown;
+    for (size_t i = 0; i < cfg->npools; i++) {
+        const cfg_pool *cp = &cfg->pools[i];
+        /* A shrink, a new queue_limit, or the rest of a growth. */
+        (void)jsond_pool_resize(p->by_index[i], cp->threads, cp->queue_limit);
+    }
+    for (size_t i = 0; i < srv->npools; i++) {
+        jsond_pool *pool = srv->pools[i];
+        if (jsond_config_pool(cfg, jsond_pool_name(pool)))
+            continue;
+        jsond_pool_drain(pool);
+        srv->retired[srv->nretired++] = pool;
+    }
+    sum->pools_added = (unsigned)p->nfresh;
+    sum->pools_resized = p->resized;
+    sum->pools_removed = p->removed;
     free(p->fresh);
-    free(srv->by_index);
-    srv->by_index = p->by_index;
-    srv->env.pools = srv->by_index;
+    free(p->grown_from);
+    free(srv->pools);
+    srv->pools = p->by_index;
+    srv->npools = cfg->npools;
+    srv->env.pools = srv->pools;
     srv->stats.pools = srv->pools;
     srv->stats.npools = srv->npools;
+    reap_retired(srv); /* an idle removed pool goes at once */
 }
 
 /* Puts `cfg`'s pools and listeners in force, or neither. */
@@ -693,17 +754,18 @@ static int switch_config(jsond_server *srv, jsond_config *cfg, jsond_errors *err
     pool_plan plan;
     if (plan_pools(srv, cfg, &plan, errs) < 0)
         return -1;
-    jsond_pool **grown =
-        realloc(srv->pools, (srv->npools + plan.nfresh + 1) * sizeof(jsond_pool *));
-    if (grown)
-        srv->pools = grown; /* the same pools, with room */
-    if (!grown || switch_listeners(srv, cfg, errs, sum) < 0) {
-        if (!grown)
+    jsond_pool **room =
+        plan.removed ? realloc(srv->retired, (srv->nretired + plan.removed) * sizeof(jsond_pool *))
+                     : srv->retired;
+    if (room)
+        srv->retired = room; /* the same pools, with room */
+    if ((plan.removed && !room) || switch_listeners(srv, cfg, errs, sum) < 0) {
+        if (plan.removed && !room)
             jsond_errors_add(errs, cfg->files[0], 0, "out of memory");
         plan_abort(&plan);
         return -1;
     }
-    plan_commit(srv, &plan, grown);
+    plan_commit(srv, cfg, &plan, sum);
     return 0;
 }
 
@@ -720,8 +782,8 @@ static void log_abandoned(jsond_job *job, void *arg)
 static int pools_free(jsond_server *srv)
 {
     int abandoned_any = 0;
-    for (size_t i = 0; i < srv->npools; i++) {
-        jsond_pool *pool = srv->pools[i];
+    for (size_t i = 0; i < srv->npools + srv->nretired; i++) {
+        jsond_pool *pool = i < srv->npools ? srv->pools[i] : srv->retired[i - srv->npools];
         jsond_pool_drain(pool);
         if (jsond_pool_idle(pool)) {
             jsond_pool_free(pool);
@@ -731,16 +793,15 @@ static int pools_free(jsond_server *srv)
         jsond_pool_abandon(pool);
         abandoned_any = 1;
     }
-    free(srv->by_index);
-    srv->by_index = NULL;
     if (abandoned_any)
-        return 1; /* srv->pools stays: the abandoned are in it */
+        return 1; /* the arrays stay: the abandoned are in them */
     /* The last jobs' completions, never run: their requests are released. */
     jsond_inbox_free(srv->inbox);
     srv->inbox = NULL;
     free(srv->pools);
-    srv->pools = NULL;
-    srv->npools = 0;
+    free(srv->retired);
+    srv->pools = srv->retired = NULL;
+    srv->npools = srv->nretired = 0;
     return 0;
 }
 
@@ -768,7 +829,7 @@ jsond_server *jsond_server_new(struct event_base *base, jsond_config *cfg, unsig
     srv->backoff = evtimer_new(base, backoff_cb, srv);
     srv->timeouts = jsond_timeouts_new(base);
     srv->inbox = jsond_inbox_new(base);
-    srv->pool_check = evtimer_new(base, drained_now_cb, srv);
+    srv->pool_check = evtimer_new(base, pool_check_cb, srv);
     srv->env = (jsond_req_env){base, &srv->stats, srv->timeouts, srv->inbox, NULL};
     if (!srv->backoff || !srv->timeouts || !srv->pool_check) {
         jsond_errors_add(errs, cfg->files[0], 0, "out of memory");
@@ -838,6 +899,14 @@ static void drained_now_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
+    finish_drain(arg);
+}
+
+static void pool_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    reap_retired(arg);
     finish_drain(arg);
 }
 

@@ -140,13 +140,13 @@ static json_t *pool_json(jsond_pool *pool)
 {
     jsond_pool_stats ps;
     jsond_pool_get_stats(pool, &ps);
-    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:f,s:f},s:{s:f,s:f}}", "threads",
-                     (json_int_t)ps.threads, "queue_limit", (json_int_t)ps.queue_limit, "busy",
-                     (json_int_t)ps.busy, "queued", (json_int_t)ps.queued, "queue_peak",
-                     (json_int_t)ps.queue_peak, "rejected", (json_int_t)ps.rejected, "timed_out",
-                     (json_int_t)ps.timed_out, "late", (json_int_t)ps.late, "queue_wait_ms", "p50",
-                     ps.queue_wait_p50_ms, "p99", ps.queue_wait_p99_ms, "run_ms", "p50",
-                     ps.run_p50_ms, "p99", ps.run_p99_ms);
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:{s:f,s:f},s:{s:f,s:f}}", "threads",
+                     (json_int_t)ps.threads, "live", (json_int_t)ps.live, "queue_limit",
+                     (json_int_t)ps.queue_limit, "busy", (json_int_t)ps.busy, "queued",
+                     (json_int_t)ps.queued, "queue_peak", (json_int_t)ps.queue_peak, "rejected",
+                     (json_int_t)ps.rejected, "timed_out", (json_int_t)ps.timed_out, "late",
+                     (json_int_t)ps.late, "queue_wait_ms", "p50", ps.queue_wait_p50_ms, "p99",
+                     ps.queue_wait_p99_ms, "run_ms", "p50", ps.run_p50_ms, "p99", ps.run_p99_ms);
 }
 
 json_t *jsond_stats_json(const jsond_stats *st)

@@ -483,7 +483,8 @@ def rpc_error_of(reply, code, id, name=None):
 OUTCOME_RE = re.compile(
     r"\] (?:reloaded (?P<file>\S+): routes (?P<added>\d+) added, (?P<removed>\d+) removed, "
     r"(?P<changed>\d+) changed; listeners (?P<opened>\d+) opened, (?P<closed>\d+) closed, "
-    r"(?P<kept>\d+) kept \((?P<ms>[0-9.]+) ms\)"
+    r"(?P<kept>\d+) kept; pools (?P<pools_added>\d+) added, (?P<pools_resized>\d+) resized, "
+    r"(?P<pools_removed>\d+) removed \((?P<ms>[0-9.]+) ms\)"
     r"|reload failed with (?P<problems>\d+) problems: the old config stays in force)$", re.M)
 ERROR_RE = re.compile(r"\[error\] (?!reload failed)(.*)$", re.M)
 UNLISTENED_RE = re.compile(r"\] stopped listening on (\S+) (\S+)$", re.M)
@@ -511,8 +512,9 @@ class Outcome:
         m = OUTCOME_RE.search(seg)
         self.ok = m.group("problems") is None
         self.problems = None if self.ok else int(m.group("problems"))
-        self.counts = {k: int(m.group(k)) for k in ("added", "removed", "changed", "opened",
-                                                    "closed", "kept")} if self.ok else None
+        self.counts = {k: int(m.group(k)) for k in (
+            "added", "removed", "changed", "opened", "closed", "kept", "pools_added",
+            "pools_resized", "pools_removed")} if self.ok else None
         self.ms = float(m.group("ms")) if self.ok else None
         self.errors = ERROR_RE.findall(seg[:m.start()])
         self.opened = dict(OPENED_RE.findall(seg))
@@ -523,6 +525,9 @@ class Outcome:
 
     def listeners(self):
         return tuple(self.counts[k] for k in ("opened", "closed", "kept"))
+
+    def pools(self):
+        return tuple(self.counts[k] for k in ("pools_added", "pools_resized", "pools_removed"))
 
     def where(self):
         """The FILE:LINE of every error, in the order logged."""

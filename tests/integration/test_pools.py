@@ -18,7 +18,10 @@ SIGHUP:
     connections are refused, exit 0; workers still running past
     shutdown_timeout or a second SIGTERM are abandoned (one warning line
     each) and jsond exits 0
-  - a reload may add a pool, never change or remove one
+  - a reload adds pools, resizes them live (2 -> 8 -> 1 threads under load,
+    a queue_limit lowered below what is queued: all kept, 0 lost) and
+    removes them (their queued jobs still finish and are answered); a route
+    still naming a removed pool fails the reload at its FILE:LINE
   - a one-thread pool with pipelined jobs whose replies wait behind each
     other does not deadlock
 
@@ -40,7 +43,7 @@ from jsondtest import (HELLO, SCALE, SLOW, VALGRIND, Client, Daemon, config, err
                        started, unittest, wait_pool)
 
 HELLO_REPLY = json.loads(HELLO)
-POOL_KEYS = {"threads", "busy", "queued", "queue_peak", "rejected", "timed_out", "late",
+POOL_KEYS = {"threads", "live", "busy", "queued", "queue_peak", "rejected", "timed_out", "late",
              "queue_wait_ms", "run_ms"}
 COUNTERS = POOL_KEYS - {"queue_wait_ms", "run_ms"}
 ABANDON_RE = r"\[warning\] abandoning a worker of pool %s running route %s$"
@@ -367,9 +370,9 @@ class RoutesAndStats(unittest.TestCase):
             for name, threads in (("default", 4), ("legacy", 3)):
                 p = ps[name]
                 self.check_pool(p)
-                self.assertEqual(p["threads"], threads, p)
-                self.assertEqual({k: p[k] for k in COUNTERS - {"threads"}},
-                                 dict.fromkeys(COUNTERS - {"threads"}, 0), p)
+                self.assertEqual((p["threads"], p["live"]), (threads, threads), p)
+                self.assertEqual({k: p[k] for k in COUNTERS - {"threads", "live"}},
+                                 dict.fromkeys(COUNTERS - {"threads", "live"}, 0), p)
             # A job run: its time is in run_ms.
             self.assertEqual(c.call('sleepy {"ms": %d}' % ms), {"slept_ms": ms})
             self.assertEqual(c.call('records {"count": 1, "size": 1}'), [{"i": 0, "data": "x"}])
@@ -548,7 +551,14 @@ class Reload(unittest.TestCase):
         self.assertEqual(c.call('fresh {"ms": 1}'), {"slept_ms": 1})
         self.assertEqual(c.call('slow {"ms": 1}'), {"slept_ms": 1})
 
-    def test_add_pool_then_refuse_changes(self):
+    def test_add_pool_then_resize_under_load(self):
+        """Add a pool; then 2 -> 8 -> 1 threads with 18 sleeps in flight and
+        queue_limit lowered below what is queued: every sleep is answered,
+        stats follow, surplus threads retire only as their sleeps end, and
+        new work is refused until the queue is below the new limit.
+
+        Eight long sleeps (hold) come first, then ten short ones: the order
+        each step needs is held by the long ones, never hoped for."""
         d = Daemon(POOLS0)
         self.addCleanup(d.close)
         started(d)
@@ -556,53 +566,121 @@ class Reload(unittest.TestCase):
         self.addCleanup(c.close)
         error_of(c.call('fresh {"ms": 1}'), "not_found")
 
-        # Adding a pool (and a route on it) works.
         out = reload(d, POOLS1)
         self.assertTrue(out.ok, out.log)
-        self.assertEqual(out.routes(), (1, 0, 0))
+        self.assertEqual((out.routes(), out.pools()), ((1, 0, 0), (1, 0, 0)))
         self.assertEqual(c.call('fresh {"ms": 1}'), {"slept_ms": 1})
         r = route_map(c)["fresh"]
         self.assertEqual((r["color"], r["runs_on"], r["pool"]), ("dual", "extra", "extra"))
+        self.assertEqual({k: v["threads"] for k, v in pools(c).items()},
+                         {"default": 4, "legacy": 2, "extra": 1})
+
+        hold, nhold, short, nshort = 1000 * SCALE, 8, 50 * SCALE, 10
+        conf = POOLS1.replace("queue_limit = 16", "queue_limit = 32")
+        out = reload(d, conf)
+        self.assertEqual(out.pools(), (0, 1, 0), out.log)
+        longs, shorts = Client(d), Client(d)
+        self.addCleanup(longs.close)
+        self.addCleanup(shorts.close)
+        longs.send(b'slow {"ms": %d}\n' % hold * nhold)
+        wait_pool(c, "legacy", lambda p: p["busy"] == 2 and p["queued"] == nhold - 2, "holding")
+        shorts.send(b'slow {"ms": %d}\n' % short * nshort)
+        wait_pool(c, "legacy", lambda p: p["queued"] == nhold - 2 + nshort, "queued")
+
+        # 2 -> 8: six threads at once, on the six queued long sleeps.
+        out = reload(d, conf.replace("threads = 2", "threads = 8"))
+        self.assertTrue(out.ok, out.log)
+        self.assertEqual((out.routes(), out.pools()), ((0, 0, 0), (0, 1, 0)))
+        p = pools(c)["legacy"]
+        self.assertEqual((p["threads"], p["live"], p["queue_limit"]), (8, 8, 32), p)
+        wait_pool(c, "legacy", lambda p: p["busy"] == 8 and p["queued"] == nshort, "8 busy")
+
+        # 8 -> 1 and queue_limit 32 -> 2: no sleep is cut, none queued is
+        # dropped; with 8 + 10 in for room for 1 + 2, new work is busy.
+        out = reload(d, conf.replace("threads = 2", "threads = 1")
+                     .replace("queue_limit = 32", "queue_limit = 2"))
+        self.assertTrue(out.ok, out.log)
+        self.assertEqual(out.pools(), (0, 1, 0))
+        p = pools(c)["legacy"]
+        self.assertEqual((p["threads"], p["queue_limit"], p["live"], p["busy"], p["queued"]),
+                         (1, 2, 8, 8, nshort), p)
+        reply = c.call('{"route": "slow", "args": {"ms": 1}, "id": 1}')
+        error_of(reply, "busy", id=1)
+        self.assertEqual(reply["error"]["message"], "pool legacy is full")
+        # The surplus threads retire as their long sleeps end; then the short
+        # ones run one at a time, and below the new limit work is taken again.
+        wait = 3 * SLOW + (hold + nshort * short) / 1000
+        p = wait_pool(c, "legacy", lambda p: p["live"] == 1, "down to 1 live thread", wait)
+        self.assertLessEqual(p["busy"], 1, p)
+        wait_pool(c, "legacy", lambda p: p["busy"] + p["queued"] < 3, "below its limit", wait)
+        self.assertEqual(c.call('slow {"ms": 1}'), {"slept_ms": 1})
+        for i in range(nhold):
+            self.assertEqual(longs.reply(), {"slept_ms": hold}, "long sleep %d" % i)
+        for i in range(nshort):
+            self.assertEqual(shorts.reply(), {"slept_ms": short}, "short sleep %d" % i)
+        p = wait_pool(c, "legacy", lambda p: p["busy"] == 0, "idle")
+        self.assertEqual((p["threads"], p["live"], p["rejected"], p["queued"]), (1, 1, 1, 0), p)
+        self.assertEqual(d.stop(), 0)
+
+    def test_remove_pool_with_queued_jobs(self):
+        """A removed pool takes no more work but finishes its queue, and
+        those requests get their real replies; a pool added again under the
+        same name is a new pool, not the one still draining."""
+        ms, n = 300 * SCALE, 5
+        conf1 = POOLS1.replace("threads = 1\n", "threads = 1\nqueue_limit = 8\n")
+        d = Daemon(conf1)
+        self.addCleanup(d.close)
+        started(d)
+        c, held = Client(d), Client(d)
+        self.addCleanup(c.close)
+        self.addCleanup(held.close)
+        held.send(b'fresh {"ms": %d}\n' % ms * n)
+        wait_pool(c, "extra", lambda p: p["busy"] == 1 and p["queued"] == n - 1, "holding")
+
+        out = reload(d, POOLS0)
+        self.assertTrue(out.ok, out.log)
+        self.assertEqual((out.routes(), out.pools()), ((0, 1, 0), (0, 0, 1)))
+        self.assertNotIn("extra", pools(c))
+        error_of(c.call('fresh {"ms": 1}'), "not_found")
+
+        # Back under the same name while the old one still works through
+        # its queue (n sleeps of ms, one at a time): a fresh, idle pool.
+        out = reload(d, POOLS0 + EXTRA.replace("threads = 1", "threads = 2"))
+        self.assertTrue(out.ok, out.log)
+        self.assertEqual(out.pools(), (1, 0, 0))
+        p = pools(c)["extra"]
+        self.assertEqual((p["threads"], p["live"], p["busy"], p["queued"]), (2, 2, 0, 0), p)
+        self.assertEqual(c.call('fresh {"ms": 1}'), {"slept_ms": 1})
+        self.assertFalse(readable(held.sock), "the removed pool's queue ended already")
+
+        for i in range(n):
+            self.assertEqual(held.reply(), {"slept_ms": ms}, "sleep %d" % i)
+        d.wait_log(lambda log: re.search(r"\] pool extra \(removed\) has finished its queue$",
+                                         log, re.M), 3 * SLOW)
+        self.assertEqual(d.stop(), 0)
+
+    def test_route_on_removed_pool_fails(self):
+        """Removing a pool that a route still names fails the reload at the
+        route's line, and nothing changes."""
+        d = Daemon(POOLS1)
+        self.addCleanup(d.close)
+        started(d)
+        c = Client(d)
+        self.addCleanup(c.close)
         want = {"default": 4, "legacy": 2, "extra": 1}
-        self.assertEqual({k: v["threads"] for k, v in pools(c).items()}, want)
-
-        # Changing threads: refused, naming the pool and the file's line.
-        text = POOLS1.replace("threads = 2", "threads = 3") + PROBE
+        self.check_old(c, want)
+        text = POOLS1.replace("[pool extra]\nthreads = 1\n", "") + PROBE
+        self.assertNotIn("[pool extra]", text)
         out = reload(d, text)
         self.assertFalse(out.ok, out.log)
         self.check_old(c, want)
-        m = re.search(r"\[error\] (\S+):(\d+): pool 'legacy' changed \((.*)\): "
-                      r"a restart is needed$", out.log, re.M)
-        self.assertIsNotNone(m, out.log)
-        self.assertEqual(m.group(1), d.path)
-        self.assertIn(int(m.group(2)), lines_of(text, "[pool legacy]", "threads = 3"), out.log)
-        self.assertIn("threads 2 -> 3", m.group(3))
-        with self.subTest("the change named as the spec has it"):
-            # Only what changed: "(threads 2 -> 3)".
-            self.assertEqual(m.group(3), "threads 2 -> 3", out.log)
-
-        # Changing queue_limit: refused too.
-        text = POOLS1.replace("queue_limit = 16", "queue_limit = 17") + PROBE
-        out = reload(d, text)
-        self.assertFalse(out.ok, out.log)
-        self.check_old(c, want)
-        m = re.search(r"pool 'legacy' changed \((.*)\): a restart is needed$", out.log, re.M)
-        self.assertIsNotNone(m, out.log)
-        self.assertIn("queue_limit 16 -> 17", m.group(1))
-        with self.subTest("the change named as the spec has it"):
-            self.assertEqual(m.group(1), "queue_limit 16 -> 17", out.log)
-
-        # Removing a pool (and the route on it): refused.
-        out = reload(d, POOLS0 + PROBE)
-        self.assertFalse(out.ok, out.log)
-        self.check_old(c, want)
-        self.assertIsNotNone(re.search(r"\[error\] .*pool 'extra' removed: a restart is needed$",
-                                       out.log, re.M), out.log)
+        self.assertEqual(out.where(), [(d.path, lines_of(text, "pool = extra")[0])], out.log)
+        self.assertIn("pool 'extra' is not defined", out.errors[0])
 
         # The same file again is fine: nothing changed.
         out = reload(d, POOLS1)
         self.assertTrue(out.ok, out.log)
-        self.assertEqual(out.routes(), (0, 0, 0))
+        self.assertEqual((out.routes(), out.pools()), ((0, 0, 0), (0, 0, 0)))
         self.check_old(c, want)
         self.assertEqual(d.stop(), 0)
 
