@@ -12,19 +12,27 @@
       round trips on one connection (loadgen -b 1) and pipelined in batches
       of 100 (loadgen -b 100): requests/s, microseconds per request (wall
       and daemon CPU), median of 5 runs, and the ratios to the loop
+  (d) a live resize from 8 threads to 1 under load: from SIGHUP to `live`
+      1 in stats, with pool legacy saturated by short sleeps (2 connections
+      keeping 128 each in flight), for sleeps of 1 and 10 ms; min/median/max
+      of 7 resizes (each after a resize back to 8 that has settled)
 
 Run with `make bench` (or python3 tests/bench/pools.py with JSOND and
 JSOND_BUILDDIR set; (c) needs tests/bench/loadgen, which `make bench`
 builds). LOADGEN_SECONDS sets the length of a loadgen run (default 3).
 """
 import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from jsondtest import Client, Daemon, config, figures, version  # noqa: E402
+from jsondtest import (OUTCOME_RE, Client, Daemon, Outcome, config, figures,  # noqa: E402
+                       reload, started, version, write_conf)
 
 BUILDDIR = os.environ.get("JSOND_BUILDDIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -184,12 +192,101 @@ def round_trips():
         d.stop()
 
 
+def resize_conf(threads):
+    return CONF.replace("threads = 4", "threads = %d" % threads)
+
+
+class Flood:
+    """One connection that keeps `psleep {"ms": ms}` requests in flight (up
+    to max_pipeline): a thread writes them without end, another reads and
+    drops the replies, until stop()."""
+
+    def __init__(self, d, ms):
+        self.sock = d.connect("main")
+        self.line = b'psleep {"ms":%d}\n' % ms
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self.write, self.read)]
+        for t in self.threads:
+            t.start()
+
+    def write(self):
+        chunk = self.line * 64
+        try:
+            while not self.done.is_set():
+                self.sock.sendall(chunk)
+        except OSError:
+            pass
+
+    def read(self):
+        try:
+            while not self.done.is_set() and self.sock.recv(1 << 16):
+                pass
+        except OSError:
+            pass
+
+    def stop(self):
+        self.done.set()
+        self.sock.shutdown(socket.SHUT_RDWR)
+        for t in self.threads:
+            t.join(10)
+        self.sock.close()
+
+
+def wait_legacy(c, pred, what, timeout=30):
+    """Polls stats as fast as it answers; returns (pool, when)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        p = pools(c)["legacy"]
+        now = time.monotonic()
+        if pred(p):
+            return p, now
+        if now > deadline:
+            raise SystemExit("pool legacy never %s: %r" % (what, p))
+
+
+def resize_settle():
+    for ms in (1, 10):
+        with Daemon(resize_conf(8), args=["-l", "notice"]) as d, Client(d) as c:
+            started(d)
+            floods = [Flood(d, ms) for _ in range(2)]
+            settle, backlog = [], []
+            for _ in range(7):
+                wait_legacy(c, lambda p: p["live"] == 8 and p["busy"] == 8 and p["queued"] > 0,
+                            "saturated on 8 threads")
+                # Stats are polled from the signal on: reload() would wait
+                # for the log line first.
+                write_conf(d, resize_conf(1))
+                pos = os.path.getsize(d.logpath)
+                t0 = time.monotonic()
+                d.send_signal(signal.SIGHUP)
+                p, t1 = wait_legacy(c, lambda p: p["live"] == 1, "settled on 1 thread")
+                settle.append((t1 - t0) * 1e3)
+                backlog.append(p["queued"])
+                with open(d.logpath, "rb") as f:
+                    f.seek(pos)
+                    seg = f.read().decode("utf-8", "replace")
+                if not OUTCOME_RE.search(seg) or Outcome(seg).pools() != (0, 1, 0):
+                    raise SystemExit("resize to 1 failed: %s" % seg)
+                if reload(d, resize_conf(8)).pools() != (0, 1, 0):
+                    raise SystemExit("resize to 8 failed")
+            for f in floods:
+                f.stop()
+            print("(d) resize 8 -> 1 threads under load (sleeps of %2d ms, %d..%d queued at the "
+                  "end): SIGHUP to live == 1 in ms: %s" % (ms, min(backlog), max(backlog),
+                                                          figures(settle, 2)))
+            d.stop()
+
+
 def main():
     print("jsond:", version())
     saturated_latency()
     records_figures()
     round_trips()
+    resize_settle()
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["resize"]:
+        resize_settle()
+    else:
+        main()
