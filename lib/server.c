@@ -634,6 +634,7 @@ typedef struct pool_plan {
     jsond_pool **fresh;    /* those started for it */
     size_t nfresh;
     unsigned *grown_from; /* per pool of the config: its threads before it grew, or 0 */
+    char *changed;        /* per pool of the config: a running pool with new sizes */
     size_t npools;
     unsigned resized, removed;
 } pool_plan;
@@ -652,6 +653,7 @@ static void plan_abort(pool_plan *p)
     }
     free(p->fresh);
     free(p->grown_from);
+    free(p->changed);
     free(p->by_index);
     memset(p, 0, sizeof *p);
 }
@@ -668,7 +670,8 @@ static int plan_pools(jsond_server *srv, const jsond_config *cfg, pool_plan *p, 
     p->by_index = calloc(n, sizeof(jsond_pool *));
     p->fresh = calloc(n, sizeof(jsond_pool *));
     p->grown_from = calloc(n, sizeof(unsigned));
-    if (!p->by_index || !p->fresh || !p->grown_from) {
+    p->changed = calloc(n, 1);
+    if (!p->by_index || !p->fresh || !p->grown_from || !p->changed) {
         jsond_errors_add(errs, cfg->files[0], 0, "out of memory");
         plan_abort(p);
         return -1;
@@ -685,6 +688,7 @@ static int plan_pools(jsond_server *srv, const jsond_config *cfg, pool_plan *p, 
             if (st.threads == cp->threads && st.queue_limit == cp->queue_limit)
                 continue;
             p->resized++;
+            p->changed[i] = 1;
             if (cp->threads <= st.threads)
                 continue;
             if (jsond_pool_resize(old, cp->threads, st.queue_limit) < 0) {
@@ -724,7 +728,8 @@ static void plan_commit(jsond_server *srv, const jsond_config *cfg, pool_plan *p
     for (size_t i = 0; i < cfg->npools; i++) {
         const cfg_pool *cp = &cfg->pools[i];
         /* A shrink, a new queue_limit, or the rest of a growth. */
-        (void)jsond_pool_resize(p->by_index[i], cp->threads, cp->queue_limit);
+        if (p->changed[i])
+            (void)jsond_pool_resize(p->by_index[i], cp->threads, cp->queue_limit);
     }
     for (size_t i = 0; i < srv->npools; i++) {
         jsond_pool *pool = srv->pools[i];
@@ -738,13 +743,14 @@ static void plan_commit(jsond_server *srv, const jsond_config *cfg, pool_plan *p
     sum->pools_removed = p->removed;
     free(p->fresh);
     free(p->grown_from);
+    free(p->changed);
     free(srv->pools);
     srv->pools = p->by_index;
     srv->npools = cfg->npools;
     srv->env.pools = srv->pools;
     srv->stats.pools = srv->pools;
     srv->stats.npools = srv->npools;
-    reap_retired(srv); /* an idle removed pool goes at once */
+    reap_retired(srv); /* watches the removed ones until their threads are gone */
 }
 
 /* Puts `cfg`'s pools and listeners in force, or neither. */
