@@ -25,8 +25,8 @@ typedef struct jsond_stats {
     double started;           /* CLOCK_MONOTONIC seconds */
     int draining;             /* the server is shutting down */
     json_t *routes;           /* {route: {"requests": N, "errors": {code: N}}} */
-    jsond_pool *const *pools; /* every pool of the server (set by it), */
-    size_t npools;            /* for "pools" */
+    jsond_pool *const *pools; /* the pools of the config in force (set by */
+    size_t npools;            /* the server), for "pools" */
     pthread_mutex_t calls_lock;
     json_t *calls; /* {route: {"calls": N, ...}}, under calls_lock */
 } jsond_stats;
