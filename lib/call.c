@@ -58,11 +58,6 @@ static json_t *outcome_json(jsond_outcome *o)
     return r;
 }
 
-static const char *color_word(jsond_color c)
-{
-    return c == JSOND_COLOR_SYNC ? "sync" : "async";
-}
-
 /* Checks a call of `name` by `caller` running on the loop or not: returns
  * the target route, and counts the call, or NULL with the error reply in
  * *err (NULL when out of memory). *adapted says the target runs in the
@@ -94,11 +89,11 @@ static const cfg_route *admit(jsond_req *caller, const char *name, int on_loop, 
             jsond_log(JSOND_LOG_WARNING,
                       "route %s: call to %s refused: %s is %s, the caller runs on %s "
                       "(policy strict)",
-                      from, route->name, route->name, color_word(h->color),
+                      from, route->name, route->name, jsond_color_name(h->color),
                       on_loop ? "the loop" : "a worker");
-            *err = error_json(JSOND_WRONG_COLOR,
-                              "route %s may not call %s route %s from %s (policy strict)", from,
-                              color_word(h->color), route->name, on_loop ? "the loop" : "a worker");
+            *err = error_json(
+                JSOND_WRONG_COLOR, "route %s may not call %s route %s from %s (policy strict)",
+                from, jsond_color_name(h->color), route->name, on_loop ? "the loop" : "a worker");
             return NULL;
         }
         jsond_stats_call(caller->env->stats, from, JSOND_CALL_ADAPTED);

@@ -307,8 +307,11 @@ int jsond_stream_end(jsond_req *req);
  *   async half, runs on the loop; a sync target runs on its route's pool
  *   (adaptive).
  *
- * A call's deadline is the earlier of the target route's and what is left
- * of the caller's. */
+ * A call's deadline is its target route's; from a worker, what is left of
+ * the caller's when that is earlier. A caller that is cancelled (deadline,
+ * client gone) cancels its calls running on the loop: their callbacks run
+ * at once with `timeout`. Nested calls do not count against max_pipeline;
+ * stats count them per route (calls, adapted, refused_wrong_color). */
 
 /* The blocking form, for code that may block (a sync handler on its
  * worker): returns the target's reply or an error object (a new
