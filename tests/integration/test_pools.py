@@ -575,7 +575,7 @@ class Reload(unittest.TestCase):
         self.assertEqual({k: v["threads"] for k, v in pools(c).items()},
                          {"default": 4, "legacy": 2, "extra": 1})
 
-        hold, nhold, short, nshort = 1500 * SCALE, 8, 50 * SCALE, 10
+        hold, nhold, short, nshort = 3000 * SCALE, 8, 50 * SCALE, 10
         conf = POOLS1.replace("queue_limit = 16", "queue_limit = 32")
         out = reload(d, conf)
         self.assertEqual(out.pools(), (0, 1, 0), out.log)
