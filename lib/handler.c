@@ -11,8 +11,11 @@
 #include "handler.h"
 
 /* builtin:NAME: one of the table in builtin.c. */
-static int resolve_builtin(jsond_handler *h, const char *arg, char *why, size_t size)
+static int resolve_builtin(jsond_handler *h, const jsond_config *cfg, const cfg_route *route,
+                           const char *arg, char *why, size_t size)
 {
+    (void)cfg;
+    (void)route;
     char s[JSOND_SHOW_BUF];
     const jsond_builtin *b = jsond_builtin_find(arg);
     if (!b) {
@@ -28,7 +31,10 @@ static int resolve_builtin(jsond_handler *h, const char *arg, char *why, size_t 
  * supported by this version. */
 static const struct handler_kind {
     const char *name;
-    int (*resolve)(jsond_handler *h, const char *arg, char *why, size_t size);
+    /* Fills in `h` for `route` of `cfg` from ARG, or returns -1 with a
+     * one-line reason in `why`. */
+    int (*resolve)(jsond_handler *h, const jsond_config *cfg, const cfg_route *route,
+                   const char *arg, char *why, size_t size);
 } kinds[] = {
     {"builtin", resolve_builtin},
     {"file", NULL},
@@ -54,7 +60,7 @@ static struct jsond_handler *resolve(const jsond_config *cfg, const cfg_route *r
     jsond_handler *h = calloc(1, sizeof *h);
     if (!h)
         return NULL; /* `why` empty: out of memory */
-    if (kind->resolve(h, v + n + 1, why, size) < 0) {
+    if (kind->resolve(h, cfg, route, v + n + 1, why, size) < 0) {
         free(h);
         return NULL;
     }
@@ -79,6 +85,8 @@ const char *jsond_color_name(jsond_color color)
 
 static void release(struct jsond_handler *h)
 {
+    if (h->data_free)
+        h->data_free(h->data);
     free(h);
 }
 

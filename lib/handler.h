@@ -43,6 +43,11 @@ typedef struct jsond_handler {
     size_t pool;
     unsigned timeout_ms; /* the request's deadline (0: none): the route's
                           * timeout, else the server's request_timeout */
+    /* What the handler kind made of the route at load (a program's argv, a
+     * file's bytes), or NULL: immutable, freed with the config by
+     * data_free. Handlers reach it with jsond_req_handler_data(). */
+    void *data;
+    void (*data_free)(void *data);
 } jsond_handler;
 
 /* The registry, as the hook config.c calls. */

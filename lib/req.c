@@ -600,6 +600,11 @@ const jsond_stats *jsond_req_stats(const jsond_req *req)
     return req->env->stats;
 }
 
+const void *jsond_req_handler_data(const jsond_req *req)
+{
+    return req->h.data;
+}
+
 const jsond_config *jsond_req_config(const jsond_req *req)
 {
     return req->cfg;

@@ -172,6 +172,10 @@ const char *jsond_req_job_route(const jsond_job *job);
  * gets. The server's counters (read-only, for stats and health). */
 const jsond_stats *jsond_req_stats(const jsond_req *req);
 
+/* What the route's handler kind made of it at load (handler.h's `data`).
+ * Any thread holding `req`. */
+const void *jsond_req_handler_data(const jsond_req *req);
+
 /* The config snapshot the request was resolved on, and its route there
  * (for caps set only in the route's config). Valid while `req` is. */
 const jsond_config *jsond_req_config(const jsond_req *req);
