@@ -128,6 +128,7 @@ static const key_def keys[] = {
     ROUTE("timeout",           T_DURATION, 0,       24 * HOUR, JSOND_TIMEOUT_INHERIT, timeout_ms, 0),
     ROUTE("pool",              T_POOL,     0,       0,         0,        pool, 0),
     ROUTE("policy",            T_POLICY,   0,       0, JSOND_POLICY_INHERIT, policy, 0),
+    ROUTE("max_output",        T_SIZE,     1,       GIB,       16 * MIB, max_output, 0),
 };
 /* clang-format on */
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -84,6 +84,7 @@ typedef struct cfg_route {
     unsigned timeout_ms; /* overrides request_timeout; JSOND_TIMEOUT_INHERIT: none given */
     char *pool;          /* the pool key, or NULL when not given */
     int policy;          /* JSOND_POLICY_*, INHERIT when not given */
+    size_t max_output;   /* exec: stdout beyond this fails the request */
     /* Set once at load by the resolver, NULL without one; owned by the
      * config, freed with it. */
     struct jsond_handler *impl;

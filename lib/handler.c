@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "builtin.h"
+#include "exec.h"
 #include "handler.h"
 
 /* builtin:NAME: one of the table in builtin.c. */
@@ -38,7 +39,7 @@ static const struct handler_kind {
 } kinds[] = {
     {"builtin", resolve_builtin},
     {"file", NULL},
-    {"exec", NULL},
+    {"exec", jsond_exec_resolve},
     {"module", NULL},
 };
 

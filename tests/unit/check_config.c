@@ -556,8 +556,10 @@ static const struct {
     {"route r", "handler", "builtin:", "2: unknown builtin handler ''\n"},
     {"route r", "handler", "file:/etc/jsond/x.json",
      "2: handler kind 'file' is not supported by this version\n"},
-    {"route r", "handler", "exec:/bin/true",
-     "2: handler kind 'exec' is not supported by this version\n"},
+    {"route r", "handler", "exec:/nonexistent/prog",
+     "2: exec: cannot run '/nonexistent/prog': No such file or directory\n"},
+    {"route r", "max_output", "0",
+     "1: [route r] has no handler\n2: max_output = 0 is out of range (1..1G)\n"},
     {"route r", "handler", "module:/x.so:f",
      "2: handler kind 'module' is not supported by this version\n"},
 };
@@ -2017,7 +2019,7 @@ START_TEST(test_log)
                                 "routes=* protocol=auto");
     /* The implicit default pool is logged like a declared one. */
     ck_assert_str_eq(logged[3], "[pool default] threads=4 queue_limit=256");
-    ck_assert_str_eq(logged[4], "[route hello] handler=builtin:hello");
+    ck_assert_str_eq(logged[4], "[route hello] handler=builtin:hello max_output=16M");
     jsond_config_unref(cfg);
 
     /* Odd values print in their best unit; huge JSON is cut, not dumped.
@@ -2040,7 +2042,7 @@ START_TEST(test_log)
     ck_assert_str_eq(logged[1], "[listen x] requests=yes routes=r,big protocol=jsonrpc");
     ck_assert_str_eq(logged[2], "[pool default] threads=4 queue_limit=256");
     ck_assert_str_eq(logged[3], "[pool legacy] threads=2 queue_limit=0");
-    ck_assert_str_eq(logged[4], "[route big] handler=builtin:big pool=legacy");
+    ck_assert_str_eq(logged[4], "[route big] handler=builtin:big pool=legacy max_output=16M");
     ck_assert_ptr_nonnull(strstr(logged[5], "[route r] handler=builtin:big args={\"s\":\"yyy"));
     ck_assert_uint_lt(strlen(logged[5]), 1024);
     ck_assert_str_eq(logged[5] + strlen(logged[5]) - 4, "y...");
