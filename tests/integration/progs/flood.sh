@@ -1,0 +1,3 @@
+#!/bin/sh
+# Writes endless output without reading stdin: hits max_output.
+exec yes 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'
