@@ -399,7 +399,7 @@ static int reap(run *r)
             }
             struct timespec t = {0, wait_us * 1000};
             nanosleep(&t, NULL);
-            if (wait_us < SLICE_MS * 1000)
+            if (wait_us < SLICE_MS * 1000L)
                 wait_us *= 2;
         }
     }
