@@ -137,8 +137,8 @@ class ExecTest(SharedDaemon):
     def test_timeout_kills_the_group(self):
         pids = os.path.join(self.d.dir.name, "pids")
         c = self.client()
-        r = error_of(c.call("tree"), "timeout")
-        self.assertIn("no reply within", r["error"]["message"])
+        # The loop's deadline or the worker's kill, whichever is seen first.
+        error_of(c.call("tree"), "timeout")
         with open(pids) as f:  # written before the deadline: the reply came after
             child, grandchild = map(int, f.read().split())
         deadline = time.monotonic() + 3 * SLOW
