@@ -9,6 +9,7 @@
 
 #include "builtin.h"
 #include "exec.h"
+#include "file.h"
 #include "handler.h"
 
 /* builtin:NAME: one of the table in builtin.c. */
@@ -38,7 +39,7 @@ static const struct handler_kind {
                    const char *arg, char *why, size_t size);
 } kinds[] = {
     {"builtin", resolve_builtin},
-    {"file", NULL},
+    {"file", jsond_file_resolve},
     {"exec", jsond_exec_resolve},
     {"module", NULL},
 };

@@ -555,7 +555,7 @@ static const struct {
     {"route r", "handler", "builtin:nope", "2: unknown builtin handler 'nope'\n"},
     {"route r", "handler", "builtin:", "2: unknown builtin handler ''\n"},
     {"route r", "handler", "file:/etc/jsond/x.json",
-     "2: handler kind 'file' is not supported by this version\n"},
+     "2: cannot open file '/etc/jsond/x.json': No such file or directory\n"},
     {"route r", "handler", "exec:/nonexistent/prog",
      "2: exec: cannot run '/nonexistent/prog': No such file or directory\n"},
     {"route r", "max_output", "0",

@@ -115,7 +115,7 @@ START_TEST(test_unknown_at_handler_line)
                                       "[listen m]\non_connect = zz\n" /* 8, 9 */
                                       "[route t]\nhandler = builtin:\n" /* 10, 11 */),
                      "5: unknown builtin handler 'nope'\n"
-                     "7: handler kind 'file' is not supported by this version\n"
+                     "7: cannot open file '/x.json': No such file or directory\n"
                      "9: route 'zz' is not defined\n"
                      "11: unknown builtin handler ''\n");
     /* Echoed names are cut and made printable. */
