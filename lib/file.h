@@ -14,7 +14,7 @@
 
 /* The largest file a file: route serves. Its bytes are held in memory for
  * as long as its config is. */
-#define JSOND_FILE_MAX (16 * 1024 * 1024)
+#define JSOND_FILE_MAX (16L * 1024 * 1024)
 
 /* The registry's resolver for file:PATH (handler.c's kinds[]): a relative
  * PATH is relative to the directory of the config file that defines
