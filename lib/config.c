@@ -66,8 +66,7 @@ enum {
 };
 
 enum {
-    F_UNSUPPORTED = 1, /* recognised, but this version cannot do it */
-    F_REQUIRED = 2,    /* a section without it is an error */
+    F_REQUIRED = 1, /* a section without it is an error */
 };
 
 #define KIB  1024ULL
@@ -95,8 +94,6 @@ typedef struct key_def {
 #define LISTEN(...) KEY(S_LISTEN, cfg_listen, __VA_ARGS__)
 #define POOL(...)   KEY(S_POOL, cfg_pool, __VA_ARGS__)
 #define ROUTE(...)  KEY(S_ROUTE, cfg_route, __VA_ARGS__)
-/* DESIGN.md names these; a later version gives each a type and a field. */
-#define UNSUPPORTED(sec, nm) {.section = (sec), .name = (nm), .flags = F_UNSUPPORTED}
 
 static const key_def keys[] = {
     /*     name                type        min      max        default   field, flags */
@@ -111,7 +108,7 @@ static const key_def keys[] = {
     SERVER("request_timeout",  T_DURATION, 0,       24 * HOUR, 60 * SEC, request_timeout_ms, 0),
     SERVER("log_level",        T_LEVEL,    0,       0,  JSOND_LOG_INFO,  log_level, 0),
     SERVER("policy",           T_POLICY,   0,       0, JSOND_POLICY_ADAPTIVE, policy, 0),
-    UNSUPPORTED(S_SERVER, "stall_warning"),
+    SERVER("stall_warning",    T_DURATION, 0,       HOUR,      100,      stall_warning_ms, 0),
 
     LISTEN("address",          T_ADDR,     0,       0,         0,        address, 0),
     LISTEN("on_connect",       T_ROUTE,    0,       0,         0,        on_connect, 0),
@@ -1549,10 +1546,6 @@ static void key_value(parser *P, const char *s, size_t n)
             perr(P, line, "key '%s' outside any section", shown);
         else
             perr(P, line, "unknown key '%s' in [%s]", shown, kind_name(P->kind));
-        return;
-    }
-    if (k->flags & F_UNSUPPORTED) {
-        perr(P, line, "%s is not supported by this version", k->name);
         return;
     }
     size_t i = (size_t)(k - keys);

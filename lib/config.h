@@ -30,6 +30,7 @@ typedef struct cfg_server {
     unsigned max_pipeline;       /* calls in flight per connection (batch members count) */
     unsigned request_timeout_ms; /* from a request's start to its reply or first byte */
     int policy;                  /* JSOND_POLICY_ADAPTIVE or _STRICT */
+    unsigned stall_warning_ms;   /* a loop callback longer than this is a stall; 0: not watched */
 } cfg_server;
 
 /* What jsond_call does with a call whose target's colour differs from the

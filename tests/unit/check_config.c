@@ -140,6 +140,7 @@ START_TEST(test_every_key)
                                  "linger_timeout = 250ms\n"
                                  "max_pipeline = 16\n"
                                  "request_timeout = 2s\n"
+                                 "stall_warning = 250ms\n"
                                  "log_level = debug\n"
                                  "[listen main]\n"
                                  "address = 127.0.0.1:8080\n"
@@ -176,7 +177,7 @@ START_TEST(test_every_key)
     ck_assert_uint_eq(cfg->nlistens, 1);
     const cfg_listen *l = &cfg->listens[0];
     ck_assert_str_eq(l->name, "main");
-    ck_assert_int_eq(l->line, 12);
+    ck_assert_int_eq(l->line, 13);
     ck_assert_int_eq(l->has_address, 1);
     ck_assert_str_eq(jsond_addr_format(&l->address, buf, sizeof buf), "127.0.0.1:8080");
     ck_assert_str_eq(l->on_connect, "big10m");
@@ -187,10 +188,11 @@ START_TEST(test_every_key)
     ck_assert_int_eq(l->protocol, JSOND_PROTOCOL_JSONRPC);
 
     ck_assert_uint_eq(cfg->server.request_timeout_ms, 2000);
+    ck_assert_uint_eq(cfg->server.stall_warning_ms, 250);
     ck_assert_uint_eq(cfg->nroutes, 2);
     const cfg_route *r = jsond_config_route(cfg, "big10m");
     ck_assert_ptr_eq(r, &cfg->routes[0]);
-    ck_assert_int_eq(r->line, 18);
+    ck_assert_int_eq(r->line, 19);
     /* timeout = 0 is "no deadline", not "the server's". */
     ck_assert_uint_eq(jsond_route_timeout(cfg, r), 0);
     ck_assert_uint_eq(jsond_route_timeout(cfg, jsond_config_route(cfg, "hello")), 2000);
@@ -205,7 +207,7 @@ START_TEST(test_every_key)
     const cfg_pool *p = jsond_config_pool(cfg, "legacy");
     ck_assert_ptr_eq(p, &cfg->pools[1]);
     ck_assert_str_eq(p->file, "t.conf");
-    ck_assert_int_eq(p->line, 26);
+    ck_assert_int_eq(p->line, 27);
     ck_assert_uint_eq(p->threads, 16);
     ck_assert_uint_eq(p->queue_limit, 1000);
     jsond_config_unref(cfg);
@@ -224,6 +226,7 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(cfg->server.linger_timeout_ms, 5000);
     ck_assert_uint_eq(cfg->server.max_pipeline, 128);
     ck_assert_uint_eq(cfg->server.request_timeout_ms, 60000);
+    ck_assert_uint_eq(cfg->server.stall_warning_ms, 100);
     ck_assert_int_eq(cfg->server.log_level, JSOND_LOG_INFO);
     ck_assert_uint_eq(cfg->nlistens, 1); /* the AUTO_LISTEN, which has no keys */
     ck_assert_int_eq(cfg->listens[0].has_address, 0);
@@ -456,6 +459,8 @@ static const struct {
      "2: max_request_size = 1073741825 is out of range (1..1G)\n"},
     {"idle_timeout", "86400001ms", "2: idle_timeout = 86400001ms is out of range (0..24h)\n"},
     {"idle_timeout", "25h", "2: idle_timeout = 25h is out of range (0..24h)\n"},
+    {"stall_warning", "61m", "2: stall_warning = 61m is out of range (0..1h)\n"},
+    {"stall_warning", "3600001ms", "2: stall_warning = 3600001ms is out of range (0..1h)\n"},
     {"max_pipeline", "0", "2: max_pipeline = 0 is out of range (1..65536)\n"},
     {"max_pipeline", "65537", "2: max_pipeline = 65537 is out of range (1..65536)\n"},
 };
@@ -508,6 +513,8 @@ static const struct {
     {"server", "output_buffer", "M", "2: bad size 'M' for output_buffer (e.g. 64K, 1M)\n"},
     {"server", "output_buffer", "99999999999999999999X",
      "2: bad size '99999999999999999999X' for output_buffer (e.g. 64K, 1M)\n"},
+    {"server", "stall_warning", "fast",
+     "2: bad duration 'fast' for stall_warning (e.g. 500ms, 30s, 5m, 1h)\n"},
     {"server", "write_timeout", "5 s",
      "2: bad duration '5 s' for write_timeout (e.g. 500ms, 30s, 5m, 1h)\n"},
     {"server", "write_timeout", "1d",
@@ -697,7 +704,8 @@ static const struct {
      "1: cannot open included file '/nonexistent/x.conf': No such file or directory\n"},
     {"include = /nonexistent/*.conf\n" ROUTE_HELLO, ""},
     {"Include = x.conf\n", "1: key 'Include' outside any section\n"},
-    {"[server]\nstall_warning = 20ms\n", "2: stall_warning is not supported by this version\n"},
+    {"[server]\nstall_warning = 20ms\nstall_warning = 0\n",
+     "3: duplicate key 'stall_warning' (first at line 2)\n"},
     {ROUTE_HELLO "pool = legacy\n", "3: pool 'legacy' is not defined\n"},
     {ROUTE_HELLO "pool = a b\n",
      "3: bad pool name 'a b' for pool (1 to 64 of A-Z a-z 0-9 _ . -)\n"},
@@ -2012,7 +2020,7 @@ START_TEST(test_log)
                      "[server] max_connections=10000 max_request_size=64K "
                      "idle_timeout=1m write_timeout=30s output_buffer=1M "
                      "shutdown_timeout=10s linger_timeout=5s max_pipeline=128 request_timeout=1m "
-                     "log_level=info policy=adaptive");
+                     "log_level=info policy=adaptive stall_warning=100ms");
     ck_assert_str_eq(logged[1], "[listen v4] address=0.0.0.0:25000 on_connect=hello requests=no "
                                 "routes=* protocol=auto");
     ck_assert_str_eq(logged[2], "[listen v6] address=[::]:25000 on_connect=hello requests=no "
