@@ -29,6 +29,12 @@
  * fds, logging and pools, as redis keeps 32. */
 #define RESERVED_FDS 32
 
+/* The signal the watchdog sends the loop thread for its stack: one jsond
+ * has no other use for, ignored by default (so one that arrives before the
+ * handler, or from outside, harms nothing), and sent by the kernel only to
+ * a socket's owner (F_SETOWN), which jsond never sets. */
+#define STACK_SIGNAL SIGURG
+
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 static void usage(FILE *out)
@@ -372,6 +378,11 @@ int main(int argc, char **argv)
     d.srv = jsond_server_new(d.base, cfg, d.capacity, errs);
     if (!d.srv)
         goto out;
+    if (jsond_server_watchdog(d.srv, STACK_SIGNAL) < 0)
+        jsond_log(JSOND_LOG_WARNING,
+                  "cannot start the watchdog: %s; stalls are still logged "
+                  "when they end",
+                  strerror(errno));
     jsond_log(JSOND_LOG_NOTICE, "jsond %s started (pid %ld)", jsond_version(), (long)getpid());
     if (event_base_dispatch(d.base) < 0) {
         jsond_log(JSOND_LOG_ERROR, "event loop failed");

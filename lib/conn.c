@@ -34,6 +34,7 @@
 #include "proto.h"
 #include "router.h"
 #include "timeout.h"
+#include "watch.h"
 
 /* Bytes read per readable event: bounded work per callback, so a client
  * streaming requests cannot hold the loop. */
@@ -770,7 +771,7 @@ static int process(jsond_conn *c)
  * start, whether to read, whether to close. The only place, with the event
  * callbacks, that closes: reply paths run deep inside handlers and must not
  * free the connection. */
-static void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
+static void conn_resume_run(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
@@ -811,6 +812,14 @@ static void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
         begin_close(c);
 }
 
+static void conn_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "resume", NULL);
+    conn_resume_run(fd, what, arg);
+    jsond_watch_leave(&f);
+}
+
 /* ---- events --------------------------------------------------------- */
 
 /* One recv() of up to READ_SLICE bytes straight into the input buffer.
@@ -846,7 +855,7 @@ static ssize_t read_slice(jsond_conn *c)
     return n;
 }
 
-static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+static void conn_read_run(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     jsond_conn *c = arg;
@@ -867,13 +876,21 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         event_del(c->read_ev);
     }
     c->stats->bytes_in += (uint64_t)n;
-    conn_resume_cb(fd, 0, c);
+    conn_resume_run(fd, 0, c);
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "read", NULL);
+    conn_read_run(fd, what, arg);
+    jsond_watch_leave(&f);
 }
 
 /* The peer hung up while we were not reading: a reset (or an error) means
  * it is gone, and its requests are cancelled now. A plain FIN is a
  * half-close: the replies owed are still sent. */
-static void conn_hup_cb(evutil_socket_t fd, short what, void *arg)
+static void conn_hup_run(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     jsond_conn *c = arg;
@@ -897,7 +914,15 @@ static void conn_hup_cb(evutil_socket_t fd, short what, void *arg)
     /* n > 0: more requests, or a FIN behind them: seen when reading resumes. */
 }
 
-static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+static void conn_hup_cb(evutil_socket_t fd, short what, void *arg)
+{
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "hangup", NULL);
+    conn_hup_run(fd, what, arg);
+    jsond_watch_leave(&f);
+}
+
+static void conn_timer_run(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
@@ -914,7 +939,15 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     jsond_log(JSOND_LOG_DEBUG, "%s idle for %u ms: closing", c->peer,
               c->cfg->server.idle_timeout_ms);
     stop_requests(c);
-    conn_resume_cb(fd, 0, c);
+    conn_resume_run(fd, 0, c);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "connection timer", NULL);
+    conn_timer_run(fd, what, arg);
+    jsond_watch_leave(&f);
 }
 
 static void conn_output_cb(jsond_output *out, jsond_output_event ev, void *arg)
@@ -924,7 +957,7 @@ static void conn_output_cb(jsond_output *out, jsond_output_event ev, void *arg)
     switch (ev) {
     case JSOND_OUTPUT_DRAINED:
     case JSOND_OUTPUT_ROOM:
-        conn_resume_cb(c->fd, 0, c);
+        conn_resume_run(c->fd, 0, c);
         break;
     case JSOND_OUTPUT_TIMEOUT:
         jsond_log(JSOND_LOG_INFO, "dropped %s: it took nothing for %u ms", c->peer,
@@ -993,7 +1026,7 @@ void jsond_conn_start(jsond_conn *c)
     }
     if (c->lst->requests)
         arm_timer(c, c->cfg->server.idle_timeout_ms);
-    conn_resume_cb(c->fd, 0, c);
+    conn_resume_run(c->fd, 0, c);
 }
 
 void jsond_conn_shutdown(jsond_conn *c)

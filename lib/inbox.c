@@ -28,6 +28,7 @@
 
 #include "inbox.h"
 #include "jsond.h"
+#include "watch.h"
 
 struct jsond_inbox {
     struct event_base *base;
@@ -59,7 +60,7 @@ int jsond_threads_init(void)
 
 /* Runs at most one batch. Called for the eventfd (EV_READ) and for the
  * `more` timer. Loop thread. */
-static void inbox_pass_cb(evutil_socket_t fd, short what, void *arg)
+static void inbox_pass_run(evutil_socket_t fd, short what, void *arg)
 {
     jsond_inbox *inbox = arg;
 
@@ -103,6 +104,14 @@ static void inbox_pass_cb(evutil_socket_t fd, short what, void *arg)
         static const struct timeval zero = {0, 0};
         event_add(inbox->more, &zero);
     }
+}
+
+static void inbox_pass_cb(evutil_socket_t fd, short what, void *arg)
+{
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "inbox", NULL);
+    inbox_pass_run(fd, what, arg);
+    jsond_watch_leave(&f);
 }
 
 jsond_inbox *jsond_inbox_new(struct event_base *base)

@@ -203,6 +203,27 @@ typedef struct jsond_server_stats {
 /* Counters so far. */
 void jsond_server_get_stats(const jsond_server *srv, jsond_server_stats *st);
 
+/* The loop's watch. Every loop callback is timed; one longer than the
+ * config's stall_warning is logged and counted when it ends, whether or not
+ * a watchdog runs. */
+
+/* Starts the server's watchdog thread: it logs a loop that has been in one
+ * callback longer than stall_warning, with the route running and, if
+ * `signo` is not 0, the loop thread's stack, then again every second until
+ * the callback returns. `signo` is a signal the program leaves to jsond:
+ * its handler is installed here and the watchdog sends it to the loop
+ * thread (it interrupts a system call the loop is in with EINTR). Stacks
+ * name functions of the executable only when it is linked with
+ * -rdynamic. Loop thread (the calling thread is the one watched), once.
+ * Returns 0, or -1 with errno. */
+int jsond_server_watchdog(jsond_server *srv, int signo);
+
+/* The heartbeat: 1 if the server's loop is fresh, i.e. not in one callback
+ * for more than `max_ms` (a loop waiting for events is fresh), else 0. For
+ * a supervisor's keep-alive (systemd's WATCHDOG=1). Any thread, while the
+ * server exists; never blocks; works with or without a watchdog. */
+int jsond_server_fresh(const jsond_server *srv, unsigned max_ms);
+
 /* ---- Handlers ------------------------------------------------------------ */
 
 /* One request being served: its route, its args, and where its reply goes.

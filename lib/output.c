@@ -10,6 +10,7 @@
 #include "jsond.h"
 #include "output.h"
 #include "timeout.h"
+#include "watch.h"
 
 /* At most this much is written per writable event, so one fast reader of a
  * 1 GB reply cannot starve the other connections on the loop (redis caps its
@@ -148,7 +149,7 @@ static void fail(jsond_output *out, jsond_output_event ev)
     out->cb(out, ev, out->arg);
 }
 
-static void output_write_cb(evutil_socket_t fd, short what, void *arg)
+static void output_write_run(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     jsond_output *out = arg;
@@ -201,11 +202,27 @@ static void output_write_cb(evutil_socket_t fd, short what, void *arg)
         out->cb(out, JSOND_OUTPUT_ROOM, out->arg); /* may free out */
 }
 
-static void output_timeout_cb(evutil_socket_t fd, short what, void *arg)
+static void output_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "write", NULL);
+    output_write_run(fd, what, arg);
+    jsond_watch_leave(&f);
+}
+
+static void output_timeout_run(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     fail(arg, JSOND_OUTPUT_TIMEOUT);
+}
+
+static void output_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "write timeout", NULL);
+    output_timeout_run(fd, what, arg);
+    jsond_watch_leave(&f);
 }
 
 /* Runs the write callback in this loop iteration rather than waiting for

@@ -12,6 +12,7 @@
 
 #include "req.h"
 #include "stream.h"
+#include "watch.h"
 
 /* The request whose sync half this thread is running, so that a reply from
  * inside the handler is recorded for the loop rather than handed over. */
@@ -84,8 +85,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     jsond_req *req = t->req;
     jsond_timer_fn fn = t->fn;
     void *fn_arg = t->arg;
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "handler timer", req->route->name);
     timer_free(t); /* first: `fn` may reply, and the request go with it */
     fn(req, fn_arg);
+    jsond_watch_leave(&f);
 }
 
 jsond_timer *jsond_req_timer(jsond_req *req, unsigned ms, jsond_timer_fn fn, void *arg)
@@ -273,8 +277,11 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     jsond_req *req = arg;
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "deadline", req->route->name);
     req->armed = 0;
     expire(req, NULL);
+    jsond_watch_leave(&f);
 }
 
 static void arm_deadline(jsond_req *req)
@@ -483,7 +490,10 @@ void jsond_req_run(jsond_req *req)
         return;
     }
     req->refs++; /* a reply inside the handler must not free it under us */
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "handler", req->route->name);
     req->h.async_fn(req, req->args);
+    jsond_watch_leave(&f);
     if (state_of(req) == JSOND_REQ_RUNNING)
         arm_deadline(req); /* after the call: a handler that replies at once costs no timer */
     unref(req);

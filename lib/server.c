@@ -18,6 +18,7 @@
 #include "pool.h"
 #include "req.h"
 #include "stats.h"
+#include "watch.h"
 #include "timeout.h"
 
 /* Accepts per readable event: enough to empty a burst, few enough that one
@@ -96,6 +97,7 @@ struct jsond_server {
     size_t nretired;          /* each is freed once idle */
     jsond_req_env env;        /* what requests share; env.pools is pools */
     struct event *pool_check; /* waiting for retired pools, or for all at shutdown */
+    jsond_watch *watch;       /* the loop's: its callbacks timed, and its watchdog */
 };
 
 /* Removes the unix socket at `path` if it is still the very socket file
@@ -271,17 +273,23 @@ static void refusal_free(refusal *r)
 static void refusal_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "refusal", NULL);
     /* Freed at end-of-stream or an error, and also when the client keeps
      * sending: a refused flood is not worth more reads. */
     if (jsond_conn_discard(fd) != 0)
         refusal_free(arg);
+    jsond_watch_leave(&f);
 }
 
 static void refusal_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "refusal timer", NULL);
     refusal_free(arg);
+    jsond_watch_leave(&f);
 }
 
 /* Over max_connections: one line, then the closing rule in small. The
@@ -361,7 +369,10 @@ static void backoff_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "accept backoff", NULL);
     set_accepting(arg, 1);
+    jsond_watch_leave(&f);
 }
 
 static void pause_accepting(jsond_server *srv, int err)
@@ -381,10 +392,8 @@ static void pause_accepting(jsond_server *srv, int err)
     set_accepting(srv, 0);
 }
 
-static void listener_accept_cb(evutil_socket_t fd, short what, void *arg)
+static void accept_burst(listener *l, evutil_socket_t fd)
 {
-    (void)what;
-    listener *l = arg;
     jsond_server *srv = l->srv;
     for (int i = 0; i < ACCEPT_BURST && l->ev; i++) {
         struct sockaddr_storage ss = {0}; /* unix peers fill in little */
@@ -410,6 +419,15 @@ static void listener_accept_cb(evutil_socket_t fd, short what, void *arg)
         }
         serve(l, cfd, &ss, len);
     }
+}
+
+static void listener_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "accept", NULL);
+    accept_burst(arg, fd);
+    jsond_watch_leave(&f);
 }
 
 /* ---- binding ---------------------------------------------------------- */
@@ -811,12 +829,22 @@ static int pools_free(jsond_server *srv)
     return 0;
 }
 
+/* A loop callback over stall_warning: logged once and counted. */
+static void stalled(const char *route, const char *what, uint64_t ns, void *arg)
+{
+    jsond_server *srv = arg;
+    jsond_log(JSOND_LOG_WARNING, "slow callback: %.1f ms in %s, route %s (stall_warning %u ms)",
+              (double)ns / 1e6, what, route ? route : "none", srv->cfg->server.stall_warning_ms);
+    jsond_stats_stall(&srv->stats, route, ns);
+}
+
 static void set_config(jsond_server *srv, jsond_config *cfg)
 {
     jsond_config *old = srv->cfg;
     srv->cfg = jsond_config_ref(cfg);
     jsond_config_unref(old); /* freed when its last connection and request let go */
     srv->max_conns = cfg->server.max_connections;
+    jsond_watch_set_stall(srv->watch, cfg->server.stall_warning_ms);
     if (srv->max_conns_cap && srv->max_conns_cap < srv->max_conns)
         srv->max_conns = srv->max_conns_cap;
 }
@@ -837,7 +865,8 @@ jsond_server *jsond_server_new(struct event_base *base, jsond_config *cfg, unsig
     srv->inbox = jsond_inbox_new(base);
     srv->pool_check = evtimer_new(base, pool_check_cb, srv);
     srv->env = (jsond_req_env){base, &srv->stats, srv->timeouts, srv->inbox, NULL};
-    if (!srv->backoff || !srv->timeouts || !srv->pool_check) {
+    srv->watch = jsond_watch_new(cfg->server.stall_warning_ms, stalled, srv);
+    if (!srv->backoff || !srv->timeouts || !srv->pool_check || !srv->watch) {
         jsond_errors_add(errs, cfg->files[0], 0, "out of memory");
         goto fail;
     }
@@ -850,6 +879,7 @@ jsond_server *jsond_server_new(struct event_base *base, jsond_config *cfg, unsig
         goto fail;
     set_config(srv, cfg);
     jsond_context_set(JSOND_CTX_LOOP);
+    jsond_watch_attach(srv->watch);
     return srv;
 fail:
     jsond_server_free(srv);
@@ -884,11 +914,8 @@ static void cut_all(jsond_server *srv)
         jsond_conn_close(srv->conns->c, JSOND_CONN_CUT);
 }
 
-static void drain_timer_cb(evutil_socket_t fd, short what, void *arg)
+static void drain_timer(jsond_server *srv)
 {
-    (void)fd;
-    (void)what;
-    jsond_server *srv = arg;
     if (srv->stats.conns.open)
         jsond_log(JSOND_LOG_WARNING, "shutdown_timeout: cutting %u connections",
                   srv->stats.conns.open);
@@ -901,19 +928,35 @@ static void drain_timer_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void drain_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "shutdown timer", NULL);
+    drain_timer(arg);
+    jsond_watch_leave(&f);
+}
+
 static void drained_now_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "drain check", NULL);
     finish_drain(arg);
+    jsond_watch_leave(&f);
 }
 
 static void pool_check_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "pool check", NULL);
     reap_retired(arg);
     finish_drain(arg);
+    jsond_watch_leave(&f);
 }
 
 void jsond_server_shutdown(jsond_server *srv, void (*done)(void *arg), void *arg)
@@ -979,6 +1022,8 @@ void jsond_server_free(jsond_server *srv)
     if (srv->backoff)
         event_free(srv->backoff);
     srv->drain_timer = srv->drain_check = srv->pool_check = srv->backoff = NULL;
+    jsond_watch_free(srv->watch); /* the watchdog stops before anything else goes */
+    srv->watch = NULL;
     if (pools_free(srv)) {
         /* What the workers may touch stays: the pools, the inbox, this
          * struct (their requests' environment) and the requests' configs. */
@@ -990,6 +1035,16 @@ void jsond_server_free(jsond_server *srv)
     jsond_timeouts_free(srv->timeouts);
     jsond_config_unref(srv->cfg);
     free(srv);
+}
+
+int jsond_server_watchdog(jsond_server *srv, int signo)
+{
+    return jsond_watch_start(srv->watch, signo);
+}
+
+int jsond_server_fresh(const jsond_server *srv, unsigned max_ms)
+{
+    return jsond_watch_fresh(srv->watch, max_ms);
 }
 
 void jsond_server_get_stats(const jsond_server *srv, jsond_server_stats *st)

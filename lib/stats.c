@@ -4,6 +4,7 @@
  */
 #include "autoconfig.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -81,6 +82,18 @@ void jsond_stats_error(jsond_stats *st, const char *route, jsond_code code)
         bump(json_object_get(b, "errors"), jsond_code_name(code));
 }
 
+void jsond_stats_stall(jsond_stats *st, const char *route, uint64_t ns)
+{
+    st->stalls++;
+    if (ns > st->worst_stall_ns) {
+        st->worst_stall_ns = ns;
+        snprintf(st->worst_stall_route, sizeof st->worst_stall_route, "%s", route ? route : "");
+    }
+    json_t *b = route ? bucket(st, route) : NULL;
+    if (b)
+        bump(b, "stalls");
+}
+
 static const char *const call_keys[] = {
     [JSOND_CALLED] = "calls",
     [JSOND_CALL_ADAPTED] = "adapted",
@@ -131,6 +144,8 @@ static json_t *routes_json(const jsond_stats *st)
         for (size_t i = 0; i < sizeof call_keys / sizeof call_keys[0]; i++)
             if (!json_object_get(b, call_keys[i]))
                 set_count(b, call_keys[i], zero);
+        if (!json_object_get(b, "stalls"))
+            set_count(b, "stalls", zero);
     }
     json_decref(zero);
     return routes;
@@ -162,12 +177,15 @@ json_t *jsond_stats_json(const jsond_stats *st)
     }
     /* The routes are copied: a reply is a snapshot, and it may wait behind
      * slower ones in the pipeline while counting goes on. */
-    return json_pack("{s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:o},s:o}",
+    json_t *stalls = json_pack("{s:I,s:f,s:s?}", "count", (json_int_t)st->stalls, "worst_ms",
+                               (double)st->worst_stall_ns / 1e6, "worst_route",
+                               st->worst_stall_route[0] ? st->worst_stall_route : NULL);
+    return json_pack("{s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I},s:{s:I,s:I,s:o},s:o,s:o}",
                      "uptime_ms", (json_int_t)((now() - st->started) * 1000), "connections", "open",
                      (json_int_t)c->open, "total", (json_int_t)c->accepted, "refused",
                      (json_int_t)c->refused, "dropped", (json_int_t)c->dropped, "reset",
                      (json_int_t)c->reset, "cut", (json_int_t)c->cut, "bytes", "in",
                      (json_int_t)st->bytes_in, "out", (json_int_t)c->bytes_out, "requests", "total",
                      (json_int_t)st->requests, "errors", (json_int_t)st->errors, "routes",
-                     routes_json(st), "pools", pools);
+                     routes_json(st), "pools", pools, "stalls", stalls);
 }

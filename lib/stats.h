@@ -27,6 +27,9 @@ typedef struct jsond_stats {
     json_t *routes;           /* {route: {"requests": N, "errors": {code: N}}} */
     jsond_pool *const *pools; /* the pools of the config in force (set by */
     size_t npools;            /* the server), for "pools" */
+    uint64_t stalls;          /* loop callbacks over stall_warning */
+    uint64_t worst_stall_ns;
+    char worst_stall_route[72]; /* "" when no route ran in it */
     pthread_mutex_t calls_lock;
     json_t *calls; /* {route: {"calls": N, ...}}, under calls_lock */
 } jsond_stats;
@@ -48,6 +51,10 @@ void jsond_stats_request(jsond_stats *st, const char *route);
 
 /* Counts an error reply with `code` to a request of `route` (NULL as above). */
 void jsond_stats_error(jsond_stats *st, const char *route, jsond_code code);
+
+/* Counts a loop callback of `ns` over stall_warning in which `route` ran
+ * (NULL: none ran). Loop thread. */
+void jsond_stats_stall(jsond_stats *st, const char *route, uint64_t ns);
 
 /* Counts `ev` for `route`. Any thread. */
 void jsond_stats_call(jsond_stats *st, const char *route, jsond_call_event ev);

@@ -18,6 +18,7 @@
 #include "output.h"
 #include "req.h"
 #include "stream.h"
+#include "watch.h"
 
 /* A producer that waits is woken at once for the first bytes, then at most
  * once per WAKE_GAP for more: a generator of small items would otherwise
@@ -73,7 +74,7 @@ static void unref(jsond_stream *s)
     free(s);
 }
 
-static void pace_cb(evutil_socket_t fd, short what, void *arg)
+static void pace_run(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
@@ -82,6 +83,14 @@ static void pace_cb(evutil_socket_t fd, short what, void *arg)
     if (s->out)
         jsond_output_wake(s->out);
     unref(s);
+}
+
+static void pace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    jsond_watch_frame f;
+    jsond_watch_enter(&f, "stream pace", NULL);
+    pace_run(fd, what, arg);
+    jsond_watch_leave(&f);
 }
 
 /* On the loop: bytes came, the end, or a failure. A paced wake waits for

@@ -14,11 +14,20 @@
  * jsond refuses. A sync route that calls itself through nested args, on a
  * pool of one thread, is the self-calling handler of issue 11.
  *
+ *   builtin:test_block       async: blocks the loop, the bug the loop's
+ *                            watch exists to catch. Args {"ms": N, "how":
+ *                            "spin" (busy-waits on the clock, no system
+ *                            call) | "sleep" (nanosleep)}; replies
+ *                            {"blocked_ms": N}.
+ *
  * SPDX-License-Identifier: MIT
  */
 #include "autoconfig.h"
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "builtin.h"
 
@@ -90,10 +99,45 @@ static void call_async(jsond_req *req, json_t *args)
     }
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Wrong on purpose: blocks the loop thread for the whole time. A sleep cut
+ * short by a signal (the watchdog's, for the stack) goes on sleeping. Not
+ * static: the watchdog's stack names it (the test daemon is linked with
+ * -rdynamic, which exports only external functions). */
+void jsond_test_block(jsond_req *req, json_t *args);
+
+void jsond_test_block(jsond_req *req, json_t *args)
+{
+    json_int_t ms = json_integer_value(json_object_get(args, "ms"));
+    const char *how = json_string_value(json_object_get(args, "how"));
+    if (ms < 0 || ms > 60000 || !how || (strcmp(how, "spin") && strcmp(how, "sleep"))) {
+        jsond_reply_error(req, JSOND_BAD_REQUEST,
+                          "test_block takes \"ms\" (0..60000) and \"how\": \"spin\" or \"sleep\"");
+        return;
+    }
+    uint64_t end = now_ns() + (uint64_t)ms * 1000000u;
+    if (how[1] == 'p') {
+        while (now_ns() < end)
+            ;
+    } else {
+        struct timespec left = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+        while (nanosleep(&left, &left) < 0 && errno == EINTR)
+            ;
+    }
+    jsond_reply(req, json_pack("{s:I}", "blocked_ms", ms));
+}
+
 static const jsond_builtin handlers[] = {
     {"test_call_sync", JSOND_COLOR_SYNC, call_sync, NULL},
     {"test_call_async", JSOND_COLOR_ASYNC, NULL, call_async},
     {"test_call_dual", JSOND_COLOR_DUAL, call_sync, call_async},
+    {"test_block", JSOND_COLOR_ASYNC, NULL, jsond_test_block},
 };
 
 void jsond_test_handlers_add(void);
