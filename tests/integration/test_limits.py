@@ -15,7 +15,7 @@ import sys
 import time
 
 from jsondtest import (HELLO, SLOW, VALGRIND, Client, Daemon, config, counters, counters_line,
-                       main, recv_all, unittest)
+                       main, recv_all, started, unittest)
 
 HEAD = b'{"msg":"Hello World","data":"'
 TAIL = b'"}\n'
@@ -148,6 +148,10 @@ class Limits(unittest.TestCase):
             args = {"size": %d}
         """) % SIZE
         with Daemon(conf, preexec=low_limit) as d:
+            # Counted once it is up: starting the watchdog loads libgcc
+            # (for backtrace), an open file for a moment after the
+            # listeners are announced.
+            started(d)
             m = re.search(r"max_connections lowered from 1000 to (\d+): "
                           r"the descriptor limit is (\d+)", d.log())
             self.assertIsNotNone(m, "max_connections was not lowered")
