@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,9 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "jsond.h"
 
@@ -174,6 +178,163 @@ static void log_capacity(const jsond_config *cfg, unsigned cap, unsigned long lo
                   cap, limit);
 }
 
+/* ---- systemd notification ------------------------------------------------
+ *
+ * Type=notify: READY=1 once every listener is bound, RELOADING=1 ...
+ * READY=1 around a reload, STOPPING=1 when shutdown starts, STATUS= a
+ * one-line summary refreshed every STATUS_INTERVAL, and WATCHDOG=1 while
+ * the loop is fresh. Outside systemd (no NOTIFY_SOCKET) sd_notify() does
+ * nothing; its errors are ignored: a lost notification must not stop
+ * serving. Without libsystemd all of this compiles to nothing. */
+
+#define STATUS_INTERVAL 5 /* seconds */
+
+#ifdef HAVE_SYSTEMD
+#define HAVE_NOTIFY 1
+static void notify(const char *msg)
+{
+    (void)sd_notify(0, msg);
+}
+#else
+#define HAVE_NOTIFY 0
+static void notify(const char *msg)
+{
+    (void)msg;
+}
+#endif
+
+/* The STATUS= line: connections open and accepted per second since the
+ * last one. Loop thread (the server's counters are the loop's). */
+typedef struct status_state {
+    const jsond_server *srv;
+    struct event *timer;
+    unsigned long long accepted; /* at the last refresh */
+    double at_ms;                /* when it was */
+} status_state;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Sends `head` (e.g. "READY=1\n", or "") followed by the STATUS= line. */
+static void notify_status(status_state *s, const char *head)
+{
+    if (!HAVE_NOTIFY || !s->srv)
+        return;
+    jsond_server_stats st;
+    jsond_server_get_stats(s->srv, &st);
+    double t = now_ms(), secs = (t - s->at_ms) / 1e3;
+    double rate = secs > 0 ? (double)(st.accepted - s->accepted) / secs : 0;
+    s->accepted = st.accepted;
+    s->at_ms = t;
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "%sSTATUS=%u connections open, %.1f accepted/s, %llu accepted, %llu refused", head,
+             st.open, rate, st.accepted, st.refused);
+    notify(msg);
+}
+
+static void status_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    notify_status(arg, "");
+}
+
+/* The watchdog keep-alive runs on its own thread, not on a loop timer. A
+ * timer would go quiet while the loop is stuck too, but its pings would
+ * measure the loop's load, not its health: a timer runs only after the
+ * ready events of its iteration, so a busy but healthy loop pings late,
+ * and a stuck one is judged only by systemd's timeout. The thread pings on
+ * its own clock, every WATCHDOG_USEC/2, and only while
+ * jsond_server_fresh() says the loop has not been in one callback for
+ * more than that half interval (the heartbeat the stall watchdog reads):
+ * a loop stuck in a handler stops the pings, and systemd restarts jsond
+ * (WatchdogSec=, Restart=on-failure) after the stall has been logged. */
+typedef struct keepalive {
+    const jsond_server *srv;
+    unsigned long long usec; /* WATCHDOG_USEC */
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* on CLOCK_MONOTONIC: signalled to stop */
+    int stop, running;
+} keepalive;
+
+static void *keepalive_main(void *arg)
+{
+    keepalive *k = arg;
+    unsigned long long half_us = k->usec / 2;
+    unsigned max_ms = (unsigned)(half_us / 1000) ? (unsigned)(half_us / 1000) : 1;
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    pthread_mutex_lock(&k->lock);
+    while (!k->stop) {
+        pthread_mutex_unlock(&k->lock);
+        if (jsond_server_fresh(k->srv, max_ms))
+            notify("WATCHDOG=1");
+        pthread_mutex_lock(&k->lock);
+        unsigned long long ns = (unsigned long long)next.tv_nsec + half_us * 1000;
+        next.tv_sec += (time_t)(ns / 1000000000);
+        next.tv_nsec = (long)(ns % 1000000000);
+        while (!k->stop && pthread_cond_timedwait(&k->cond, &k->lock, &next) != ETIMEDOUT)
+            ;
+    }
+    pthread_mutex_unlock(&k->lock);
+    return NULL;
+}
+
+/* Starts the keep-alive if systemd asks for one (WATCHDOG_USEC, and
+ * WATCHDOG_PID unset or ours). Returns 0 (also when not asked), -1 if the
+ * thread cannot start. */
+static int keepalive_start(keepalive *k, const jsond_server *srv)
+{
+    k->srv = srv;
+#ifdef HAVE_SYSTEMD
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+        return 0;
+    k->usec = usec;
+#endif
+    if (!k->usec)
+        return 0;
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        return -1;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&k->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc != 0)
+        return -1;
+    pthread_mutex_init(&k->lock, NULL);
+    if (pthread_create(&k->thread, NULL, keepalive_main, k) != 0) {
+        pthread_cond_destroy(&k->cond);
+        pthread_mutex_destroy(&k->lock);
+        return -1;
+    }
+    k->running = 1;
+    jsond_log(JSOND_LOG_INFO, "systemd watchdog: WATCHDOG=1 every %llu ms while the loop is fresh",
+              k->usec / 2000);
+    return 0;
+}
+
+/* Stops the keep-alive, before the server it reads is freed. */
+static void keepalive_stop(keepalive *k)
+{
+    if (!k->running)
+        return;
+    pthread_mutex_lock(&k->lock);
+    k->stop = 1;
+    pthread_cond_signal(&k->cond);
+    pthread_mutex_unlock(&k->lock);
+    pthread_join(k->thread, NULL);
+    pthread_cond_destroy(&k->cond);
+    pthread_mutex_destroy(&k->lock);
+    k->running = 0;
+}
+
 /* ---- signals ------------------------------------------------------------ */
 
 typedef struct daemon_state {
@@ -184,6 +345,7 @@ typedef struct daemon_state {
     unsigned capacity;  /* connections the descriptor limit allows; 0: no limit */
     unsigned long long fd_limit;
     int stopping;
+    status_state status;
 } daemon_state;
 
 static void drained_cb(void *arg)
@@ -202,19 +364,16 @@ static void signal_stop_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     d->stopping = 1;
+    notify("STOPPING=1");
     jsond_log(JSOND_LOG_NOTICE, "signal %d: shutting down", (int)sig);
     jsond_server_shutdown(d->srv, drained_cb, d);
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* SIGHUP: the new config is read and checked whole, then put in force by
- * the server, or not at all. */
+ * the server, or not at all. systemd hears RELOADING=1 first (with the
+ * MONOTONIC_USEC= that Type=notify-reload wants from systemd 253 on), and
+ * READY=1 after, whether the reload succeeded or not: the daemon serves
+ * either way, and the log says which. */
 static void signal_reload_cb(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
@@ -222,6 +381,9 @@ static void signal_reload_cb(evutil_socket_t sig, short what, void *arg)
     if (d->stopping)
         return;
     double t0 = now_ms();
+    char msg[64];
+    snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(t0 * 1e3));
+    notify(msg);
     jsond_log(JSOND_LOG_NOTICE, "signal %d: reloading", (int)sig);
     jsond_errors *errs = jsond_errors_new();
     jsond_config *cfg = errs ? load_config(d->source, errs) : NULL;
@@ -244,6 +406,7 @@ static void signal_reload_cb(evutil_socket_t sig, short what, void *arg)
     }
     jsond_config_unref(cfg);
     jsond_errors_free(errs);
+    notify_status(&d->status, "READY=1\n");
 }
 
 static void log_counters(const jsond_server *srv)
@@ -283,8 +446,8 @@ int main(int argc, char **argv)
             level_arg = optarg;
             break;
         case 'V':
-            printf("jsond %s (libevent %s, jansson %s)\n", jsond_version(), event_get_version(),
-                   JANSSON_VERSION);
+            printf("jsond %s (libevent %s, jansson %s%s)\n", jsond_version(), event_get_version(),
+                   JANSSON_VERSION, HAVE_NOTIFY ? ", systemd" : "");
             return EXIT_OK;
         case 'h':
             usage(stdout);
@@ -331,6 +494,7 @@ int main(int argc, char **argv)
     int status = EXIT_FAIL;
     daemon_state d = {.source = config_source(path, 0), .level_pinned = level_arg != NULL};
     struct event *sigs[3] = {NULL};
+    keepalive ka = {0};
     jsond_errors *errs = jsond_errors_new();
     jsond_config *cfg = errs ? load_config(d.source, errs) : NULL;
     if (!cfg)
@@ -383,7 +547,20 @@ int main(int argc, char **argv)
                   "cannot start the watchdog: %s; stalls are still logged "
                   "when they end",
                   strerror(errno));
+    if (keepalive_start(&ka, d.srv) < 0) {
+        jsond_log(JSOND_LOG_ERROR, "cannot start the systemd watchdog keep-alive");
+        goto out;
+    }
     jsond_log(JSOND_LOG_NOTICE, "jsond %s started (pid %ld)", jsond_version(), (long)getpid());
+    /* Every listener is bound and the watchdogs run: ready. */
+    d.status = (status_state){.srv = d.srv, .at_ms = now_ms()};
+    notify_status(&d.status, "READY=1\n");
+    if (HAVE_NOTIFY && getenv("NOTIFY_SOCKET")) {
+        struct timeval every = {STATUS_INTERVAL, 0};
+        d.status.timer = event_new(d.base, -1, EV_PERSIST, status_timer_cb, &d.status);
+        if (d.status.timer)
+            event_add(d.status.timer, &every);
+    }
     if (event_base_dispatch(d.base) < 0) {
         jsond_log(JSOND_LOG_ERROR, "event loop failed");
         goto out;
@@ -392,6 +569,9 @@ int main(int argc, char **argv)
 out:
     report(errs, 1);
     jsond_errors_free(errs);
+    keepalive_stop(&ka);
+    if (d.status.timer)
+        event_free(d.status.timer);
     if (d.srv) {
         log_counters(d.srv);
         jsond_server_free(d.srv);
