@@ -17,10 +17,11 @@
 """
 import json
 import os
+import select
 import socket
 import tempfile
 
-from jsondtest import (JSOND_TESTD, Client, Daemon, config, lines_of, main, reload, run,
+from jsondtest import (JSOND_TESTD, SLOW, Client, Daemon, config, lines_of, main, reload, run,
                        started, unittest)
 
 # Over 4 KB once compact (the serializer's stack buffer spills), with
@@ -165,6 +166,10 @@ class Reload(unittest.TestCase):
                 # Unread replies fill the socket buffers; the rest wait in
                 # the connection's output, referencing the old bytes.
                 c.send(b"f\n" * n)
+                # The first reply has begun (its request ran on the old
+                # config) before the reload: forced, not hoped for.
+                ready = select.select([c.sock], [], [], 3 * SLOW)[0]
+                self.assertTrue(ready, "no reply began")
                 write(path, '"replaced"')
                 self.assertTrue(reload(d).ok)
                 # Those read before the swap come out whole and old; those
