@@ -20,16 +20,12 @@ and JSOND_BUILDDIR set). LOADGEN_SECONDS sets the length of a run
 """
 import os
 import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from jsondtest import JSOND_TESTD, Client, Daemon, config, version  # noqa: E402
+from pools import LOADGEN, SECONDS, loadgen  # noqa: E402  (the same runs, as pools.py times them)
 
-BUILDDIR = os.environ.get("JSOND_BUILDDIR") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..")
-LOADGEN = os.environ.get("LOADGEN") or os.path.join(BUILDDIR, "tests", "bench", "loadgen")
-SECONDS = int(os.environ.get("LOADGEN_SECONDS", "3"))
 RUNS = 5
 
 CONF = config("""
@@ -55,18 +51,6 @@ CASES = [
     ("adapted async -> sync", 'ca {"route":"s"}', "ca {}"),
     ("async -> async", 'ca {"route":"a"}', "ca {}"),
 ]
-
-
-def loadgen(d, line, batch):
-    host, port = d.addrs["main"].rsplit(":", 1)
-    cpu0 = d.cpu_seconds()
-    out = subprocess.run([LOADGEN, "-c", "1", "-b", str(batch), "-d", str(SECONDS), "-r", line,
-                          host, port], capture_output=True, text=True, timeout=SECONDS + 60)
-    cpu1 = d.cpu_seconds()
-    if out.returncode != 0:
-        raise SystemExit("loadgen failed (%d): %s" % (out.returncode, out.stderr.strip()))
-    fields = dict(kv.split("=") for kv in out.stdout.split())
-    return float(fields["rps"]), (cpu1 - cpu0) / int(fields["requests"])
 
 
 def measure(d, with_call, without, batch):

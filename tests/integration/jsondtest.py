@@ -614,8 +614,13 @@ class SharedDaemon(unittest.TestCase):
     client_class = Client
 
     @classmethod
+    def start_daemon(cls):
+        """The class's daemon; override to start it another way."""
+        return Daemon(cls.conf, binary=cls.binary)
+
+    @classmethod
     def setUpClass(cls):
-        cls.d = Daemon(cls.conf, binary=cls.binary)
+        cls.d = cls.start_daemon()
 
     @classmethod
     def tearDownClass(cls):

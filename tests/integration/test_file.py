@@ -21,8 +21,8 @@ import select
 import socket
 import tempfile
 
-from jsondtest import (JSOND_TESTD, SLOW, Client, Daemon, config, lines_of, main, reload, run,
-                       started, unittest)
+from jsondtest import (JSOND_TESTD, SLOW, Client, Daemon, SharedDaemon, config, lines_of, main,
+                       reload, run, started, unittest)
 
 # Over 4 KB once compact (the serializer's stack buffer spills), with
 # non-ASCII text, escapes, a real and nesting.
@@ -72,21 +72,13 @@ def compact(c, doc):
     return c.raw()
 
 
-class Served(unittest.TestCase):
+class Served(SharedDaemon):
     @classmethod
-    def setUpClass(cls):
-        cls.d = daemon()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            status = cls.d.stop()
-        finally:
-            cls.d.close()
-        if status != 0:
-            raise AssertionError("jsond exited %d" % status)
+    def start_daemon(cls):
+        return daemon()
 
     def setUp(self):
+        super().setUp()
         self.c = Client(self.d)
         self.addCleanup(self.c.close)
         self.want = compact(self.c, DOC)

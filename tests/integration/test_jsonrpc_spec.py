@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 
-from jsondtest import SRCDIR, Client, Daemon, main, unittest
+from jsondtest import SRCDIR, Client, Daemon, SharedDaemon, main
 
 EXAMPLES = os.path.join(SRCDIR, "conf", "examples")
 
@@ -81,31 +81,23 @@ def key(o):
     return json.dumps(o, sort_keys=True)
 
 
-class Spec(unittest.TestCase):
+class Spec(SharedDaemon):
     @classmethod
-    def setUpClass(cls):
+    def start_daemon(cls):
         with open(os.path.join(EXAMPLES, "jsonrpc-example.conf")) as f:
             conf, n = re.subn(r"(?m)^address\s*=.*$", "address = 127.0.0.1:0", f.read())
         assert n == 1, "the example config has one address"
-        cls.d = Daemon(conf, start=False)
+        d = Daemon(conf, start=False)
         for name in os.listdir(EXAMPLES):
             if name != "jsonrpc-example.conf":
-                shutil.copy2(os.path.join(EXAMPLES, name), cls.d.dir.name)
+                shutil.copy2(os.path.join(EXAMPLES, name), d.dir.name)
         try:
-            cls.d.start()
+            d.start()
         except BaseException:
-            cls.d.dump_log()
-            cls.d.close()
+            d.dump_log()
+            d.close()
             raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            status = cls.d.stop()
-        finally:
-            cls.d.close()
-        if status != 0:
-            raise AssertionError("jsond exited %d" % status)
+        return d
 
     def test_examples(self):
         with Client(self.d, "rpc") as c:
