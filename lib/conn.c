@@ -30,6 +30,7 @@
 
 #include "conn.h"
 #include "dump.h"
+#include "handler.h"
 #include "output.h"
 #include "proto.h"
 #include "router.h"
@@ -51,11 +52,13 @@ typedef struct slot slot;
 typedef struct reply {
     slot *s;
     jsond_proto_call *call;
-    jsond_req *req;                /* running, until it replies */
-    int given;                     /* the outcome below is here */
-    int counted;                   /* in the connection's calls in flight */
-    int begun;                     /* a batch member whose bytes have started */
-    json_t *doc;                   /* the reply document, or */
+    jsond_req *req;    /* running, until it replies */
+    int given;         /* the outcome below is here */
+    int counted;       /* in the connection's calls in flight */
+    int begun;         /* a batch member whose bytes have started */
+    json_t *doc;       /* the reply document, or */
+    const char *fixed; /* a fixed reply, written at once (see give_fixed), or */
+    size_t fixed_len;
     struct evbuffer *bytes;        /* a batch member's, serialized when given, or */
     const jsond_producer_ops *ops; /* a producer, with the envelope around it */
     void *self;
@@ -136,6 +139,7 @@ static void drop_outcome(reply *r)
     r->ops = NULL;
     json_decref(r->doc);
     r->doc = NULL;
+    r->fixed = NULL;
     if (r->bytes)
         evbuffer_free(r->bytes);
     r->bytes = NULL;
@@ -372,6 +376,14 @@ static int write_doc(jsond_output *out, reply *r)
 
 static int write_reply(jsond_output *out, reply *r)
 {
+    if (r->fixed) {
+        int failed = r->prefix && jsond_output_write(out, r->prefix, strlen(r->prefix)) < 0;
+        failed = failed || jsond_output_write(out, r->fixed, r->fixed_len) < 0;
+        failed = failed || (r->suffix && jsond_output_write(out, r->suffix, strlen(r->suffix)) < 0);
+        return failed ? -1 : 0;
+    }
+    if (r->bytes)
+        return jsond_output_write_buffer(out, r->bytes);
     if (!r->ops)
         return write_doc(out, r);
     const jsond_producer_ops *ops = r->ops;
@@ -550,6 +562,35 @@ static void reply_done_cb(jsond_req *req, void *arg)
     jsond_req_release(req);
 }
 
+/* Gives the fixed reply of `h` (see jsond_handler), wrapped for JSON-RPC.
+ * Its bytes belong to the config in force, which a reload may free before
+ * a reply waiting behind others is written: only a reply that the caller
+ * writes before returning to the loop (a single call at the head of the
+ * queue) keeps the pointer; any other gets a copy. */
+static void give_fixed(reply *r, const jsond_handler *h)
+{
+    slot *s = r->s;
+    r->fixed = h->fixed;
+    r->fixed_len = h->fixed_len;
+    if (r->call->rpc && jsond_proto_wrap(r->call, &r->prefix, &r->suffix) < 0)
+        r->fixed = NULL; /* said as out of memory */
+    if (r->fixed && (s->request.batch || s != s->c->head)) {
+        r->bytes = evbuffer_new();
+        if (!r->bytes || (r->prefix && evbuffer_add(r->bytes, r->prefix, strlen(r->prefix)) < 0) ||
+            evbuffer_add(r->bytes, r->fixed, r->fixed_len) < 0 ||
+            (r->suffix && evbuffer_add(r->bytes, r->suffix, strlen(r->suffix)) < 0)) {
+            if (r->bytes)
+                evbuffer_free(r->bytes);
+            r->bytes = NULL;
+        }
+        r->fixed = NULL;
+        free(r->prefix);
+        free(r->suffix);
+        r->prefix = r->suffix = NULL;
+    }
+    given(r);
+}
+
 /* Runs one call; its reply may be given before this returns. */
 static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
 {
@@ -573,6 +614,13 @@ static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
     jsond_req *req = NULL;
     /* JSON-RPC reserves rpc.* method names; no route may take them. */
     if (strncmp(call->route, "rpc.", 4) != 0) {
+        const jsond_handler *h = route && (!lst || jsond_listen_allows(lst, route->name))
+                                     ? jsond_handler_of(route)
+                                     : NULL;
+        if (h && h->fixed) {
+            give_fixed(r, h);
+            return;
+        }
         req = jsond_router_route(cfg, lst, route, call->args, c->env, reply_done_cb, r, &code);
         call->args = NULL; /* the router took them */
     }

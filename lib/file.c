@@ -203,6 +203,10 @@ int jsond_file_resolve(jsond_handler *h, const jsond_config *cfg, const cfg_rout
     h->async_fn = file_run;
     h->data = f;
     h->data_free = file_unref;
+    if (f->len <= JSOND_FIXED_MAX) {
+        h->fixed = f->bytes;
+        h->fixed_len = f->len;
+    }
 out:
     json_decref(doc);
     free(text);

@@ -48,7 +48,17 @@ typedef struct jsond_handler {
      * data_free. Handlers reach it with jsond_req_handler_data(). */
     void *data;
     void (*data_free)(void *data);
+    /* A reply that never changes (hello's; a small file:'s), as compact
+     * JSON made at load, owned by the handler kind (static, or in data).
+     * A client's request for it gets these bytes, with no request made and
+     * nothing serialized. NULL: the handler runs. */
+    const char *fixed;
+    size_t fixed_len;
 } jsond_handler;
+
+/* The largest fixed reply: bigger ones are copied per request for less
+ * than they cost, and go by reference through the handler instead. */
+#define JSOND_FIXED_MAX ((size_t)16 * 1024)
 
 /* The registry, as the hook config.c calls. */
 const jsond_config_resolver *jsond_handler_resolver(void);

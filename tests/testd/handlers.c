@@ -134,10 +134,10 @@ void jsond_test_block(jsond_req *req, json_t *args)
 }
 
 static const jsond_builtin handlers[] = {
-    {"test_call_sync", JSOND_COLOR_SYNC, call_sync, NULL},
-    {"test_call_async", JSOND_COLOR_ASYNC, NULL, call_async},
-    {"test_call_dual", JSOND_COLOR_DUAL, call_sync, call_async},
-    {"test_block", JSOND_COLOR_ASYNC, NULL, jsond_test_block},
+    {"test_call_sync", JSOND_COLOR_SYNC, call_sync, NULL, NULL},
+    {"test_call_async", JSOND_COLOR_ASYNC, NULL, call_async, NULL},
+    {"test_call_dual", JSOND_COLOR_DUAL, call_sync, call_async, NULL},
+    {"test_block", JSOND_COLOR_ASYNC, NULL, jsond_test_block, NULL},
 };
 
 void jsond_test_handlers_add(void);

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "builtin.h"
 #include "config.h"
 #include "conn.h"
 #include "jsond.h"
@@ -125,7 +126,8 @@ static void open_conn(const char *server, const char *listen)
                      "[route hello]\nhandler = builtin:hello\n"
                      "[route sleep]\nhandler = builtin:sleep\n"
                      "[route echo]\nhandler = builtin:echo\n"
-                     "[route big]\nhandler = builtin:big\n",
+                     "[route big]\nhandler = builtin:big\n"
+                     "[route made]\nhandler = builtin:made_hello\n",
                      server, strstr(listen, "requests") ? "" : "requests = yes\n", listen);
     ck_assert(n > 0 && (size_t)n < sizeof text);
     jsond_errors *errs = jsond_errors_new();
@@ -962,9 +964,10 @@ END_TEST
 
 /* A handler says it ran out of memory by replying NULL; the connection
  * answers with an internal error shaped like any other (the call's id, the
- * JSON-RPC envelope, its place in a batch) and counts it. The handlers here
- * are the builtins, so the NULL is made real: jansson's allocator is hooked
- * to fail under builtin:hello, whose
+ * JSON-RPC envelope, its place in a batch) and counts it. The NULL is made
+ * real: jansson's allocator is hooked to fail under made_hello below (route
+ * made), hello as a handler that builds its reply does it (builtin:hello's
+ * reply is fixed, made at load, and allocates nothing):
  *     json_pack("{s:s,s:s}", "msg", "Hello World", "data", "x")
  * copies "Hello World" with json_string: one jansson allocation of exactly
  * strlen("Hello World") + 1 = 12 bytes. Refused, json_pack fails, and
@@ -977,8 +980,8 @@ END_TEST
  * request written. Checked by experiment (jansson 2.14) and counted by every
  * test below, so a change in jansson or in the request path shows here:
  * - the successful path makes exactly one 12-byte allocation (OOM_COUNT):
- *   hello's copy of "Hello World", seen in a backtrace from the hook
- *   (hello_run, json_pack, json_stringn_nocheck). jansson's other
+ *   made_hello's copy of "Hello World", seen in a backtrace from the hook
+ *   (made_hello, json_pack, json_stringn_nocheck). jansson's other
  *   allocations on the path are structs (integers, strings, arrays,
  *   objects: 24 to 40 bytes; hashtable entries, which hold their key: 58
  *   and up; buckets: 128), the parser's buffer (16, then doubling), the
@@ -991,6 +994,15 @@ END_TEST
  *   reply and counting it make no 12-byte allocation, or the count would
  *   be 2 and the reply would be conn.c's last resort without an id. */
 #define OOM_SIZE (sizeof "Hello World")
+
+static void made_hello(jsond_req *req, json_t *args)
+{
+    (void)args;
+    jsond_reply(req, json_pack("{s:s,s:s}", "msg", "Hello World", "data", "x"));
+}
+
+static const jsond_builtin test_builtins[] = {
+    {"made_hello", JSOND_COLOR_ASYNC, NULL, made_hello, NULL}};
 
 typedef enum oom_mode {
     OOM_OFF,   /* jansson's default allocator */
@@ -1063,7 +1075,7 @@ static void expect_oom(const char *request, const char *ok, const char *oom)
     ck_assert_int_eq(closed_count, 0);
 }
 
-/* The stats count the one refusal: an internal error of route hello, and
+/* The stats count the one refusal: an internal error of route made, and
  * no other error anywhere. */
 static void expect_oom_counted(void)
 {
@@ -1072,16 +1084,16 @@ static void expect_oom_counted(void)
     json_t *requests = json_object_get(doc, "requests");
     ck_assert_int_eq(json_integer_value(json_object_get(requests, "errors")), 1);
     json_t *routes = json_object_get(requests, "routes");
-    json_t *hello = json_object_get(routes, "hello");
-    ck_assert_int_eq(json_integer_value(json_object_get(hello, "requests")), 4);
+    json_t *made = json_object_get(routes, "made");
+    ck_assert_int_eq(json_integer_value(json_object_get(made, "requests")), 4);
     json_t *want = json_pack("{s:i}", "internal", 1);
     char *text = json_dumps(routes, JSON_COMPACT);
-    ck_assert_msg(json_equal(json_object_get(hello, "errors"), want), "routes: %s", text);
+    ck_assert_msg(json_equal(json_object_get(made, "errors"), want), "routes: %s", text);
     const char *route;
     json_t *bucket;
     json_object_foreach(routes, route, bucket)
     {
-        if (strcmp(route, "hello") != 0)
+        if (strcmp(route, "made") != 0)
             ck_assert_msg(json_object_size(json_object_get(bucket, "errors")) == 0, "routes: %s",
                           text);
     }
@@ -1094,7 +1106,7 @@ static void expect_oom_counted(void)
 START_TEST(test_oom_reply_line)
 {
     open_conn("request_timeout = 0", "");
-    expect_oom("{\"route\":\"hello\",\"id\":7}\n", "{\"msg\":\"Hello World\",\"data\":\"x\"}",
+    expect_oom("{\"route\":\"made\",\"id\":7}\n", "{\"msg\":\"Hello World\",\"data\":\"x\"}",
                "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"},\"id\":7}");
     expect_oom_counted();
 }
@@ -1103,7 +1115,7 @@ END_TEST
 START_TEST(test_oom_reply_jsonrpc)
 {
     open_conn("request_timeout = 0", "");
-    expect_oom("{\"jsonrpc\":\"2.0\",\"method\":\"hello\",\"id\":7}\n",
+    expect_oom("{\"jsonrpc\":\"2.0\",\"method\":\"made\",\"id\":7}\n",
                "{\"jsonrpc\":\"2.0\",\"result\":{\"msg\":\"Hello World\",\"data\":\"x\"},\"id\":7}",
                "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32603,\"message\":\"out of memory\","
                "\"data\":{\"code\":\"internal\"}},\"id\":7}");
@@ -1117,7 +1129,7 @@ START_TEST(test_oom_reply_batch)
      * before and after it, are intact. */
     open_conn("request_timeout = 0", "");
     expect_oom("[{\"jsonrpc\":\"2.0\",\"method\":\"echo\",\"params\":{\"a\":1},\"id\":1},"
-               "{\"jsonrpc\":\"2.0\",\"method\":\"hello\",\"id\":7},"
+               "{\"jsonrpc\":\"2.0\",\"method\":\"made\",\"id\":7},"
                "{\"jsonrpc\":\"2.0\",\"method\":\"echo\",\"params\":{\"b\":[2]},\"id\":\"c\"}]\n",
                "[{\"jsonrpc\":\"2.0\",\"result\":{\"a\":1},\"id\":1},"
                "{\"jsonrpc\":\"2.0\",\"result\":{\"msg\":\"Hello World\",\"data\":\"x\"},\"id\":7},"
@@ -1184,6 +1196,7 @@ static Suite *conn_suite(void)
 
 int main(void)
 {
+    jsond_builtin_add_tests(test_builtins, sizeof test_builtins / sizeof test_builtins[0]);
     /* As the daemon does: a write to a closed peer is an error, not a death. */
     signal(SIGPIPE, SIG_IGN);
     SRunner *sr = srunner_create(conn_suite());
