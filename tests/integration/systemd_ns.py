@@ -24,7 +24,9 @@ systemctl and journalctl run inside through `nsenter -t PID1 -p -m`; files
 under the namespace's /run are reachable from the host through
 /proc/PID1/root. Python 3 stdlib only.
 """
+import contextlib
 import ctypes
+import fcntl
 import os
 import shlex
 import shutil
@@ -36,6 +38,9 @@ import time
 
 INIT = "/usr/lib/systemd/systemd"
 TARGET = "jsond-test.target"
+# One namespace at a time per machine: they share the host's cgroup tree
+# (no cgroup namespace), so two would both manage system.slice/UNIT.
+LOCK = "/run/lock/jsond-systemd-ns.lock" if os.path.isdir("/run/lock") else "/tmp/jsond-systemd-ns.lock"
 
 # Masked besides the host's enabled units: what would touch the shared
 # network, consoles, kernel settings or devices, or start host daemons.
@@ -117,12 +122,14 @@ class Namespace:
         self.slow = slow
         self.proc = None
         self.pid1 = None
+        self.lock = None
         self.console = tempfile.NamedTemporaryFile(prefix="systemd-ns-console-", suffix=".log")
 
     # ---- life ---------------------------------------------------------------
 
     def boot(self):
         """Starts systemd and waits (bounded) until it has booted."""
+        self._take_lock(60 * self.slow)
         env = dict(os.environ, INIT=INIT, TARGET=TARGET, MASKS=" ".join(host_masks()),
                    BINDS="\n".join("%s %s" % b for b in self.binds), UNITS=self.units or "",
                    CONSOLE=self.console.name)
@@ -140,22 +147,37 @@ class Namespace:
             raise
         return self
 
+    def _take_lock(self, timeout):
+        """Waits (bounded) for another run's namespace to be gone."""
+        self.lock = open(LOCK, "a")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self.lock.close()
+                    self.lock = None
+                    raise AssertionError("another systemd namespace held %s for %ss"
+                                         % (LOCK, timeout))
+                time.sleep(0.1)  # polling the lock, bounded by the deadline
+
     def _find_pid1(self, timeout):
         """unshare's child, once it has exec'd systemd."""
         deadline = time.monotonic() + timeout
-        children = "/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError("the namespace ended during boot (%d):\n%s"
                                      % (self.proc.returncode, self.console_log()))
-            try:
-                with open(children) as f:
-                    for pid in f.read().split():
-                        with open("/proc/%s/comm" % pid) as c:
-                            if c.read().strip() == "systemd":
-                                return int(pid)
-            except FileNotFoundError:
-                pass
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open("/proc/%s/stat" % pid) as f:
+                        comm, rest = f.read().rsplit(")", 1)
+                except (FileNotFoundError, ProcessLookupError):
+                    continue  # not a process, or one that ended meanwhile
+                if int(rest.split()[1]) == self.proc.pid and comm.endswith("(systemd"):
+                    return int(pid)
             time.sleep(0.02)  # polling /proc, bounded by the deadline
         raise AssertionError("systemd did not start within %ss:\n%s" % (timeout,
                                                                       self.console_log()))
@@ -164,24 +186,30 @@ class Namespace:
         """Powers systemd off; SIGKILL to its PID 1 if it takes too long.
         Either way every process of the namespace is gone after."""
         if self.proc is None:
+            if self.lock:
+                self.lock.close()
+                self.lock = None
             return
         try:
             if self.proc.poll() is None and self.pid1:
-                self.run(["systemctl", "poweroff", "--no-block"], check=False,
-                         timeout=self.slow)
                 try:
+                    self.run(["systemctl", "poweroff", "--no-block"], check=False,
+                             timeout=self.slow)
                     self.proc.wait(3 * self.slow)
                 except subprocess.TimeoutExpired:
-                    pass
+                    pass  # SIGKILL below
         finally:
             if self.proc.poll() is None:
-                if self.pid1:
-                    # Killing a namespace's init kills every process in it.
-                    os.kill(self.pid1, signal.SIGKILL)
-                self.proc.kill()
+                # Killing a namespace's init kills every process in it.
+                with contextlib.suppress(ProcessLookupError):
+                    if self.pid1:
+                        os.kill(self.pid1, signal.SIGKILL)
+                    self.proc.kill()
             self.proc.wait(3 * self.slow)
             self.proc = None
             self.console.close()
+            self.lock.close()  # releases the flock
+            self.lock = None
 
     def __enter__(self):
         return self.boot()
