@@ -203,12 +203,13 @@ static void notify(const char *msg)
 }
 #endif
 
-/* The STATUS= line: connections open and accepted per second since the
- * last one. Loop thread (the server's counters are the loop's). */
+/* The STATUS= line: connections open, requests per second since the last
+ * one, and jobs waiting in the pools. Loop thread (the server's counters
+ * are the loop's). */
 typedef struct status_state {
     const jsond_server *srv;
     struct event *timer;
-    unsigned long long accepted; /* at the last refresh */
+    unsigned long long requests; /* at the last refresh */
     double at_ms;                /* when it was */
 } status_state;
 
@@ -227,13 +228,14 @@ static void notify_status(status_state *s, const char *head)
     jsond_server_stats st;
     jsond_server_get_stats(s->srv, &st);
     double t = now_ms(), secs = (t - s->at_ms) / 1e3;
-    double rate = secs > 0 ? (double)(st.accepted - s->accepted) / secs : 0;
-    s->accepted = st.accepted;
+    double rate = secs > 0 ? (double)(st.requests - s->requests) / secs : 0;
+    s->requests = st.requests;
     s->at_ms = t;
     char msg[256];
     snprintf(msg, sizeof msg,
-             "%sSTATUS=%u connections open, %.1f accepted/s, %llu accepted, %llu refused", head,
-             st.open, rate, st.accepted, st.refused);
+             "%sSTATUS=%u connections open, %.1f requests/s, %u jobs queued; %llu connections "
+             "accepted, %llu refused",
+             head, st.open, rate, st.queued, st.accepted, st.refused);
     notify(msg);
 }
 
@@ -333,6 +335,48 @@ static void keepalive_stop(keepalive *k)
     pthread_cond_destroy(&k->cond);
     pthread_mutex_destroy(&k->lock);
     k->running = 0;
+}
+
+/* ---- socket activation -------------------------------------------------
+ *
+ * The sockets systemd passed (LISTEN_FDS, LISTEN_FDNAMES), with their
+ * names, for jsond_server_new to give to the listeners. The variables are
+ * unset, so exec: children do not think they were passed. Without
+ * libsystemd, none: jsond binds every listener itself. */
+typedef struct passed {
+    jsond_socket *socks;
+    char **names;
+    size_t n;
+} passed;
+
+static int passed_get(passed *p)
+{
+    *p = (passed){0};
+#ifdef HAVE_SYSTEMD
+    int n = sd_listen_fds_with_names(1, &p->names);
+    if (n < 0) {
+        jsond_log(JSOND_LOG_ERROR, "cannot read the sockets systemd passed: %s", strerror(-n));
+        return -1;
+    }
+    if (n > 0 && !(p->socks = calloc((size_t)n, sizeof *p->socks))) {
+        jsond_log(JSOND_LOG_ERROR, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        p->socks[i] = (jsond_socket){SD_LISTEN_FDS_START + i, p->names ? p->names[i] : NULL};
+    p->n = (size_t)n;
+    if (n > 0)
+        jsond_log(JSOND_LOG_INFO, "systemd passed %d sockets", n);
+#endif
+    return 0;
+}
+
+static void passed_free(passed *p)
+{
+    for (size_t i = 0; p->names && p->names[i]; i++)
+        free(p->names[i]);
+    free(p->names);
+    free(p->socks);
 }
 
 /* ---- signals ------------------------------------------------------------ */
@@ -495,6 +539,7 @@ int main(int argc, char **argv)
     daemon_state d = {.source = config_source(path, 0), .level_pinned = level_arg != NULL};
     struct event *sigs[3] = {NULL};
     keepalive ka = {0};
+    passed sockets = {0};
     jsond_errors *errs = jsond_errors_new();
     jsond_config *cfg = errs ? load_config(d.source, errs) : NULL;
     if (!cfg)
@@ -539,7 +584,9 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    d.srv = jsond_server_new(d.base, cfg, d.capacity, errs);
+    if (passed_get(&sockets) < 0)
+        goto out;
+    d.srv = jsond_server_new(d.base, cfg, d.capacity, sockets.socks, sockets.n, errs);
     if (!d.srv)
         goto out;
     if (jsond_server_watchdog(d.srv, STACK_SIGNAL) < 0)
@@ -569,6 +616,7 @@ int main(int argc, char **argv)
 out:
     report(errs, 1);
     jsond_errors_free(errs);
+    passed_free(&sockets);
     keepalive_stop(&ka);
     if (d.status.timer)
         event_free(d.status.timer);

@@ -154,14 +154,28 @@ unsigned jsond_config_max_connections(const jsond_config *cfg);
 struct event_base;
 typedef struct jsond_server jsond_server;
 
+/* A listening socket the process was handed ready-made (systemd's socket
+ * activation): its descriptor, and its name (FileDescriptorName=) or NULL. */
+typedef struct jsond_socket {
+    int fd;
+    const char *name;
+} jsond_socket;
+
 /* Binds every listener of `cfg` (a reference is taken) on `base`, whose
  * thread becomes the loop thread. `max_connections` caps the config's value
- * (0: no cap), for a process whose descriptor limit is lower. On failure
- * returns NULL with the reasons in `errs` (may be NULL); nothing stays bound.
- * Logs "listening on NAME ADDR" for each socket, with the port a port of 0
- * was given. */
+ * (0: no cap), for a process whose descriptor limit is lower.
+ *
+ * `sockets` (n of them; names are copied) are served instead of bound: each
+ * by the listener named like it, else, if no listener has its name, by the
+ * listener with its address. One that no listener takes, now or after a
+ * reload, is an error. The server owns their descriptors from the call on,
+ * and closes them only when freed.
+ *
+ * On failure returns NULL with the reasons in `errs` (may be NULL); nothing
+ * stays bound. Logs "listening on NAME ADDR" for each socket, with the port
+ * a port of 0 was given, and "(passed in ...)" for a passed one. */
 jsond_server *jsond_server_new(struct event_base *base, jsond_config *cfg, unsigned max_connections,
-                               jsond_errors *errs);
+                               const jsond_socket *sockets, size_t nsockets, jsond_errors *errs);
 
 /* What a reload changed, for its log line. Pools are matched by name:
  * resized ones keep their queued work, removed ones finish it first. */
@@ -198,9 +212,11 @@ typedef struct jsond_server_stats {
     unsigned long long cut;      /* still busy when shutdown_timeout ran out */
     unsigned long long bytes_out;
     unsigned open;
+    unsigned long long requests; /* requests read (batch members count) */
+    unsigned queued;             /* jobs waiting for a thread, in every pool */
 } jsond_server_stats;
 
-/* Counters so far. */
+/* Counters so far. Loop thread. */
 void jsond_server_get_stats(const jsond_server *srv, jsond_server_stats *st);
 
 /* The loop's watch. Every loop callback is timed; one longer than the

@@ -46,6 +46,7 @@ typedef struct listener {
     jsond_server *srv;
     const cfg_listen *cfg;
     evutil_socket_t fd;
+    ssize_t given; /* its socket is srv->given[given], owned by the server; -1: bound here */
     struct event *ev;
     int unlink_path; /* a unix socket file we created, */
     dev_t dev;       /* this one: removed at close only if it is still there */
@@ -71,8 +72,20 @@ typedef struct refusal {
     struct event *timer; /* NULL with linger_timeout = 0: until end-of-stream */
 } refusal;
 
+/* A listening socket passed in (systemd's socket activation). It lives as
+ * long as the server, whichever listener serves it: a reload may hand it
+ * from one to another, and closing it would lose the port for good. */
+typedef struct given {
+    evutil_socket_t fd;
+    char *name;
+    jsond_addr addr;
+    char text[160]; /* addr, formatted: how listeners' addresses are compared */
+} given;
+
 struct jsond_server {
     struct event_base *base;
+    given *given; /* the passed sockets; each must be served by a listener */
+    size_t ngiven;
     jsond_config *cfg;      /* the config in force; connections hold their own */
     unsigned max_conns_cap; /* from the descriptor limit; 0: none */
     listener **ls;          /* one per [listen] of cfg, in its order */
@@ -119,7 +132,7 @@ static void listener_free(listener *l)
         return;
     if (l->ev)
         event_free(l->ev);
-    if (l->fd >= 0)
+    if (l->fd >= 0 && l->given < 0)
         close(l->fd);
     if (l->unlink_path)
         unlink_socket(jsond_addr_unix_path(&l->cfg->address), l->dev, l->ino);
@@ -512,8 +525,27 @@ static void stop_listening(listener *l, const char *why)
     listener_free(l);
 }
 
-/* A listener for `lc`, bound and accepting; NULL with the reason in errs. */
-static listener *listener_open(jsond_server *srv, const cfg_listen *lc, jsond_errors *errs)
+/* Serves the passed socket srv->given[k] for l. */
+static void adopt_listener(listener *l, ssize_t k)
+{
+    const given *g = &l->srv->given[k];
+    l->fd = g->fd;
+    l->given = k;
+    l->bound = g->addr;
+    char text[160];
+    if (l->cfg->has_address &&
+        strcmp(jsond_addr_format(&l->cfg->address, text, sizeof text), g->text) != 0)
+        jsond_log(JSOND_LOG_WARNING,
+                  "listener %s: serving the socket passed in on %s, not its address %s",
+                  l->cfg->name, g->text, text);
+    jsond_log(JSOND_LOG_NOTICE, "listening on %s %s (passed in as fd %d, named %s)", l->cfg->name,
+              g->text, (int)g->fd, g->name);
+}
+
+/* A listener for `lc`, accepting on the passed socket srv->given[k], or, k
+ * < 0, on one bound here; NULL with the reason in errs. */
+static listener *listener_open(jsond_server *srv, const cfg_listen *lc, ssize_t k,
+                               jsond_errors *errs)
 {
     listener *l = calloc(1, sizeof *l);
     if (!l) {
@@ -524,7 +556,10 @@ static listener *listener_open(jsond_server *srv, const cfg_listen *lc, jsond_er
     l->srv = srv;
     l->cfg = lc;
     l->fd = -1;
-    if (bind_listener(l, errs) < 0)
+    l->given = -1;
+    if (k >= 0)
+        adopt_listener(l, k);
+    else if (bind_listener(l, errs) < 0)
         goto fail;
     l->ev = event_new(srv->base, l->fd, EV_READ | EV_PERSIST, listener_accept_cb, l);
     if (!l->ev || (!srv->draining && event_add(l->ev, NULL) < 0)) {
@@ -548,7 +583,7 @@ fail:
 static ssize_t find_listener(listener **ls, size_t n, char *taken, const cfg_listen *lc, int pass)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!ls[i] || taken[i])
+        if (!ls[i] || taken[i] || ls[i]->given >= 0)
             continue;
         int match = pass == 1 ? jsond_addr_equal(&ls[i]->bound, &lc->address)
                               : jsond_addr_equal(&ls[i]->cfg->address, &lc->address) &&
@@ -561,42 +596,109 @@ static ssize_t find_listener(listener **ls, size_t n, char *taken, const cfg_lis
     return -1;
 }
 
+/* Which passed socket each of `cfg`'s listeners serves (gv[i], -1 for
+ * none): the socket named like the listener (FileDescriptorName=), else,
+ * for a socket whose name no listener has, the listener with its address.
+ * A socket no listener takes is an error: its clients would wait in a
+ * backlog nobody accepts from. Returns 0, or -1 with the reasons in errs. */
+static int match_given(const jsond_server *srv, const jsond_config *cfg, ssize_t *gv,
+                       jsond_errors *errs)
+{
+    size_t n = cfg->nlistens;
+    int failed = 0;
+    for (size_t i = 0; i < n; i++)
+        gv[i] = -1;
+    for (int by_address = 0; by_address < 2; by_address++) {
+        for (size_t k = 0; k < srv->ngiven; k++) {
+            const given *g = &srv->given[k];
+            size_t i;
+            for (i = 0; i < n && strcmp(cfg->listens[i].name, g->name) != 0; i++)
+                ;
+            if (by_address != (i == n))
+                continue;
+            if (by_address) {
+                char text[160];
+                for (i = 0; i < n; i++)
+                    if (gv[i] < 0 && cfg->listens[i].has_address &&
+                        strcmp(jsond_addr_format(&cfg->listens[i].address, text, sizeof text),
+                               g->text) == 0)
+                        break;
+            }
+            if (i < n && gv[i] < 0) {
+                gv[i] = (ssize_t)k;
+                continue;
+            }
+            failed = 1;
+            if (i < n)
+                jsond_errors_add(errs, cfg->files[0], 0,
+                                 "listener %s: two sockets passed in are named for it (fds %d "
+                                 "and %d)",
+                                 cfg->listens[i].name, (int)srv->given[gv[i]].fd, (int)g->fd);
+            else
+                jsond_errors_add(errs, cfg->files[0], 0,
+                                 "the socket passed in as fd %d (%s, named %s) matches no "
+                                 "listener: name a [listen] section like it, or give one its "
+                                 "address",
+                                 (int)g->fd, g->text, g->name);
+        }
+    }
+    return failed ? -1 : 0;
+}
+
+/* The current listener serving passed socket k, marked taken, or -1. */
+static ssize_t find_adopted(listener **ls, size_t n, char *taken, ssize_t k)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ls[i] && !taken[i] && ls[i]->given == k) {
+            taken[i] = 1;
+            return (ssize_t)i;
+        }
+    }
+    return -1;
+}
+
 /* Makes the listeners of `cfg` out of the current ones: a listener whose
  * address is unchanged keeps its socket (no connection attempt is refused
  * across a reload), new addresses are bound first, and only when every one
- * is bound do removed ones close. On failure nothing has changed. */
+ * is bound do removed ones close. A passed socket goes to the listener
+ * that matches it, and is never closed. On failure nothing has changed. */
 static int switch_listeners(jsond_server *srv, jsond_config *cfg, jsond_errors *errs,
                             jsond_reload_summary *sum)
 {
     size_t n = cfg->nlistens, serving = 0;
-    /* A config that would close every listener serves nothing: refused,
-     * at start and on a reload alike (the old config stays). */
-    for (size_t i = 0; i < n; i++)
-        serving += cfg->listens[i].has_address != 0;
-    if (!serving) {
-        if (errs)
-            jsond_errors_add(errs, cfg->files[0], 0,
-                             "no listener has an address: this config would serve nothing");
-        return -1;
-    }
     listener **ls = calloc(n ? n : 1, sizeof(listener *));
     ssize_t *kept = calloc(n ? n : 1, sizeof *kept);
+    ssize_t *gv = calloc(n ? n : 1, sizeof *gv);
     char *taken = calloc(srv->nls ? srv->nls : 1, 1);
-    int failed = !ls || !kept || !taken;
+    int failed = !ls || !kept || !gv || !taken;
+    if (failed)
+        jsond_errors_add(errs, cfg->files[0], 0, "out of memory");
+    else if (match_given(srv, cfg, gv, errs) < 0)
+        failed = 1;
+    /* A config that would close every listener serves nothing: refused,
+     * at start and on a reload alike (the old config stays). */
     for (size_t i = 0; !failed && i < n; i++)
-        kept[i] = -1;
+        serving += cfg->listens[i].has_address || gv[i] >= 0;
+    if (!failed && !serving) {
+        jsond_errors_add(errs, cfg->files[0], 0,
+                         "no listener has an address: this config would serve nothing");
+        failed = 1;
+    }
+    for (size_t i = 0; !failed && i < n; i++)
+        kept[i] = gv[i] >= 0 ? find_adopted(srv->ls, srv->nls, taken, gv[i]) : -1;
     for (int pass = 0; !failed && pass < 3; pass++)
         for (size_t i = 0; i < n; i++)
-            if (kept[i] < 0 && cfg->listens[i].has_address)
+            if (kept[i] < 0 && gv[i] < 0 && cfg->listens[i].has_address)
                 kept[i] = find_listener(srv->ls, srv->nls, taken, &cfg->listens[i], pass);
     for (size_t i = 0; !failed && i < n; i++) {
         const cfg_listen *lc = &cfg->listens[i];
-        if (kept[i] >= 0 || !lc->has_address)
+        if (kept[i] >= 0 || (!lc->has_address && gv[i] < 0))
             continue;
         /* Bind them all, so one run reports every address that fails. */
-        if (!(ls[i] = listener_open(srv, lc, errs)))
+        if (!(ls[i] = listener_open(srv, lc, gv[i], errs)))
             failed = 1;
     }
+    free(gv);
     if (failed) {
         for (size_t i = 0; ls && i < n; i++)
             if (ls[i])
@@ -849,13 +951,64 @@ static void set_config(jsond_server *srv, jsond_config *cfg)
         srv->max_conns = srv->max_conns_cap;
 }
 
+/* Takes the passed sockets: each must be a listening stream socket; it is
+ * made nonblocking (accept must never wait) and close-on-exec (exec:
+ * children must not hold the port). Closed by the server's free, whatever
+ * happens. */
+static int take_given(jsond_server *srv, const jsond_config *cfg, const jsond_socket *socks,
+                      size_t n, jsond_errors *errs)
+{
+    if (n && !(srv->given = calloc(n, sizeof *srv->given))) {
+        for (size_t k = 0; k < n; k++)
+            close(socks[k].fd);
+        jsond_errors_add(errs, cfg->files[0], 0, "out of memory");
+        return -1;
+    }
+    int failed = 0;
+    for (size_t k = 0; k < n; k++) {
+        given *g = &srv->given[srv->ngiven++];
+        g->fd = socks[k].fd;
+        g->name = strdup(socks[k].name ? socks[k].name : "");
+        g->addr.len = sizeof g->addr.ss;
+        int type = 0, listening = 0;
+        socklen_t len = sizeof type;
+        if (!g->name) {
+            jsond_errors_add(errs, cfg->files[0], 0, "out of memory");
+            failed = 1;
+        } else if (getsockopt(g->fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM ||
+                   getsockopt(g->fd, SOL_SOCKET, SO_ACCEPTCONN, &listening,
+                              &(socklen_t){sizeof listening}) < 0 ||
+                   !listening ||
+                   getsockname(g->fd, (struct sockaddr *)&g->addr.ss, &g->addr.len) < 0) {
+            jsond_errors_add(errs, cfg->files[0], 0,
+                             "the socket passed in as fd %d (named %s) is not a listening "
+                             "stream socket",
+                             (int)g->fd, g->name);
+            failed = 1;
+        } else if (evutil_make_socket_nonblocking(g->fd) < 0 ||
+                   evutil_make_socket_closeonexec(g->fd) < 0) {
+            jsond_errors_add(errs, cfg->files[0], 0, "the socket passed in as fd %d: %s",
+                             (int)g->fd, strerror(errno));
+            failed = 1;
+        } else {
+            jsond_addr_format(&g->addr, g->text, sizeof g->text);
+        }
+    }
+    return failed ? -1 : 0;
+}
+
 jsond_server *jsond_server_new(struct event_base *base, jsond_config *cfg, unsigned max_connections,
-                               jsond_errors *errs)
+                               const jsond_socket *sockets, size_t nsockets, jsond_errors *errs)
 {
     jsond_server *srv = calloc(1, sizeof *srv);
-    if (!srv)
+    if (!srv) {
+        for (size_t k = 0; k < nsockets; k++)
+            close(sockets[k].fd);
         return NULL;
+    }
     srv->base = base;
+    if (take_given(srv, cfg, sockets, nsockets, errs) < 0)
+        goto fail;
     srv->max_conns_cap = max_connections;
     jsond_reload_summary sum = {0};
     if (jsond_stats_init(&srv->stats) < 0)
@@ -1013,6 +1166,13 @@ void jsond_server_free(jsond_server *srv)
     free(srv->ls);
     srv->ls = NULL;
     srv->nls = 0;
+    for (size_t k = 0; k < srv->ngiven; k++) {
+        close(srv->given[k].fd);
+        free(srv->given[k].name);
+    }
+    free(srv->given);
+    srv->given = NULL;
+    srv->ngiven = 0;
     if (srv->drain_timer)
         event_free(srv->drain_timer);
     if (srv->drain_check)
@@ -1050,4 +1210,11 @@ int jsond_server_fresh(const jsond_server *srv, unsigned max_ms)
 void jsond_server_get_stats(const jsond_server *srv, jsond_server_stats *st)
 {
     *st = srv->stats.conns;
+    st->requests = srv->stats.requests;
+    st->queued = 0;
+    for (size_t i = 0; i < srv->npools; i++) {
+        jsond_pool_stats ps;
+        jsond_pool_get_stats(srv->pools[i], &ps);
+        st->queued += ps.queued;
+    }
 }

@@ -70,7 +70,7 @@ class Daemon:
     """One jsond process on its own config; a context manager."""
 
     def __init__(self, conf, args=(), start=True, wait_listeners=True, env=None, preexec=None,
-                 wrapper=None, binary=JSOND):
+                 wrapper=None, binary=JSOND, pass_fds=()):
         self.dir = tempfile.TemporaryDirectory(prefix="jsond-test-")
         self.path = os.path.join(self.dir.name, "jsond.conf")
         with open(self.path, "w") as f:
@@ -81,6 +81,7 @@ class Daemon:
         self.logpath = os.path.join(self.dir.name, "jsond.log")
         self.env = env
         self.preexec = preexec
+        self.pass_fds = pass_fds
         self.wrapper = WRAPPER if wrapper is None else wrapper
         self.binary = binary
         if start:
@@ -96,7 +97,7 @@ class Daemon:
         cmd = self.wrapper + [self.binary, "-c", self.path, "-l", "debug"] + self.args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=subprocess.STDOUT, env=self.env,
-                                     preexec_fn=self.preexec)
+                                     preexec_fn=self.preexec, pass_fds=self.pass_fds)
         if wait_listeners:
             with open(self.path) as f:
                 want = len(re.findall(r"^\s*address\s*=", f.read(), re.M))

@@ -5,6 +5,7 @@ plays systemd's part: it binds its own AF_UNIX datagram socket, starts
 jsond with NOTIFY_SOCKET naming it, and reads what jsond sends:
 
   - READY=1, with a STATUS= line, only once every listener is bound
+  - STATUS= counts open connections, requests/s and jobs queued
   - SIGHUP: RELOADING=1 (with MONOTONIC_USEC=) then READY=1, for a good
     config and for a broken one (the old config still served)
   - SIGTERM: STOPPING=1, then exit 0
@@ -16,14 +17,15 @@ Skipped when jsond was built without libsystemd (`jsond -V` does not
 mention systemd).
 """
 import os
+import re
 import signal
 import socket
 import tempfile
 import threading
 import time
 
-from jsondtest import (HELLO, JSOND_TESTD, LISTEN_RE, SLOW, Client, Daemon, config, main,
-                       recv_all, reload, run, unittest)
+from jsondtest import (HELLO, JSOND_TESTD, LISTEN_RE, SLOW, SRCDIR, Client, Daemon, config,
+                       main, recv_all, reload, run, unittest, wait_pool)
 
 CONF = config("""
     [listen plain]
@@ -44,6 +46,10 @@ NEW_ROUTE = CONF + config("""
 """)
 
 BROKEN = CONF + "[route\n"
+
+
+STATUS_RE = re.compile(r"(?P<open>\d+) connections open, (?P<rate>[\d.]+) requests/s, "
+                       r"(?P<queued>\d+) jobs queued; \d+ connections accepted, \d+ refused$")
 
 
 def built_with_systemd():
@@ -168,6 +174,35 @@ class Notify(unittest.TestCase):
                              + ["RELOADING=1", "READY=1"], msgs)
             with Client(d) as c:  # the old config is still in force
                 self.assertIn("connections", c.call("stats"))
+
+    def test_status_counts_requests_and_queue(self):
+        # One thread busy with a sleeping exec: job, two more waiting.
+        progs = os.path.join(SRCDIR, "tests", "integration", "progs")
+        conf = CONF + config("""
+            [server]
+            shutdown_timeout = 100ms
+            [pool one]
+            threads = 1
+            [route nap]
+            handler = exec:%s/sleepy.sh %d
+            pool = one
+            [route stats]
+            handler = builtin:stats
+        """ % (progs, 30 * SLOW))
+        with Notifications() as n, Daemon(conf, binary=JSOND_TESTD, env=n.env()) as d:
+            n.wait_count("READY=1", 1)
+            with Client(d) as c, Client(d) as watch:
+                c.send(b"nap\nnap\nnap\n")
+                wait_pool(watch, "one", lambda p: p["busy"] == 1 and p["queued"] == 2,
+                          "one busy and two queued")
+                self.assertTrue(reload(d).ok)  # READY=1 comes with a fresh STATUS=
+                status = fields(n.wait_count("READY=1", 2)[-1])["STATUS"]
+                m = STATUS_RE.match(status)
+                self.assertTrue(m, status)
+                self.assertEqual(int(m.group("open")), 2, status)
+                self.assertGreater(float(m.group("rate")), 0, status)
+                self.assertEqual(int(m.group("queued")), 2, status)
+            self.assertEqual(d.stop(), 0)
 
     def test_stopping_on_sigterm(self):
         with Notifications() as n, self.start(n) as d:
