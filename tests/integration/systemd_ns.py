@@ -40,7 +40,8 @@ INIT = "/usr/lib/systemd/systemd"
 TARGET = "jsond-test.target"
 # One namespace at a time per machine: they share the host's cgroup tree
 # (no cgroup namespace), so two would both manage system.slice/UNIT.
-LOCK = "/run/lock/jsond-systemd-ns.lock" if os.path.isdir("/run/lock") else "/tmp/jsond-systemd-ns.lock"
+LOCK = os.path.join("/run/lock" if os.path.isdir("/run/lock") else "/tmp",
+                    "jsond-systemd-ns.lock")
 
 # Masked besides the host's enabled units: what would touch the shared
 # network, consoles, kernel settings or devices, or start host daemons.
