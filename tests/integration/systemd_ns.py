@@ -54,8 +54,9 @@ RISKY = """getty.target getty@.service serial-getty@.service console-getty.servi
     systemd-hwdb-update.service systemd-firstboot.service""".split()
 
 # Runs inside the namespace as its PID 1, then becomes systemd. Arguments
-# come through the environment: MASKS, BINDS ("SRC DEST" lines), UNITS (a
-# directory whose tree is copied into /run/systemd/system), CONSOLE (a file).
+# come through the environment: MASKS, BINDS ("DEST SRC" lines: SRC, a host
+# path, may hold spaces; DEST may not), UNITS (a directory whose tree is
+# copied into /run/systemd/system), CONSOLE (a file).
 BOOT = r"""
 set -e
 mount --bind "$CONSOLE" /dev/console
@@ -67,8 +68,8 @@ for u in $MASKS; do ln -sf /dev/null "/run/systemd/system/$u"; done
 printf '[Journal]\nStorage=volatile\n' >/run/systemd/journald.conf.d/volatile.conf
 printf '[Unit]\nDescription=jsond test\nWants=systemd-journald.socket systemd-journald.service\n' \
     >/run/systemd/system/$TARGET
-printf '%s\n' "$BINDS" | while read -r src dest; do
-    [ -n "$src" ] || continue
+printf '%s\n' "$BINDS" | while read -r dest src; do
+    [ -n "$dest" ] || continue
     mkdir -p "$dest"
     mount --bind "$src" "$dest"
 done
@@ -132,7 +133,8 @@ class Namespace:
         """Starts systemd and waits (bounded) until it has booted."""
         self._take_lock(60 * self.slow)
         env = dict(os.environ, INIT=INIT, TARGET=TARGET, MASKS=" ".join(host_masks()),
-                   BINDS="\n".join("%s %s" % b for b in self.binds), UNITS=self.units or "",
+                   BINDS="\n".join("%s %s" % (dest, src) for src, dest in self.binds),
+                   UNITS=self.units or "",
                    CONSOLE=self.console.name)
         self.proc = subprocess.Popen(
             ["unshare", "--fork", "--pid", "--mount", "--mount-proc", "--propagation", "private",
