@@ -125,13 +125,16 @@ class Namespace:
         self.proc = None
         self.pid1 = None
         self.lock = None
+        self.waited = 0.0
         self.console = tempfile.NamedTemporaryFile(prefix="systemd-ns-console-", suffix=".log")
 
     # ---- life ---------------------------------------------------------------
 
     def boot(self):
         """Starts systemd and waits (bounded) until it has booted."""
+        t0 = time.monotonic()
         self._take_lock(60 * self.slow)
+        self.waited = time.monotonic() - t0  # for another run's namespace
         env = dict(os.environ, INIT=INIT, TARGET=TARGET, MASKS=" ".join(host_masks()),
                    BINDS="\n".join("%s %s" % (dest, src) for src, dest in self.binds),
                    UNITS=self.units or "",
