@@ -335,6 +335,68 @@ START_TEST(test_reply_order)
 }
 END_TEST
 
+/* ---- fixed replies ------------------------------------------------------------ */
+
+/* hello's reply is fixed: a bare "hello" line takes the fast path (no
+ * parse, nothing queued), every other form the general one. Each gets the
+ * same bytes in its own envelope, in order, and each is counted. */
+START_TEST(test_fixed_replies)
+{
+    open_conn("request_timeout = 0", "");
+    static const char *const lines[][2] = {
+        {"hello\n", "{\"msg\":\"Hello World\",\"data\":\"x\"}"},
+        {"hello {\"a\":1}\n", "{\"msg\":\"Hello World\",\"data\":\"x\"}"},
+        {"  hello\t\r\n", "{\"msg\":\"Hello World\",\"data\":\"x\"}"},
+        {"{\"route\":\"hello\",\"id\":4}\n", "{\"msg\":\"Hello World\",\"data\":\"x\"}"},
+        {"{\"jsonrpc\":\"2.0\",\"method\":\"hello\",\"id\":\"q\"}\n",
+         "{\"jsonrpc\":\"2.0\",\"result\":{\"msg\":\"Hello World\",\"data\":\"x\"},\"id\":\"q\"}"},
+        {"[{\"jsonrpc\":\"2.0\",\"method\":\"hello\",\"id\":1},{\"jsonrpc\":\"2.0\",\"method\":"
+         "\"hello\",\"id\":2}]\n",
+         "[{\"jsonrpc\":\"2.0\",\"result\":{\"msg\":\"Hello World\",\"data\":\"x\"},\"id\":1},"
+         "{\"jsonrpc\":\"2.0\",\"result\":{\"msg\":\"Hello World\",\"data\":\"x\"},\"id\":2}]"},
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        send_str(lines[i][0]);
+        char *line = take_line_at(LIMIT_S, NULL);
+        ck_assert_ptr_nonnull(line);
+        ck_assert_str_eq(line, lines[i][1]);
+        free(line);
+    }
+    ck_assert_int_eq(route_requests("hello"), 7);
+    /* Behind a slower reply, a fixed one waits its turn (a copy: the
+     * config it came from may be gone by then). */
+    send_str("sleep {\"ms\":30}\nhello\nhello\n");
+    char *a = take_line_at(LIMIT_S, NULL), *b = take_line_at(LIMIT_S, NULL),
+         *c = take_line_at(LIMIT_S, NULL);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_str_eq(a, "{\"slept_ms\":30}");
+    ck_assert_str_eq(b, "{\"msg\":\"Hello World\",\"data\":\"x\"}");
+    ck_assert_str_eq(c, "{\"msg\":\"Hello World\",\"data\":\"x\"}");
+    free(a);
+    free(b);
+    free(c);
+    ck_assert_int_eq(route_requests("hello"), 9);
+    ck_assert_int_eq(closed_count, 0);
+}
+END_TEST
+
+/* A listener that does not offer hello refuses it on both paths. */
+START_TEST(test_fixed_not_offered)
+{
+    open_conn("", "routes = echo");
+    send_str("hello\n{\"route\":\"hello\"}\n");
+    for (int i = 0; i < 2; i++) {
+        char *line = take_line_at(LIMIT_S, NULL);
+        ck_assert_ptr_nonnull(line);
+        ck_assert_str_eq(line,
+                         "{\"error\":{\"code\":\"not_found\",\"message\":\"no route 'hello'\"}}");
+        free(line);
+    }
+}
+END_TEST
+
 /* ---- batches and max_pipeline ------------------------------------------------ */
 
 START_TEST(test_pipeline_bounds_batch)
@@ -1149,6 +1211,8 @@ static Suite *conn_suite(void)
     TCase *tc = tcase_create("requests");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_reply_order);
+    tcase_add_test(tc, test_fixed_replies);
+    tcase_add_test(tc, test_fixed_not_offered);
     tcase_add_test(tc, test_pipeline_bounds_batch);
     tcase_add_test(tc, test_batch_notifications);
     tcase_add_test(tc, test_batch_1500);
