@@ -93,6 +93,13 @@ def missing():
     for tool in ("unshare", "nsenter", "systemctl", "journalctl"):
         if not shutil.which(tool):
             return "%s is not installed (util-linux, systemd)" % tool
+    # systemd needs a machine whose root is a mount point it can make
+    # private; a chroot (e.g. a build root) has none, and unshare says so.
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return ("no private mount namespace here (%s): systemd cannot boot as PID 1 in this "
+                "root (a chroot?)" % probe.stderr.strip())
     return None
 
 

@@ -232,7 +232,11 @@ class Bounded(unittest.TestCase):
                 # of them, each held as its ~17 KB of text: 3.8 MB measured.
                 # Building the whole reply took 303 MB.
                 self.assertLess(grew, 4 * OUTPUT_BUFFER // 1024 + 5 * 1024)
-                self.assertLess(worst[0], 1.0)
+                # A hello is answered while the batch streams, not after
+                # it: 80-160 ms worst here against a 1.1 s batch. On a
+                # loaded machine both stretch alike (1.5 s against 10 s),
+                # so the bound follows the batch's own time.
+                self.assertLess(worst[0], max(1.0, took / 3))
 
     def test_long_line_is_scanned_once(self):
         """A 64 MB line (allowed with max_request_size = 128M) costs the
