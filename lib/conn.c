@@ -293,11 +293,12 @@ static void begin_close(jsond_conn *c)
         close_now = all_acked(c->fd);
     else
         close_now = 1; /* end-of-stream, or an error */
-    shutdown(c->fd, SHUT_WR);
     if (close_now) {
+        /* close() sends the FIN itself: no shutdown() first. */
         jsond_conn_close(c, JSOND_CONN_DONE);
         return;
     }
+    shutdown(c->fd, SHUT_WR);
     c->state = LINGERING;
     event_del(c->resume_ev);
     if (resume_reading(c) < 0) {

@@ -153,7 +153,7 @@ static void output_write_run(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     jsond_output *out = arg;
-    int was_full = jsond_output_full(out), had_room = jsond_output_room(out);
+    int was_full = jsond_output_full(out), had_room = jsond_output_room(out), progress = 0;
     if (out->aborted || fill(out) < 0) {
         fail(out, JSOND_OUTPUT_ERROR);
         return;
@@ -168,10 +168,7 @@ static void output_write_run(evutil_socket_t fd, short what, void *arg)
             out->sent += (uint64_t)n;
             if (out->opts.bytes_out)
                 *out->opts.bytes_out += (unsigned long long)n;
-            if (arm_timer(out) < 0) { /* progress: the peer is reading */
-                fail(out, JSOND_OUTPUT_ERROR);
-                return;
-            }
+            progress = 1;
         }
         if (fill(out) < 0) {
             fail(out, JSOND_OUTPUT_ERROR);
@@ -189,9 +186,12 @@ static void output_write_run(evutil_socket_t fd, short what, void *arg)
          * and the peer is not to blame for the wait. wake() kicks us. */
         event_del(out->write_ev);
         event_del(out->timer);
-    } else if (!event_pending(out->write_ev, EV_WRITE, NULL)) {
-        if (event_add(out->write_ev, NULL) < 0 ||
-            (!event_pending(out->timer, EV_TIMEOUT, NULL) && arm_timer(out) < 0)) {
+    } else {
+        /* Bytes left: write_timeout runs, restarted by progress (the peer
+         * is reading). A write that took everything arms nothing. */
+        int watched = event_pending(out->write_ev, EV_WRITE, NULL);
+        if ((!watched && event_add(out->write_ev, NULL) < 0) ||
+            ((progress || !event_pending(out->timer, EV_TIMEOUT, NULL)) && arm_timer(out) < 0)) {
             jsond_log(JSOND_LOG_ERROR, "cannot watch a socket for writing");
             fail(out, JSOND_OUTPUT_ERROR);
             return;
