@@ -11,6 +11,7 @@ namespace's /tmp is not the host's. Its listeners are on loopback ports
 found free at the start. Checked, each from a stopped service:
 
   - systemctl start: active, the hello pushed; the time to READY=1 printed
+  - an exec: handler runs inside the unit's sandbox
   - systemctl reload with a new route: served, "reloaded" in the journal
   - a broken reload: still active, the old routes served, FILE:LINE and
     "reload failed" in the journal
@@ -262,6 +263,20 @@ class Unit(unittest.TestCase):
         self.assertIn("signal 1: reloading", log)
         self.assertEqual(self.call("hello2"), {"msg": "Hello World", "data": "x"})
         self.wait_active()
+
+    def test_exec_in_the_sandbox(self):
+        # The sandbox leaves programs runnable: an exec: handler (a shell
+        # script, so /bin/sh and its libraries too) runs as the dynamic
+        # user and replies.
+        prog = os.path.join(self.work, "reply.sh")
+        shutil.copy(os.path.join(SRCDIR, "tests", "integration", "progs", "reply.sh"), prog)
+        os.chmod(prog, 0o755)
+        self.set_conf(self.conf(config("""
+            [route got]
+            handler = exec:%s/reply.sh
+        """ % INSIDE)))
+        self.start()
+        self.assertEqual(self.call('got {"a": [1, "b"]}'), {"got": {"a": [1, "b"]}})
 
     def test_reload_broken(self):
         self.start()
