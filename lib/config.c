@@ -1615,8 +1615,38 @@ static void config_free(jsond_config *cfg)
     free(cfg->listens);
     free(cfg->pools);
     free(cfg->routes);
+    free(cfg->route_index);
     free(cfg->source);
     free(cfg);
+}
+
+/* FNV-1a: route names are short, and a request looks one up. */
+static size_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* Builds cfg->route_index, at least twice the routes in slots. Without
+ * memory there is none, and lookups scan: slower, never wrong. */
+static void index_routes(jsond_config *cfg)
+{
+    size_t n = 8;
+    while (n < 2 * cfg->nroutes)
+        n *= 2;
+    uint32_t *idx = calloc(n, sizeof *idx);
+    if (!idx)
+        return;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        size_t h = name_hash(cfg->routes[i].name) & (n - 1);
+        while (idx[h])
+            h = (h + 1) & (n - 1);
+        idx[h] = (uint32_t)(i + 1);
+    }
+    cfg->route_index = idx;
+    cfg->route_mask = n - 1;
 }
 
 /* The default pool always exists: when the config declares none, one with
@@ -1748,6 +1778,8 @@ static jsond_config *parse_top(const char *name, char *real, int relative, const
     }
     check_serves(&P);
     flush_errors(&P, errs);
+    if (!P.failed)
+        index_routes(P.cfg);
 done:
     if (P.failed) {
         config_free(P.cfg);
@@ -1939,6 +1971,15 @@ unsigned jsond_config_max_connections(const jsond_config *cfg)
 
 const cfg_route *jsond_config_route(const jsond_config *cfg, const char *name)
 {
+    if (cfg->route_index) {
+        for (size_t h = name_hash(name) & cfg->route_mask;; h = (h + 1) & cfg->route_mask) {
+            uint32_t k = cfg->route_index[h];
+            if (!k)
+                return NULL;
+            if (strcmp(cfg->routes[k - 1].name, name) == 0)
+                return &cfg->routes[k - 1];
+        }
+    }
     for (size_t i = 0; i < cfg->nroutes; i++)
         if (strcmp(cfg->routes[i].name, name) == 0)
             return &cfg->routes[i];

@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdint.h>
 
 #include "addr.h"
 #include "jsond.h"
@@ -126,6 +127,11 @@ struct jsond_config {
     size_t npools;
     cfg_route *routes; /* in file order */
     size_t nroutes;
+    /* Routes by name, for the request path: open addressing, each slot a
+     * route's index + 1 (0: empty). Built once the file is read; NULL
+     * while parsing, or without memory, and then names are scanned. */
+    uint32_t *route_index;
+    size_t route_mask;
     const jsond_config_resolver *resolver; /* what resolved the routes, or NULL */
 };
 

@@ -2058,11 +2058,39 @@ START_TEST(test_log)
 }
 END_TEST
 
+/* Every route is found by its name and no other, among many: the request
+ * path looks routes up in a hash index built at load. */
+START_TEST(test_route_lookup)
+{
+    size_t cap = 64 + 300 * 48, n = 0;
+    char *text = malloc(cap);
+    ck_assert_ptr_nonnull(text);
+    n += (size_t)snprintf(text, cap, "[listen l]\naddress = 127.0.0.1:0\nrequests = yes\n");
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(text + n, cap - n, "[route r%d]\nhandler = builtin:hello\n", i);
+    ck_assert_uint_lt(n, cap);
+    jsond_config *cfg = parse_ok(text);
+    free(text);
+    for (int i = 0; i < 300; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "r%d", i);
+        const cfg_route *r = jsond_config_route(cfg, name);
+        ck_assert_ptr_nonnull(r);
+        ck_assert_str_eq(r->name, name);
+    }
+    static const char *const absent[] = {"r300", "r-1", "R1", "r01", "", "hello", "r1 "};
+    for (size_t i = 0; i < sizeof absent / sizeof absent[0]; i++)
+        ck_assert_ptr_null(jsond_config_route(cfg, absent[i]));
+    jsond_config_unref(cfg);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("values");
     tcase_add_test(tc, test_every_key);
+    tcase_add_test(tc, test_route_lookup);
     tcase_add_test(tc, test_defaults);
     tcase_add_test(tc, test_empty_sections);
     tcase_add_loop_test(tc, test_sizes, 0, sizeof sizes / sizeof sizes[0]);
