@@ -11,6 +11,9 @@ json_t *jsond_router_args(const cfg_route *route, json_t *args)
 {
     if (json_is_array(args))
         return args;
+    /* Nothing to merge: the client's object is the args, uncopied. */
+    if (!route->args && !route->fixed_args && (!args || json_is_object(args)))
+        return args ? args : json_object();
     json_t *merged = route->args ? json_deep_copy(route->args) : json_object();
     if (!merged)
         goto fail;

@@ -69,9 +69,20 @@ static void bump(json_t *obj, const char *key)
 void jsond_stats_request(jsond_stats *st, const char *route)
 {
     st->requests++;
+    if (st->last_requests && route && strcmp(route, st->last_route) == 0) {
+        json_integer_set(st->last_requests, json_integer_value(st->last_requests) + 1);
+        return;
+    }
     json_t *b = bucket(st, route);
-    if (b)
-        bump(b, "requests");
+    if (!b)
+        return;
+    bump(b, "requests");
+    json_t *v = json_object_get(b, "requests");
+    size_t n = route ? strlen(route) : sizeof st->last_route;
+    if (v && n < sizeof st->last_route) {
+        memcpy(st->last_route, route, n + 1);
+        st->last_requests = v;
+    }
 }
 
 void jsond_stats_error(jsond_stats *st, const char *route, jsond_code code)

@@ -27,7 +27,13 @@ typedef struct jsond_stats {
     json_t *routes;           /* {route: {"requests": N, "errors": {code: N}}} */
     jsond_pool *const *pools; /* the pools of the config in force (set by */
     size_t npools;            /* the server), for "pools" */
-    uint64_t stalls;          /* loop callbacks over stall_warning */
+    /* The last route counted and its "requests" counter: pipelined
+     * traffic asks for one route again and again, and a name compare is
+     * cheaper than two hash lookups. Buckets are never removed, so the
+     * pointer stays valid. */
+    char last_route[72];
+    json_t *last_requests;
+    uint64_t stalls; /* loop callbacks over stall_warning */
     uint64_t worst_stall_ns;
     char worst_stall_route[72]; /* "" when no route ran in it */
     pthread_mutex_t calls_lock;
