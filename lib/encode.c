@@ -22,10 +22,16 @@
 
 /* Most documents nest no deeper than this; deeper ones move to the heap. */
 #define INLINE_FRAMES 16
-/* Space is reserved in the evbuffer in chunks that start small, so a small
- * text does not pin a large chain, and double up to MAX_CHUNK. */
+/* Space is reserved in the evbuffer in chunks of a quarter of the text so
+ * far, as a power of two from FIRST_CHUNK to MAX_CHUNK: a small text does
+ * not pin a large chain, and the chain left part-used at the end holds at
+ * most a quarter more than the text. */
 #define FIRST_CHUNK 4096
 #define MAX_CHUNK   ((size_t)256 * 1024)
+/* A chunk is asked for this much under its power of two, for libevent's
+ * chain header: a chain is allocated at the next power of two that holds
+ * both, so asking for the whole power would take twice the memory. */
+#define CHAIN_SLACK 128
 /* The room a string keeps for its widest piece: an escape (6 bytes) or a
  * UTF-8 character (4), and the closing '":'. */
 #define STR_ROOM 8
@@ -54,7 +60,7 @@ typedef struct sink {
     char *p, *end, *base; /* the space being written and its start */
     struct evbuffer *out;
     size_t limit;
-    size_t chunk; /* the next reservation's most */
+    size_t total; /* bytes committed so far, in this call and before */
     int wrote;    /* a chunk was committed in this call */
     char *buf;    /* the caller's buffer, its length and its spill */
     size_t *len;
@@ -69,7 +75,7 @@ typedef struct state {
     frame *stack;
     size_t depth, cap;
     int done, failed;
-    size_t chunk;
+    size_t total; /* bytes written so far */
     frame frames[INLINE_FRAMES];
 } state;
 
@@ -87,6 +93,7 @@ static int commit(sink *k)
     if (k->p != k->base) {
         struct evbuffer_iovec v = {.iov_base = k->base, .iov_len = (size_t)(k->p - k->base)};
         k->wrote = 1;
+        k->total += v.iov_len;
         if (evbuffer_commit_space(k->out, &v, 1) < 0)
             return -1;
     }
@@ -110,6 +117,7 @@ static int refill(sink *k, size_t need)
         if (used && evbuffer_add(*k->spill, k->buf, used) < 0)
             return -1;
         *k->len = 0;
+        k->total += used;
         k->out = *k->spill;
         k->p = k->end = k->base = nowhere;
     } else if (commit(k) < 0) {
@@ -118,20 +126,24 @@ static int refill(sink *k, size_t need)
     size_t have = evbuffer_get_length(k->out);
     if (have >= k->limit && k->wrote)
         return 0;
-    size_t size = have < k->limit ? k->limit - have : 0;
-    if (size > k->chunk)
-        size = k->chunk;
+    size_t to_limit = have < k->limit ? k->limit - have : 0;
+    size_t chunk = FIRST_CHUNK;
+    while (chunk < MAX_CHUNK && chunk * 4 <= k->total)
+        chunk *= 2;
+    size_t size = to_limit < chunk ? to_limit : chunk - CHAIN_SLACK;
     if (size < JSOND_ENCODE_STEP)
         size = JSOND_ENCODE_STEP;
     if (size < need)
         size = need;
-    if (k->chunk < MAX_CHUNK)
-        k->chunk *= 2;
     struct evbuffer_iovec v;
     if (evbuffer_reserve_space(k->out, (ev_ssize_t)size, &v, 1) != 1 || v.iov_len < size)
         return -1;
+    /* All the chain's free space, as far as the limit: what is left unused
+     * in a chain is memory held for nothing. */
+    if (size < to_limit)
+        size = v.iov_len < to_limit ? v.iov_len : to_limit;
     k->p = k->base = v.iov_base;
-    k->end = k->p + size; /* not all of v: the chunk ends at the limit */
+    k->end = k->p + size;
     return 1;
 }
 
@@ -586,7 +598,7 @@ static void state_init(state *st, const json_t *doc)
     st->cap = INLINE_FRAMES;
     st->done = 0;
     st->failed = !doc;
-    st->chunk = FIRST_CHUNK;
+    st->total = 0;
 }
 
 static void state_clear(state *st)
@@ -783,11 +795,11 @@ int jsond_encoder_run(jsond_encoder *e, struct evbuffer *out, size_t limit)
               .base = nowhere,
               .out = out,
               .limit = limit,
-              .chunk = st->chunk};
+              .total = st->total};
     int r = encode(st, &k);
     if (commit(&k) < 0)
         r = -1;
-    st->chunk = k.chunk;
+    st->total = k.total;
     if (r < 0) {
         st->failed = 1;
         state_clear(st);
@@ -807,7 +819,7 @@ int jsond_encode_buf(const json_t *doc, char *buf, size_t cap, size_t *len, stru
               .base = buf + *len,
               .out = NULL,
               .limit = SIZE_MAX,
-              .chunk = FIRST_CHUNK,
+              .total = 0,
               .buf = buf,
               .len = len,
               .spill = spill};
