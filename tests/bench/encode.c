@@ -8,6 +8,10 @@
  * The encoder's bytes are checked against json_dumps's once; a difference
  * exits 1. `encode [runs]`: 5 runs unless given.
  *
+ * Then the small reply's path (hello: {"msg":"Hello World","data":"x"}, 33
+ * bytes), a million times: jsond_dump (dump.h, now the encoder) against
+ * what dump.c did before, json_dump_callback into the same stack buffer.
+ *
  * SPDX-License-Identifier: MIT
  */
 #include "autoconfig.h"
@@ -18,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dump.h"
 #include "encode.h"
 
 #define LIMIT (1u << 20)
@@ -125,6 +130,44 @@ static int bench(const char *name, json_t *doc, int runs)
     return 0;
 }
 
+static int old_dump_cb(const char *p, size_t len, void *data)
+{
+    return jsond_dump_bytes(data, p, len);
+}
+
+static int bench_small(json_t *doc, int runs)
+{
+    const int iters = 1000000;
+    size_t len = 0;
+    double old = 1e9, new = 1e9;
+    for (int r = 0; r < runs; r++) {
+        jsond_dumper d = {.n = 0, .spill = NULL};
+        double t0 = now();
+        for (int i = 0; i < iters; i++) {
+            d.n = 0;
+            if (json_dump_callback(doc, old_dump_cb, &d, JSON_COMPACT | JSON_ENCODE_ANY) < 0)
+                return -1;
+        }
+        double t1 = now();
+        len = d.n;
+        for (int i = 0; i < iters; i++) {
+            d.n = 0;
+            if (jsond_dump(&d, doc) < 0)
+                return -1;
+        }
+        double t2 = now();
+        if (d.n != len || d.spill)
+            return -1;
+        old = t1 - t0 < old ? t1 - t0 : old;
+        new = t2 - t1 < new ? t2 - t1 : new;
+    }
+    printf("encode doc=hello bytes=%zu jansson_mbps=%.0f jsond_mbps=%.0f ratio=%.1f "
+           "jansson_ns=%.0f jsond_ns=%.0f\n",
+           len, (double)len * iters / old / 1e6, (double)len * iters / new / 1e6, old / new,
+           old / iters * 1e9, new / iters * 1e9);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int runs = argc > 1 ? atoi(argv[1]) : 5;
@@ -136,5 +179,9 @@ int main(int argc, char **argv)
             rc = 1;
         json_decref(docs[i]);
     }
+    json_t *hello = json_pack("{s:s,s:s}", "msg", "Hello World", "data", "x");
+    if (!hello || bench_small(hello, runs < 1 ? 1 : runs) < 0)
+        rc = 1;
+    json_decref(hello);
     return rc;
 }
