@@ -1,4 +1,5 @@
-/* dump.c: JSON serialized on the stack (see dump.h).
+/* dump.c: JSON serialized on the stack (see dump.h), by the encoder
+ * (encode.h): one pass into the buffer, continued in the spill if it fills.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -6,11 +7,7 @@
 #include <string.h>
 
 #include "dump.h"
-
-static int dump_cb(const char *p, size_t len, void *data)
-{
-    return jsond_dump_bytes(data, p, len);
-}
+#include "encode.h"
 
 int jsond_dump_bytes(jsond_dumper *d, const char *p, size_t len)
 {
@@ -33,5 +30,5 @@ int jsond_dump_bytes(jsond_dumper *d, const char *p, size_t len)
 
 int jsond_dump(jsond_dumper *d, const json_t *doc)
 {
-    return json_dump_callback(doc, dump_cb, d, JSON_COMPACT | JSON_ENCODE_ANY);
+    return jsond_encode_buf(doc, d->buf, sizeof d->buf, &d->n, &d->spill);
 }

@@ -1,8 +1,8 @@
 /* dump.h: JSON serialized into a buffer on the stack, spilling into an
  * evbuffer only when it does not fit.
  *
- * Most replies and stream items are small: one pass of jansson's
- * serializer into JSOND_DUMP_BUF bytes, then one copy to where they go. A
+ * Most replies and stream items are small: one pass of the encoder
+ * (encode.h) into JSOND_DUMP_BUF bytes, then one copy to where they go. A
  * larger one spills its head into `spill` (given, or made on the first
  * overflow), whose chains then move without a copy. Whatever thread owns
  * the dumper; nothing here is shared.
@@ -27,7 +27,9 @@ typedef struct jsond_dumper {
 /* Appends raw bytes. 0, or -1 out of memory. */
 int jsond_dump_bytes(jsond_dumper *d, const char *p, size_t len);
 
-/* Appends `doc`, compact. 0, or -1 out of memory. */
+/* Appends `doc`, compact, exactly as json_dumps(JSON_COMPACT |
+ * JSON_ENCODE_ANY) writes it. 0, or -1 out of memory or a document
+ * json_dumps refuses (see encode.h); part of it may have been appended. */
 int jsond_dump(jsond_dumper *d, const json_t *doc);
 
 #endif /* JSOND_DUMP_H */
