@@ -142,8 +142,13 @@ class ExecTest(SharedDaemon):
         with open(pids) as f:  # written before the deadline: the reply came after
             child, grandchild = map(int, f.read().split())
         deadline = time.monotonic() + 3 * SLOW
-        # Gone, or a zombie waiting for whoever adopted it (not jsond).
-        while any(state_of(p) and state_of(p)[0] != "Z" for p in (child, grandchild)):
+        # Gone, or a zombie waiting for whoever adopted it (not jsond). Each
+        # state is read once: a process may end between two reads.
+        def alive(pid):
+            st = state_of(pid)
+            return st is not None and st[0] != "Z"
+
+        while any(alive(p) for p in (child, grandchild)):
             self.assertLess(time.monotonic(), deadline, "a program outlived its deadline")
             time.sleep(0.01)  # polling, bounded by the deadline
         while zombies_of(self.d.proc.pid):
