@@ -592,6 +592,18 @@ static void give_fixed(reply *r, const jsond_handler *h)
     given(r);
 }
 
+/* The handler of `route` when its reply is fixed and a client of `lst`
+ * (NULL: the push, which any route may make) may ask for it, else NULL.
+ * JSON-RPC reserves rpc.* method names; no route may take them. */
+static const jsond_handler *fixed_handler(const cfg_listen *lst, const cfg_route *route)
+{
+    if (!route || strncmp(route->name, "rpc.", 4) == 0 ||
+        (lst && !jsond_listen_allows(lst, route->name)))
+        return NULL;
+    const jsond_handler *h = jsond_handler_of(route);
+    return h && h->fixed ? h : NULL;
+}
+
 /* Runs one call; its reply may be given before this returns. */
 static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
 {
@@ -611,17 +623,15 @@ static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
         give_error(r, bucket, JSOND_SHUTTING_DOWN, 0, "the server is shutting down");
         return;
     }
+    const jsond_handler *fixed = fixed_handler(lst, route);
+    if (fixed) {
+        give_fixed(r, fixed);
+        return;
+    }
     jsond_code code = JSOND_NOT_FOUND;
     jsond_req *req = NULL;
     /* JSON-RPC reserves rpc.* method names; no route may take them. */
     if (strncmp(call->route, "rpc.", 4) != 0) {
-        const jsond_handler *h = route && (!lst || jsond_listen_allows(lst, route->name))
-                                     ? jsond_handler_of(route)
-                                     : NULL;
-        if (h && h->fixed) {
-            give_fixed(r, h);
-            return;
-        }
         req = jsond_router_route(cfg, lst, route, call->args, c->env, reply_done_cb, r, &code);
         call->args = NULL; /* the router took them */
     }
@@ -715,16 +725,14 @@ static int run_line(jsond_conn *c, const char *line, size_t len, const cfg_liste
 static int run_fixed(jsond_conn *c, const char *line, size_t len)
 {
     if (c->head || c->draining || c->rpc_seen || c->lst->protocol == JSOND_PROTOCOL_JSONRPC ||
-        len > JSOND_NAME_MAX || !jsond_config_valid_name(line, len) ||
-        (len >= 4 && memcmp(line, "rpc.", 4) == 0))
+        len > JSOND_NAME_MAX || !jsond_config_valid_name(line, len))
         return 0;
     char name[JSOND_NAME_MAX + 1];
     memcpy(name, line, len);
     name[len] = '\0';
     const cfg_route *route = jsond_config_route(*c->current, name);
-    const jsond_handler *h =
-        route && jsond_listen_allows(c->lst, route->name) ? jsond_handler_of(route) : NULL;
-    if (!h || !h->fixed)
+    const jsond_handler *h = fixed_handler(c->lst, route);
+    if (!h)
         return 0;
     jsond_stats_request(c->stats, route->name);
     if (jsond_output_write(c->out, h->fixed, h->fixed_len) < 0 ||

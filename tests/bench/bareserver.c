@@ -12,14 +12,14 @@
  */
 #define _GNU_SOURCE /* accept4 */
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "listen.h"
 
 #define HELLO "{\"msg\":\"Hello World\",\"data\":\"x\"}\n"
 
@@ -34,22 +34,9 @@ int main(int argc, char **argv)
         }
         port = (unsigned)strtoul(optarg, NULL, 10);
     }
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof sin);
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((unsigned short)port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    socklen_t sl = sizeof sin;
-    if (l < 0 || setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(l, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(l, 1024) < 0 ||
-        getsockname(l, (struct sockaddr *)&sin, &sl) < 0) {
-        fprintf(stderr, "bareserver: cannot listen: %s\n", strerror(errno));
+    int l = bench_listen(port, 1024, "bareserver");
+    if (l < 0)
         return 1;
-    }
-    printf("port=%u\n", (unsigned)ntohs(sin.sin_port));
-    fflush(stdout);
     for (;;) {
         int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {

@@ -302,6 +302,11 @@ def run(args, **kw):
                           timeout=3 * SLOW, **kw)
 
 
+def built_with_systemd():
+    """jsond was built with libsystemd (notify, passed sockets): -V says so."""
+    return ", systemd" in run(["-V"]).stdout
+
+
 class Closed(AssertionError):
     """The daemon closed the connection where a reply was expected."""
 

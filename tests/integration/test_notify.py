@@ -25,7 +25,7 @@ import threading
 import time
 
 from jsondtest import (HELLO, JSOND_TESTD, LISTEN_RE, SLOW, SRCDIR, Client, Daemon, config,
-                       main, recv_all, reload, run, unittest, wait_pool)
+                       built_with_systemd, main, recv_all, reload, unittest, wait_pool)
 
 CONF = config("""
     [listen plain]
@@ -51,9 +51,6 @@ BROKEN = CONF + "[route\n"
 STATUS_RE = re.compile(r"(?P<open>\d+) connections open, (?P<rate>[\d.]+) requests/s, "
                        r"(?P<queued>\d+) jobs queued; \d+ connections accepted, \d+ refused$")
 
-
-def built_with_systemd():
-    return ", systemd" in run(["-V"]).stdout
 
 
 class Notifications:

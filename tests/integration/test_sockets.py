@@ -14,13 +14,10 @@ import re
 import socket
 
 from jsondtest import (HELLO, JSOND, SLOW, WRAPPER, Daemon, config, main, recv_all, reload,
-                       run, started, unittest)
+                       built_with_systemd, started, unittest)
 
 PASSED_RE = re.compile(r"listening on (\S+) (\S+) \(passed in as fd (\d+), named (\S*)\)")
 
-
-def built_with_systemd():
-    return ", systemd" in run(["-V"]).stdout
 
 
 def tcp_listener(host="127.0.0.1"):
