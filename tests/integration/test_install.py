@@ -72,6 +72,24 @@ class Install(unittest.TestCase):
                              capture_output=True, text=True, env=env, timeout=10 * SLOW)
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
 
+    def test_units_installed(self):
+        # In systemd's unit directory (wherever configure put it), filled
+        # with the install's paths: no placeholder left, ExecStart naming
+        # the installed daemon and config.
+        self.install()
+        units = {os.path.basename(f): os.path.join(self.dest, f)
+                 for f in files_under(self.dest) if f.endswith(("/jsond.service", "/jsond.socket"))}
+        self.assertEqual(sorted(units), ["jsond.service", "jsond.socket"])
+        self.assertEqual(os.path.dirname(units["jsond.service"]),
+                         os.path.dirname(units["jsond.socket"]))
+        with open(units["jsond.service"]) as f:
+            service = f.read()
+        self.assertNotRegex(service, r"@[a-z]+@")
+        # The paths of this install: make install prefix=... included.
+        self.assertRegex(service, r"(?m)^ExecStart=%s/sbin/jsond -c %s/etc/jsond/jsond\.conf$"
+                         % (PREFIX, PREFIX))
+        self.assertRegex(service, r"(?m)^Type=notify$")
+
     def test_admin_config_kept(self):
         self.install()
         conf = os.path.join(self.root, "etc/jsond/jsond.conf")
