@@ -56,7 +56,8 @@ typedef struct reply {
     int given;         /* the outcome below is here */
     int counted;       /* in the connection's calls in flight */
     int begun;         /* a batch member whose bytes have started */
-    json_t *doc;       /* the reply document, or */
+    json_t *doc;       /* the reply document (`wrap`: the handler's result), or */
+    int wrap;          /* doc goes out in the call's envelope (jsond_proto_dump_result) */
     const char *fixed; /* a fixed reply, written at once (see give_fixed), or */
     size_t fixed_len;
     struct evbuffer *bytes;        /* a batch member's, serialized when given, or */
@@ -72,7 +73,8 @@ struct slot {
     slot *next;
     jsond_conn *c;
     jsond_request request;
-    reply *replies;
+    reply *replies; /* &one, or a batch's */
+    reply one;
     size_t started; /* calls dispatched so far */
     size_t owed;    /* started calls not answered yet (+1 while a line is filled) */
     size_t turn;    /* streaming: the next member to write */
@@ -113,6 +115,7 @@ struct jsond_conn {
     int eof;                 /* the client shut its side: no more input */
     int draining;            /* the server is shutting down */
     int rpc_seen;            /* the client has sent a JSON-RPC request */
+    int processing;          /* in process(): lines are being run */
     /* Set deep inside a reply's path, where closing would free the
      * connection under its callers; the resume event closes it. */
     int doomed;
@@ -139,6 +142,7 @@ static void drop_outcome(reply *r)
     r->ops = NULL;
     json_decref(r->doc);
     r->doc = NULL;
+    r->wrap = 0;
     r->fixed = NULL;
     if (r->bytes)
         evbuffer_free(r->bytes);
@@ -162,7 +166,8 @@ static void slot_free(slot *s)
         c->pending = NULL;
     if (c->batch == s)
         c->batch = NULL;
-    free(s->replies);
+    if (s->replies != &s->one)
+        free(s->replies);
     jsond_request_fini(&s->request);
     free(s);
 }
@@ -343,24 +348,33 @@ static const char *oom_text(const jsond_proto_call *call)
                      : "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 }
 
+/* Appends `r`'s document: a handler's result in its envelope, or an error
+ * reply as it is. */
+static int dump_doc(jsond_dumper *d, const reply *r)
+{
+    return r->wrap ? jsond_proto_dump_result(d, r->call, r->doc) : jsond_dump(d, r->doc);
+}
+
 /* Appends `r`'s reply to `dst`; on failure part of it may be there. */
 static int dump_to(struct evbuffer *dst, reply *r)
 {
-    jsond_dumper d = {.n = 0, .spill = dst};
+    jsond_dumper d;
+    jsond_dumper_init(&d, dst);
     if (r->bytes)
         return evbuffer_add_buffer(dst, r->bytes);
     if (!r->doc) {
         const char *text = oom_text(r->call);
         return evbuffer_add(dst, text, strlen(text));
     }
-    return jsond_dump(&d, r->doc) < 0 ? -1 : evbuffer_add(dst, d.buf, d.n);
+    return dump_doc(&d, r) < 0 ? -1 : evbuffer_add(dst, d.buf, d.n);
 }
 
 static int write_doc(jsond_output *out, reply *r)
 {
-    jsond_dumper d = {.n = 0, .spill = NULL};
+    jsond_dumper d;
+    jsond_dumper_init(&d, NULL);
     int rc;
-    if (!r->doc || jsond_dump(&d, r->doc) < 0) {
+    if (!r->doc || dump_doc(&d, r) < 0) {
         const char *text = oom_text(r->call);
         rc = jsond_output_write(out, text, strlen(text));
     } else if (!d.spill) {
@@ -487,6 +501,10 @@ static void flush(jsond_conn *c)
             return;
         }
     }
+    /* Within process(), which re-arms the timer and goes on with the
+     * pass itself, there is nothing more to do per reply. */
+    if (c->processing)
+        return;
     /* Idleness counts from the last reply, not from a request that took
      * longer than idle_timeout to answer. */
     if (!c->head && !c->batch && c->state == SERVING && c->lst->requests)
@@ -507,8 +525,9 @@ static void given(reply *r)
         if (r->call->silent)
             drop_outcome(r);
         else if (r->doc && (r->bytes = evbuffer_new())) {
-            jsond_dumper d = {.n = 0, .spill = r->bytes};
-            if (jsond_dump(&d, r->doc) == 0 && evbuffer_add(r->bytes, d.buf, d.n) == 0) {
+            jsond_dumper d;
+            jsond_dumper_init(&d, r->bytes);
+            if (dump_doc(&d, r) == 0 && evbuffer_add(r->bytes, d.buf, d.n) == 0) {
                 json_decref(r->doc);
                 r->doc = NULL;
             } else {
@@ -554,7 +573,8 @@ static void reply_done_cb(jsond_req *req, void *arg)
                 r->ops = NULL;
             }
         } else {
-            r->doc = jsond_proto_result(r->call, o->reply);
+            r->doc = o->reply;
+            r->wrap = 1;
             o->reply = NULL;
         }
         /* Out of memory on any path above leaves no doc: it is said so. */
@@ -646,18 +666,30 @@ static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
     jsond_req_run(req);
 }
 
-/* Queues a slot for `request` (taken over on success). */
-static slot *push_slot(jsond_conn *c, const jsond_request *request)
+/* Queues a slot for a request line parsed from `line` under `mode`, or,
+ * with `line` NULL, for one empty call that the caller fills in. NULL when
+ * out of memory. A single call and its reply live in the slot itself. */
+static slot *push_slot(jsond_conn *c, const char *line, size_t len, int mode)
 {
     slot *s = calloc(1, sizeof *s);
-    if (!s || !(s->replies = calloc(request->ncalls, sizeof *s->replies))) {
+    if (!s)
+        return NULL;
+    if (!line)
+        jsond_request_one(&s->request);
+    else if (jsond_proto_parse(line, len, mode, &s->request) < 0) {
         free(s);
         return NULL;
     }
-    s->request = *request;
+    size_t n = s->request.ncalls;
+    s->replies = n == 1 ? &s->one : calloc(n, sizeof *s->replies);
+    if (!s->replies) {
+        jsond_request_fini(&s->request);
+        free(s);
+        return NULL;
+    }
     s->c = c;
-    s->owed = request->ncalls;
-    for (size_t i = 0; i < request->ncalls; i++) {
+    s->owed = n;
+    for (size_t i = 0; i < n; i++) {
         s->replies[i].s = s;
         s->replies[i].call = &s->request.calls[i];
     }
@@ -692,15 +724,10 @@ static int run_line(jsond_conn *c, const char *line, size_t len, const cfg_liste
 {
     int mode = (c->rpc_seen ? JSOND_PROTO_RPC_SEEN : 0) |
                (lst && lst->protocol == JSOND_PROTOCOL_JSONRPC ? JSOND_PROTO_RPC_ONLY : 0);
-    jsond_request request;
-    if (jsond_proto_parse(line, len, mode, &request) < 0)
+    slot *s = push_slot(c, line, len, mode);
+    if (!s)
         return -1;
-    slot *s = push_slot(c, &request);
-    if (!s) {
-        jsond_request_fini(&request);
-        return -1;
-    }
-    c->rpc_seen |= request.rpc;
+    c->rpc_seen |= s->request.rpc;
     if (s->request.batch) {
         c->pending = s;
         start_members(c);
@@ -746,12 +773,9 @@ static int too_large(jsond_conn *c)
 {
     jsond_log(JSOND_LOG_INFO, "%s sent a request line over %zu bytes: closing", c->peer,
               c->cfg->server.max_request_size);
-    jsond_request request = {.calls = calloc(1, sizeof(jsond_proto_call)), .ncalls = 1};
-    slot *s = request.calls ? push_slot(c, &request) : NULL;
-    if (!s) {
-        free(request.calls);
+    slot *s = push_slot(c, NULL, 0, 0);
+    if (!s)
         return -1;
-    }
     /* The line is never parsed, so its id is unknown: the error is shaped by
      * the protocol the client speaks, with id null under JSON-RPC. */
     jsond_proto_call *call = &s->request.calls[0];
@@ -856,7 +880,10 @@ static int process_lines(jsond_conn *c, int *ran)
  * armed once per pass, not once per line of a pipelined read. */
 static int process(jsond_conn *c)
 {
-    int ran = 0, rc = process_lines(c, &ran);
+    int ran = 0;
+    c->processing = 1;
+    int rc = process_lines(c, &ran);
+    c->processing = 0;
     if (ran && !c->doomed && c->state == SERVING)
         arm_timer(c, c->cfg->server.idle_timeout_ms);
     return rc;

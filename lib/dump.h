@@ -24,6 +24,15 @@ typedef struct jsond_dumper {
     struct evbuffer *spill; /* its head, if it did not fit; NULL or given */
 } jsond_dumper;
 
+/* Starts an empty text, with its head going to `spill` (NULL: made when
+ * needed). The buffer is left as it is: zeroing 4 KB per reply would cost
+ * more than a small reply's whole encoding. */
+static inline void jsond_dumper_init(jsond_dumper *d, struct evbuffer *spill)
+{
+    d->n = 0;
+    d->spill = spill;
+}
+
 /* Appends raw bytes. 0, or -1 out of memory. */
 int jsond_dump_bytes(jsond_dumper *d, const char *p, size_t len);
 

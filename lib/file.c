@@ -152,7 +152,8 @@ out:
 /* Its bytes, serialized once; NULL when out of memory. */
 static file *file_new(json_t *doc)
 {
-    jsond_dumper d = {.n = 0, .spill = NULL};
+    jsond_dumper d;
+    jsond_dumper_init(&d, NULL);
     if (jsond_dump(&d, doc) < 0) {
         if (d.spill)
             evbuffer_free(d.spill);

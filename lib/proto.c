@@ -44,9 +44,15 @@ static void not_json(jsond_proto_call *c, int mode, const char *message)
     }
 }
 
-static int set_route(jsond_proto_call *c, const char *name)
+static int set_route(jsond_proto_call *c, const char *name, size_t len)
 {
-    c->route = strdup(name);
+    if (len < sizeof c->name) {
+        memcpy(c->name, name, len);
+        c->name[len] = '\0';
+        c->route = c->name;
+    } else {
+        c->route = strndup(name, len);
+    }
     return c->route ? 0 : -1;
 }
 
@@ -71,7 +77,7 @@ static int parse_rpc(json_t *obj, jsond_proto_call *c)
     c->id = json_incref(id);
     c->silent = !id;
     c->args = json_incref(params);
-    return set_route(c, json_string_value(method));
+    return set_route(c, json_string_value(method), json_string_length(method));
 }
 
 /* {"route": ..., "args": {...}, "id": ...} */
@@ -89,7 +95,7 @@ static int parse_plain(json_t *obj, jsond_proto_call *c)
         return 0;
     }
     c->args = json_incref(args);
-    return set_route(c, json_string_value(route));
+    return set_route(c, json_string_value(route), json_string_length(route));
 }
 
 static int parse_object(json_t *obj, int mode, jsond_proto_call *c)
@@ -105,8 +111,20 @@ static int parse_object(json_t *obj, int mode, jsond_proto_call *c)
     return parse_plain(obj, c);
 }
 
+void jsond_request_one(jsond_request *out)
+{
+    memset(out, 0, sizeof *out);
+    out->calls = &out->one;
+    out->ncalls = 1;
+}
+
 static int alloc_calls(jsond_request *r, size_t n)
 {
+    if (n == 1) {
+        r->calls = &r->one;
+        r->ncalls = 1;
+        return 0;
+    }
     r->calls = calloc(n, sizeof *r->calls);
     if (!r->calls)
         return -1;
@@ -213,8 +231,7 @@ static int parse_shorthand(const char *line, size_t len, int mode, jsond_request
             return 0;
         }
     }
-    c->route = strndup(line, n);
-    return c->route ? 0 : -1;
+    return set_route(c, line, n);
 }
 
 int jsond_proto_parse(const char *line, size_t len, int mode, jsond_request *out)
@@ -236,11 +253,13 @@ int jsond_proto_parse(const char *line, size_t len, int mode, jsond_request *out
 void jsond_request_fini(jsond_request *r)
 {
     for (size_t i = 0; i < r->ncalls; i++) {
-        free(r->calls[i].route);
+        if (r->calls[i].route != r->calls[i].name)
+            free(r->calls[i].route);
         json_decref(r->calls[i].args);
         json_decref(r->calls[i].id);
     }
-    free(r->calls);
+    if (r->calls != &r->one)
+        free(r->calls);
     memset(r, 0, sizeof *r);
 }
 
@@ -266,11 +285,22 @@ static json_t *rpc_id(const jsond_proto_call *call)
     return call->id ? json_incref(call->id) : json_null();
 }
 
-json_t *jsond_proto_result(const jsond_proto_call *call, json_t *result)
+/* A JSON-RPC result envelope is RESULT_HEAD, the result, ID_HEAD, the id
+ * and '}': the key order jansson keeps for {"jsonrpc","result","id"}. */
+#define RESULT_HEAD "{\"jsonrpc\":\"2.0\",\"result\":"
+#define ID_HEAD     ",\"id\":"
+
+int jsond_proto_dump_result(jsond_dumper *d, const jsond_proto_call *call, const json_t *result)
 {
     if (!call->rpc)
-        return result;
-    return json_pack("{s:s,s:o,s:o}", "jsonrpc", "2.0", "result", result, "id", rpc_id(call));
+        return jsond_dump(d, result);
+    if (jsond_dump_bytes(d, RESULT_HEAD, sizeof RESULT_HEAD - 1) < 0 || jsond_dump(d, result) < 0 ||
+        jsond_dump_bytes(d, ID_HEAD, sizeof ID_HEAD - 1) < 0)
+        return -1;
+    /* json_null() is a constant: no reference to take or drop. */
+    if (jsond_dump(d, call->id ? call->id : json_null()) < 0)
+        return -1;
+    return jsond_dump_bytes(d, "}", 1);
 }
 
 /* Bytes of the valid UTF-8 sequence at s (n > 0 bytes left), or 0. */
@@ -360,8 +390,8 @@ int jsond_proto_wrap(const jsond_proto_call *call, char **prefix, char **suffix)
         json_t *id = rpc_id(call);
         char *idtext = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
         json_decref(id);
-        *prefix = strdup("{\"jsonrpc\":\"2.0\",\"result\":");
-        if (idtext && asprintf(suffix, ",\"id\":%s}", idtext) < 0)
+        *prefix = strdup(RESULT_HEAD);
+        if (idtext && asprintf(suffix, ID_HEAD "%s}", idtext) < 0)
             *suffix = NULL;
         free(idtext);
     }

@@ -19,16 +19,19 @@
 
 #include <jansson.h>
 
+#include "config.h"
+#include "dump.h"
 #include "jsond.h"
 
 /* One call of a request line (not jsond_call(), the bridge's call between
  * routes: this is what the client sent). */
 typedef struct jsond_proto_call {
-    char *route;  /* NULL when the call failed to parse */
-    json_t *args; /* object, array (JSON-RPC params by position), or NULL */
-    json_t *id;   /* the request's id, or NULL when it had none */
-    int rpc;      /* reply with JSON-RPC 2.0 envelopes */
-    int silent;   /* a JSON-RPC notification: no reply, even on error */
+    char *route;                   /* NULL when the call failed to parse; `name` or malloc'ed */
+    char name[JSOND_NAME_MAX + 1]; /* a route name that fits, with no allocation */
+    json_t *args;                  /* object, array (JSON-RPC params by position), or NULL */
+    json_t *id;                    /* the request's id, or NULL when it had none */
+    int rpc;                       /* reply with JSON-RPC 2.0 envelopes */
+    int silent;                    /* a JSON-RPC notification: no reply, even on error */
     /* A call that failed to parse carries the error to reply with. */
     int failed;
     jsond_code code;
@@ -36,12 +39,14 @@ typedef struct jsond_proto_call {
     const char *message;
 } jsond_proto_call;
 
-/* One request line: a call, or the members of a batch. */
+/* One request line: a call, or the members of a batch. A single call is
+ * `one`, inside the request, so a request must not move once parsed. */
 typedef struct jsond_request {
-    jsond_proto_call *calls;
+    jsond_proto_call *calls; /* &one, or the batch's members */
     size_t ncalls;
     int batch; /* replies go out as one JSON array (none if all are silent) */
     int rpc;   /* the line was JSON-RPC: later parse errors become -32700 */
+    jsond_proto_call one;
 } jsond_request;
 
 /* Modes of a connection, for jsond_proto_parse(). */
@@ -55,14 +60,21 @@ enum {
 };
 
 /* Parses one line (without its line ending) under `mode` (JSOND_PROTO_*
- * flags). Returns 0, or -1 when out of memory. */
+ * flags) into `out`, which must stay where it is (see jsond_request).
+ * Returns 0, or -1 when out of memory. */
 int jsond_proto_parse(const char *line, size_t len, int mode, jsond_request *out);
+
+/* Makes `out` a request of one empty call, for a line that is never parsed:
+ * the caller fills in the call's failure. */
+void jsond_request_one(jsond_request *out);
 
 void jsond_request_fini(jsond_request *r);
 
-/* The reply document for `call`: the handler's result as it is (plain) or
- * in a JSON-RPC envelope. Steals `result`. NULL when out of memory. */
-json_t *jsond_proto_result(const jsond_proto_call *call, json_t *result);
+/* Appends the reply to `call` made of the handler's `result`: the result as
+ * it is (plain), or in a JSON-RPC envelope written around it, so that no
+ * document is built for the envelope. The bytes are json_dumps()'s of the
+ * envelope document. 0, or -1 as jsond_dump(). */
+int jsond_proto_dump_result(jsond_dumper *d, const jsond_proto_call *call, const json_t *result);
 
 /* An error reply for `call`. `params` marks a bad_request raised by the
  * handler (JSON-RPC -32602) rather than by the protocol (-32600). */

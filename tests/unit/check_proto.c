@@ -69,6 +69,21 @@ static const char *take_text(json_t *doc)
     return t;
 }
 
+/* Takes `result` and returns the text of the reply to `call` made of it. */
+static const char *result_text(const jsond_proto_call *call, json_t *result)
+{
+    static char buf[4096];
+    jsond_dumper d;
+    jsond_dumper_init(&d, NULL);
+    ck_assert_int_eq(jsond_proto_dump_result(&d, call, result), 0);
+    json_decref(result);
+    ck_assert_ptr_null(d.spill);
+    ck_assert_uint_lt(d.n, sizeof buf);
+    memcpy(buf, d.buf, d.n);
+    buf[d.n] = '\0';
+    return buf;
+}
+
 /* The single call of `req`, a call that parsed: route, args, id. */
 static const jsond_proto_call *ok_call(const char *route, const char *args, const char *id)
 {
@@ -629,13 +644,10 @@ END_TEST
 START_TEST(test_result_plain)
 {
     parse("{\"route\":\"echo\",\"id\":7}", AUTO);
-    json_t *result = json_pack("{s:i}", "n", 1);
     /* a plain reply is the handler's JSON as it is, without the id */
-    json_t *doc = jsond_proto_result(&req.calls[0], result);
-    ck_assert_ptr_eq(doc, result);
-    ck_assert_str_eq(take_text(doc), "{\"n\":1}");
+    ck_assert_str_eq(result_text(&req.calls[0], json_pack("{s:i}", "n", 1)), "{\"n\":1}");
     parse("hello", AUTO);
-    ck_assert_str_eq(take_text(jsond_proto_result(&req.calls[0], json_array())), "[]");
+    ck_assert_str_eq(result_text(&req.calls[0], json_array()), "[]");
 }
 END_TEST
 
@@ -647,16 +659,34 @@ START_TEST(test_result_rpc)
         snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"id\":%s}", ids[i]);
         parse(line, AUTO);
         snprintf(want, sizeof want, "{\"jsonrpc\":\"2.0\",\"result\":{\"n\":1},\"id\":%s}", ids[i]);
-        ck_assert_str_eq(take_text(jsond_proto_result(&req.calls[0], json_pack("{s:i}", "n", 1))),
-                         want);
+        ck_assert_str_eq(result_text(&req.calls[0], json_pack("{s:i}", "n", 1)), want);
     }
     /* a result that is not an object */
     parse("{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"id\":1}", AUTO);
-    ck_assert_str_eq(take_text(jsond_proto_result(&req.calls[0], json_integer(19))),
+    ck_assert_str_eq(result_text(&req.calls[0], json_integer(19)),
                      "{\"jsonrpc\":\"2.0\",\"result\":19,\"id\":1}");
+    /* the same bytes as json_dumps of the envelope as a document */
+    const char *docs[] = {"[]", "{}", "\"\\u00e9\\n\\ud83d\\ude00\"", "-1e-300",
+                          "[{\"b\":[null,true]}]"};
+    const char *more_ids[] = {"\"\\u0001\\u00ff\"", "-9223372036854775808", "1e300"};
+    for (size_t i = 0; i < sizeof docs / sizeof *docs; i++) {
+        for (size_t k = 0; k < sizeof more_ids / sizeof *more_ids; k++) {
+            char line[256];
+            snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"id\":%s}",
+                     more_ids[k]);
+            parse(line, AUTO);
+            json_t *result = json_loads(docs[i], JSON_DECODE_ANY, NULL);
+            json_t *env = json_pack("{s:s,s:O,s:O}", "jsonrpc", "2.0", "result", result, "id",
+                                    req.calls[0].id);
+            char *want = json_dumps(env, JSON_COMPACT | JSON_ENCODE_ANY);
+            ck_assert_str_eq(result_text(&req.calls[0], result), want);
+            free(want);
+            json_decref(env);
+        }
+    }
     /* the envelope of a notification, should one be asked for: id null */
     parse("{\"jsonrpc\":\"2.0\",\"method\":\"m\"}", AUTO);
-    ck_assert_str_eq(take_text(jsond_proto_result(&req.calls[0], json_null())),
+    ck_assert_str_eq(result_text(&req.calls[0], json_null()),
                      "{\"jsonrpc\":\"2.0\",\"result\":null,\"id\":null}");
 }
 END_TEST
@@ -780,7 +810,7 @@ START_TEST(test_error_message_not_utf8)
 }
 END_TEST
 
-/* prefix + producer bytes + suffix == the envelope jsond_proto_result makes. */
+/* prefix + producer bytes + suffix == the envelope jsond_proto_dump_result writes. */
 static void check_wrap(const char *line, const char *want_prefix, const char *want_suffix)
 {
     char *prefix = NULL, *suffix = NULL;
@@ -792,7 +822,7 @@ static void check_wrap(const char *line, const char *want_prefix, const char *wa
     char whole[1024];
     snprintf(whole, sizeof whole, "%s%s%s", prefix, body, suffix);
     json_t *result = json_loads(body, 0, NULL);
-    ck_assert_str_eq(whole, take_text(jsond_proto_result(&req.calls[0], result)));
+    ck_assert_str_eq(whole, result_text(&req.calls[0], result));
     free(prefix);
     free(suffix);
 }
