@@ -30,6 +30,7 @@
 
 #include "conn.h"
 #include "dump.h"
+#include "encode.h"
 #include "handler.h"
 #include "output.h"
 #include "proto.h"
@@ -348,68 +349,83 @@ static const char *oom_text(const jsond_proto_call *call)
                      : "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 }
 
-/* Appends `r`'s document: a handler's result in its envelope, or an error
- * reply as it is. */
+/* Appends `r`'s document while it fits the dumper's buffer: a handler's
+ * result in its envelope, or an error reply as it is. 1: it does not fit. */
 static int dump_doc(jsond_dumper *d, const reply *r)
 {
     return r->wrap ? jsond_proto_dump_result(d, r->call, r->doc) : jsond_dump(d, r->doc);
 }
 
-/* Appends `r`'s reply to `dst`; on failure part of it may be there. */
-static int dump_to(struct evbuffer *dst, reply *r)
+/* A document too large for the dumper's buffer goes out through the
+ * encoder as a producer, written into the output as room allows, so that
+ * its text never exists whole. Out of memory the document is dropped: the
+ * reply says so. */
+static void produce_doc(reply *r)
 {
-    jsond_dumper d;
-    jsond_dumper_init(&d, dst);
-    if (r->bytes)
-        return evbuffer_add_buffer(dst, r->bytes);
-    if (!r->doc) {
-        const char *text = oom_text(r->call);
-        return evbuffer_add(dst, text, strlen(text));
+    jsond_encoder *e = jsond_encoder_new(r->doc);
+    if (e && (!r->wrap || jsond_proto_wrap(r->call, &r->prefix, &r->suffix) == 0)) {
+        r->ops = &jsond_encoder_producer;
+        r->self = e;
+    } else {
+        jsond_encoder_free(e);
     }
-    return dump_doc(&d, r) < 0 ? -1 : evbuffer_add(dst, d.buf, d.n);
+    json_decref(r->doc);
+    r->doc = NULL;
+    r->wrap = 0;
 }
 
-static int write_doc(jsond_output *out, reply *r)
+/* Appends `r`'s bytes to `dst` (a batch member that fits, or the reply
+ * that stands in when out of memory). */
+static int dump_to(struct evbuffer *dst, reply *r)
 {
-    jsond_dumper d;
-    jsond_dumper_init(&d, NULL);
-    int rc;
-    if (!r->doc || dump_doc(&d, r) < 0) {
-        const char *text = oom_text(r->call);
-        rc = jsond_output_write(out, text, strlen(text));
-    } else if (!d.spill) {
-        rc = jsond_output_write(out, d.buf, d.n);
-    } else {
-        rc = evbuffer_add(d.spill, d.buf, d.n) < 0 ? -1 : jsond_output_write_buffer(out, d.spill);
-    }
-    if (d.spill)
-        evbuffer_free(d.spill);
-    return rc;
+    if (r->bytes)
+        return evbuffer_add_buffer(dst, r->bytes);
+    const char *text = oom_text(r->call);
+    return evbuffer_add(dst, text, strlen(text));
 }
 
 /* ---- replies, in order ------------------------------------------------ */
 
+/* Writes an envelope's part; NULL is none. */
+static int write_part(jsond_output *out, const char *part)
+{
+    return part ? jsond_output_write(out, part, strlen(part)) : 0;
+}
+
 static int write_reply(jsond_output *out, reply *r)
 {
     if (r->fixed) {
-        int failed = r->prefix && jsond_output_write(out, r->prefix, strlen(r->prefix)) < 0;
+        int failed = write_part(out, r->prefix) < 0;
         failed = failed || jsond_output_write(out, r->fixed, r->fixed_len) < 0;
-        failed = failed || (r->suffix && jsond_output_write(out, r->suffix, strlen(r->suffix)) < 0);
+        failed = failed || write_part(out, r->suffix) < 0;
         return failed ? -1 : 0;
     }
     if (r->bytes)
         return jsond_output_write_buffer(out, r->bytes);
-    if (!r->ops)
-        return write_doc(out, r);
+    if (r->doc) {
+        jsond_dumper d;
+        jsond_dumper_init_bounded(&d, NULL, JSOND_DUMP_BUF);
+        int rc = dump_doc(&d, r);
+        if (rc == 0)
+            return jsond_output_write(out, d.buf, d.n);
+        if (rc > 0)
+            produce_doc(r);
+        else
+            drop_outcome(r); /* said as out of memory */
+    }
+    if (!r->ops) {
+        const char *text = oom_text(r->call);
+        return jsond_output_write(out, text, strlen(text));
+    }
     const jsond_producer_ops *ops = r->ops;
     r->ops = NULL; /* the output owns the producer from here, even on failure */
-    if (jsond_output_write(out, r->prefix, strlen(r->prefix)) < 0) {
+    if (write_part(out, r->prefix) < 0) {
         ops->stop(r->self);
         return -1;
     }
     if (jsond_output_produce(out, ops, r->self) < 0)
         return -1;
-    return jsond_output_write(out, r->suffix, strlen(r->suffix));
+    return write_part(out, r->suffix);
 }
 
 /* A batch's members, written by the output in order as they are done: the
@@ -434,11 +450,13 @@ static jsond_produce batch_proceed(void *self, struct evbuffer *buf, size_t want
         } else {
             if (!r->begun) {
                 r->begun = 1;
+                if (r->doc)
+                    produce_doc(r); /* it did not fit when given */
                 if (r->ops && r->ops->bind)
                     r->ops->bind(r->self, c->out); /* its feeder wakes the batch */
                 if (evbuffer_add(buf, s->written++ ? "," : "[", 1) < 0 ||
-                    (r->ops ? evbuffer_add(buf, r->prefix, strlen(r->prefix)) : dump_to(buf, r)) <
-                        0)
+                    (r->ops ? r->prefix && evbuffer_add(buf, r->prefix, strlen(r->prefix)) < 0
+                            : dump_to(buf, r) < 0))
                     return JSOND_PRODUCE_ERROR;
             }
             if (r->ops) {
@@ -448,7 +466,7 @@ static jsond_produce batch_proceed(void *self, struct evbuffer *buf, size_t want
                     return rc; /* a member that waits is woken like the batch */
                 r->ops->stop(r->self);
                 r->ops = NULL;
-                if (evbuffer_add(buf, r->suffix, strlen(r->suffix)) < 0)
+                if (r->suffix && evbuffer_add(buf, r->suffix, strlen(r->suffix)) < 0)
                     return JSOND_PRODUCE_ERROR;
             }
             drop_outcome(r);
@@ -521,15 +539,18 @@ static void given(reply *r)
     s->owed--;
     if (s->request.batch) {
         /* A member may wait behind slower ones: as bytes it holds a tenth
-         * of its tree's memory, and a notification's reply none at all. */
-        if (r->call->silent)
+         * of its tree's memory, and a notification's reply none at all. One
+         * larger than the output buffer stays a tree, encoded when written,
+         * so that its text never exists whole. */
+        if (r->call->silent) {
             drop_outcome(r);
-        else if (r->doc && (r->bytes = evbuffer_new())) {
+        } else if (r->doc && (r->bytes = evbuffer_new())) {
             jsond_dumper d;
-            jsond_dumper_init(&d, r->bytes);
+            jsond_dumper_init_bounded(&d, r->bytes, s->c->cfg->server.output_buffer);
             if (dump_doc(&d, r) == 0 && evbuffer_add(r->bytes, d.buf, d.n) == 0) {
                 json_decref(r->doc);
                 r->doc = NULL;
+                r->wrap = 0;
             } else {
                 evbuffer_free(r->bytes); /* the doc is tried again when written */
                 r->bytes = NULL;

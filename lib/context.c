@@ -9,7 +9,10 @@
 #include "autoconfig.h"
 #include "jsond.h"
 
-static _Thread_local jsond_ctx thread_ctx = JSOND_CTX_OTHER;
+/* initial-exec, as watch.c's: read on every reply, and libjsond is loaded
+ * with the program, so no __tls_get_addr() call per read. */
+static _Thread_local jsond_ctx thread_ctx __attribute__((tls_model("initial-exec"))) =
+    JSOND_CTX_OTHER;
 
 jsond_ctx jsond_context(void)
 {

@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "autoconfig.h"
+#include <stdint.h>
 #include <string.h>
 
 #include "dump.h"
@@ -16,6 +17,8 @@ int jsond_dump_bytes(jsond_dumper *d, const char *p, size_t len)
         d->n += len;
         return 0;
     }
+    if (d->max && (d->spill ? evbuffer_get_length(d->spill) : 0) + d->n + len > d->max)
+        return 1;
     if (!d->spill && !(d->spill = evbuffer_new()))
         return -1;
     if (evbuffer_add(d->spill, d->buf, d->n) < 0)
@@ -30,5 +33,8 @@ int jsond_dump_bytes(jsond_dumper *d, const char *p, size_t len)
 
 int jsond_dump(jsond_dumper *d, const json_t *doc)
 {
-    return jsond_encode_buf(doc, d->buf, sizeof d->buf, &d->n, &d->spill);
+    if (!d->max)
+        return jsond_encode_buf(doc, d->buf, sizeof d->buf, &d->n, &d->spill, SIZE_MAX);
+    return jsond_encode_buf(doc, d->buf, sizeof d->buf, &d->n,
+                            d->max > sizeof d->buf ? &d->spill : NULL, d->max);
 }

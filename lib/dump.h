@@ -22,6 +22,7 @@ typedef struct jsond_dumper {
     char buf[JSOND_DUMP_BUF];
     size_t n;               /* bytes in buf: the text's tail */
     struct evbuffer *spill; /* its head, if it did not fit; NULL or given */
+    size_t max;             /* if not 0, the most text it may hold, spill included */
 } jsond_dumper;
 
 /* Starts an empty text, with its head going to `spill` (NULL: made when
@@ -31,6 +32,18 @@ static inline void jsond_dumper_init(jsond_dumper *d, struct evbuffer *spill)
 {
     d->n = 0;
     d->spill = spill;
+    d->max = 0;
+}
+
+/* Starts an empty text of at most `max` bytes (JSOND_DUMP_BUF or less: it
+ * must fit the buffer, and nothing spills): for a caller with a better way
+ * to write a larger one (the encoder, writing as the output takes it). The
+ * appends below return 1 when the text goes past that; what the dumper
+ * then holds is a part, to be thrown away. */
+static inline void jsond_dumper_init_bounded(jsond_dumper *d, struct evbuffer *spill, size_t max)
+{
+    jsond_dumper_init(d, spill);
+    d->max = max;
 }
 
 /* Appends raw bytes. 0, or -1 out of memory. */
@@ -38,7 +51,8 @@ int jsond_dump_bytes(jsond_dumper *d, const char *p, size_t len);
 
 /* Appends `doc`, compact, exactly as json_dumps(JSON_COMPACT |
  * JSON_ENCODE_ANY) writes it. 0, or -1 out of memory or a document
- * json_dumps refuses (see encode.h); part of it may have been appended. */
+ * json_dumps refuses (see encode.h); part of it may have been appended.
+ * Bounded: 1 when it does not fit. */
 int jsond_dump(jsond_dumper *d, const json_t *doc);
 
 #endif /* JSOND_DUMP_H */

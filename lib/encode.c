@@ -65,6 +65,7 @@ typedef struct sink {
     char *buf;    /* the caller's buffer, its length and its spill */
     size_t *len;
     struct evbuffer **spill;
+    int full; /* no spill, and the caller's buffer is full */
 } sink;
 
 typedef struct state {
@@ -110,8 +111,10 @@ static int refill(sink *k, size_t need)
         /* The caller's buffer is full: its bytes go to the spill, and the
          * rest of the text follows there. */
         size_t used = (size_t)(k->p - k->buf);
-        if (!k->spill)
+        if (!k->spill) {
+            k->full = 1;
             return -1;
+        }
         if (!*k->spill && !(*k->spill = evbuffer_new()))
             return -1;
         if (used && evbuffer_add(*k->spill, k->buf, used) < 0)
@@ -810,7 +813,8 @@ int jsond_encoder_run(jsond_encoder *e, struct evbuffer *out, size_t limit)
     return r;
 }
 
-int jsond_encode_buf(const json_t *doc, char *buf, size_t cap, size_t *len, struct evbuffer **spill)
+int jsond_encode_buf(const json_t *doc, char *buf, size_t cap, size_t *len, struct evbuffer **spill,
+                     size_t limit)
 {
     state st;
     state_init(&st, doc);
@@ -818,11 +822,12 @@ int jsond_encode_buf(const json_t *doc, char *buf, size_t cap, size_t *len, stru
               .end = buf + cap,
               .base = buf + *len,
               .out = NULL,
-              .limit = SIZE_MAX,
+              .limit = limit,
               .total = 0,
               .buf = buf,
               .len = len,
-              .spill = spill};
+              .spill = spill,
+              .full = 0};
     int r = encode(&st, &k);
     if (k.out) {
         if (commit(&k) < 0)
@@ -831,7 +836,7 @@ int jsond_encode_buf(const json_t *doc, char *buf, size_t cap, size_t *len, stru
         *len = (size_t)(k.p - buf);
     }
     state_clear(&st);
-    return r == 1 ? 0 : -1;
+    return k.full || r == 0 ? 1 : r == 1 ? 0 : -1;
 }
 
 int jsond_encode(struct evbuffer *out, const json_t *doc)
@@ -839,7 +844,7 @@ int jsond_encode(struct evbuffer *out, const json_t *doc)
     char buf[4096];
     size_t n = 0;
     struct evbuffer *spill = out;
-    if (jsond_encode_buf(doc, buf, sizeof buf, &n, &spill) < 0)
+    if (jsond_encode_buf(doc, buf, sizeof buf, &n, &spill, SIZE_MAX) < 0)
         return -1;
     return n ? evbuffer_add(out, buf, n) : 0;
 }

@@ -70,9 +70,11 @@ int jsond_encode(struct evbuffer *out, const json_t *doc);
  * after it in `buf` (of `cap` bytes) while it fits; past that, buf's bytes
  * move to the end of `*spill` (made when NULL), *len becomes 0 and the rest
  * follows in `*spill`. 0, or -1 as jsond_encoder_run() (part of the text may
- * have been added). */
-int jsond_encode_buf(const json_t *doc, char *buf, size_t cap, size_t *len,
-                     struct evbuffer **spill);
+ * have been added). The text is cut short, returning 1, when `spill` is NULL
+ * and it does not fit `buf`, or once `*spill` holds `limit` bytes (SIZE_MAX:
+ * no bound); what was written then is a part, to be thrown away. */
+int jsond_encode_buf(const json_t *doc, char *buf, size_t cap, size_t *len, struct evbuffer **spill,
+                     size_t limit);
 
 /* An encoder as a producer (producer.h) whose `self` is a jsond_encoder:
  * proceed runs it with a limit `want` bytes past what `out` holds, stop

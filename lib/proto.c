@@ -294,12 +294,14 @@ int jsond_proto_dump_result(jsond_dumper *d, const jsond_proto_call *call, const
 {
     if (!call->rpc)
         return jsond_dump(d, result);
-    if (jsond_dump_bytes(d, RESULT_HEAD, sizeof RESULT_HEAD - 1) < 0 || jsond_dump(d, result) < 0 ||
-        jsond_dump_bytes(d, ID_HEAD, sizeof ID_HEAD - 1) < 0)
-        return -1;
+    int rc;
+    if ((rc = jsond_dump_bytes(d, RESULT_HEAD, sizeof RESULT_HEAD - 1)) != 0 ||
+        (rc = jsond_dump(d, result)) != 0 ||
+        (rc = jsond_dump_bytes(d, ID_HEAD, sizeof ID_HEAD - 1)) != 0)
+        return rc;
     /* json_null() is a constant: no reference to take or drop. */
-    if (jsond_dump(d, call->id ? call->id : json_null()) < 0)
-        return -1;
+    if ((rc = jsond_dump(d, call->id ? call->id : json_null())) != 0)
+        return rc;
     return jsond_dump_bytes(d, "}", 1);
 }
 

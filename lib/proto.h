@@ -73,7 +73,7 @@ void jsond_request_fini(jsond_request *r);
 /* Appends the reply to `call` made of the handler's `result`: the result as
  * it is (plain), or in a JSON-RPC envelope written around it, so that no
  * document is built for the envelope. The bytes are json_dumps()'s of the
- * envelope document. 0, or -1 as jsond_dump(). */
+ * envelope document. 0, or -1 or 1 as jsond_dump(). */
 int jsond_proto_dump_result(jsond_dumper *d, const jsond_proto_call *call, const json_t *result);
 
 /* An error reply for `call`. `params` marks a bad_request raised by the

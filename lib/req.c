@@ -16,7 +16,7 @@
 
 /* The request whose sync half this thread is running, so that a reply from
  * inside the handler is recorded for the loop rather than handed over. */
-static _Thread_local jsond_req *running_here;
+static _Thread_local jsond_req *running_here __attribute__((tls_model("initial-exec")));
 
 static void handoff_cb(jsond_inbox_item *item);
 

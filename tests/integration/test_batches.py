@@ -4,15 +4,17 @@ max_pipeline counts calls, not lines: each member of a JSON-RPC batch is a
 call, and at most max_pipeline of a connection's calls run at once; the
 rest of a batch waits, parsed, and reading pauses meanwhile. A batch reply
 is streamed, member by member, under output_buffer, so a batch whose reply
-is 35 MB neither holds 35 MB nor blocks the loop. A long request line is
+is 35 MB neither holds 35 MB nor blocks the loop. A reply document larger
+than output_buffer, alone or in a batch, is encoded as the socket takes
+it: its text never exists whole. A long request line is
 scanned once, not once per read.
 """
 import json
 import threading
 import time
 
-from jsondtest import (HELLO, PLAIN, SLOW, VALGRIND, Client, Daemon, SharedDaemon, config, main,
-                       reset, unittest)
+from jsondtest import (HELLO, JSOND_TESTD, PLAIN, SLOW, VALGRIND, Client, Daemon, SharedDaemon,
+                       config, main, reset, unittest)
 
 MB = 1024 * 1024
 OUTPUT_BUFFER = 256 * 1024
@@ -119,6 +121,43 @@ class Batches(SharedDaemon):
 
 
 class Bounded(unittest.TestCase):
+    def test_large_document_never_whole(self):
+        """A 24 MB reply document (test_tree, built from small args), alone
+        and as a batch member between two hellos: the right bytes, and the
+        peak RSS grows by the tree and the output buffer (23.4 MB measured),
+        not by its text as well (46.3 MB when the text was made whole)."""
+        n, size = 3000, 8000
+        conf = config("""
+            [server]
+            output_buffer = %d
+            [listen main]
+            address = 127.0.0.1:0
+            requests = yes
+            [route tree]
+            handler = builtin:test_tree
+            [route hello]
+            handler = builtin:hello
+        """ % OUTPUT_BUFFER)
+        tree = ["x" * size] * n
+        hello = json.loads(HELLO)
+        single = line(rpc("tree", {"n": n, "len": size}, 1))
+        batch = line([rpc("hello", None, 1), rpc("tree", {"n": n, "len": size}, 2),
+                      rpc("hello", None, 3)])
+        for form, request, want in (
+                ("alone", single, {"jsonrpc": "2.0", "result": tree, "id": 1}),
+                ("in a batch", batch, [{"jsonrpc": "2.0", "result": hello, "id": 1},
+                                       {"jsonrpc": "2.0", "result": tree, "id": 2},
+                                       {"jsonrpc": "2.0", "result": hello, "id": 3}])):
+            with self.subTest(form), Daemon(conf, binary=JSOND_TESTD) as d, Client(d) as c:
+                hwm0 = d.status("VmHWM")
+                c.send(request)
+                self.assertEqual(json.loads(c.raw(bufsize=1 << 20)), want)
+                grew = d.status("VmHWM") - hwm0
+                print("a %.0f MB reply document %s: peak RSS +%.1f MB"
+                      % (n * size / 1e6, form, grew / 1024))
+                if PLAIN:
+                    self.assertLess(grew, (n * (size + 200) + 4 * OUTPUT_BUFFER) // 1024)
+
     def test_notification_flood(self):
         """One connection floods batches of hour-long sleep notifications:
         max_pipeline of them run, the rest wait unread (today's fix: 140,000

@@ -20,6 +20,10 @@
  *                            call) | "sleep" (nanosleep)}; replies
  *                            {"blocked_ms": N}.
  *
+ *   builtin:test_tree        async: a large reply document from small args,
+ *                            {"n": N, "len": L}: an array of N strings of L
+ *                            'x's each (N * L at most 256 MB).
+ *
  * SPDX-License-Identifier: MIT
  */
 #include "autoconfig.h"
@@ -133,11 +137,39 @@ void jsond_test_block(jsond_req *req, json_t *args)
     jsond_reply(req, json_pack("{s:I}", "blocked_ms", ms));
 }
 
+static void tree_run(jsond_req *req, json_t *args)
+{
+    json_int_t n = json_integer_value(json_object_get(args, "n"));
+    json_int_t len = json_integer_value(json_object_get(args, "len"));
+    if (n < 0 || len < 0 || (len && n > ((json_int_t)256 << 20) / len)) {
+        jsond_reply_error(req, JSOND_BAD_REQUEST, "test_tree takes \"n\" and \"len\" >= 0");
+        return;
+    }
+    char *text = malloc((size_t)len + 1);
+    json_t *tree = json_array();
+    if (!text) {
+        json_decref(tree);
+        tree = NULL;
+    } else {
+        memset(text, 'x', (size_t)len);
+        text[len] = '\0';
+    }
+    for (json_int_t i = 0; tree && i < n; i++) {
+        if (json_array_append_new(tree, json_stringn_nocheck(text, (size_t)len)) < 0) {
+            json_decref(tree);
+            tree = NULL;
+        }
+    }
+    free(text);
+    jsond_reply(req, tree); /* NULL: out of memory */
+}
+
 static const jsond_builtin handlers[] = {
     {"test_call_sync", JSOND_COLOR_SYNC, call_sync, NULL, NULL},
     {"test_call_async", JSOND_COLOR_ASYNC, NULL, call_async, NULL},
     {"test_call_dual", JSOND_COLOR_DUAL, call_sync, call_async, NULL},
     {"test_block", JSOND_COLOR_ASYNC, NULL, jsond_test_block, NULL},
+    {"test_tree", JSOND_COLOR_ASYNC, NULL, tree_run, NULL},
 };
 
 void jsond_test_handlers_add(void);

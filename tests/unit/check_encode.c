@@ -371,7 +371,7 @@ static void check_doc(json_t *doc, unsigned long long seed)
     size_t len = 5;
     struct evbuffer *spill = NULL;
     memcpy(small, "head:", 5);
-    ck_assert_int_eq(jsond_encode_buf(doc, small, sizeof small, &len, &spill), 0);
+    ck_assert_int_eq(jsond_encode_buf(doc, small, sizeof small, &len, &spill, SIZE_MAX), 0);
     text t = {0};
     if (spill) {
         drain_into(&t, spill);
@@ -673,7 +673,8 @@ START_TEST(test_dumper)
         json_array_append_new(big, json_integer(i));
     json_t *small = json_pack("{s:s}", "hello", "world");
     char *bigt = json_dumps(big, JSON_COMPACT), *smallt = json_dumps(small, JSON_COMPACT);
-    jsond_dumper d = {.n = 0, .spill = NULL};
+    jsond_dumper d;
+    jsond_dumper_init(&d, NULL);
     ck_assert_int_eq(jsond_dump_bytes(&d, "[", 1), 0);
     ck_assert_int_eq(jsond_dump(&d, small), 0);
     ck_assert_ptr_null(d.spill); /* small: all on the stack */
@@ -704,6 +705,47 @@ START_TEST(test_dumper)
 }
 END_TEST
 
+/* A bounded dumper says when the text goes past its bound (1), leaving
+ * what it wrote for the caller to throw away, and takes what fits. */
+START_TEST(test_dumper_bounded)
+{
+    json_t *big = json_array(); /* 2000 x "xxxxxxxx", about 22 KB */
+    for (int i = 0; i < 2000; i++)
+        json_array_append_new(big, json_string("xxxxxxxx"));
+    char *bigt = json_dumps(big, JSON_COMPACT);
+    size_t bign = strlen(bigt);
+    jsond_dumper d;
+    /* no spill: the buffer's 4 KB */
+    jsond_dumper_init_bounded(&d, NULL, JSOND_DUMP_BUF);
+    ck_assert_int_eq(jsond_dump(&d, big), 1);
+    ck_assert_ptr_null(d.spill);
+    jsond_dumper_init_bounded(&d, NULL, JSOND_DUMP_BUF);
+    ck_assert_int_eq(jsond_dump_bytes(&d, "[1]", 3), 0);
+    ck_assert_int_eq(jsond_dump(&d, big), 1);
+    char filler[JSOND_DUMP_BUF];
+    memset(filler, ' ', sizeof filler);
+    jsond_dumper_init_bounded(&d, NULL, JSOND_DUMP_BUF);
+    ck_assert_int_eq(jsond_dump_bytes(&d, filler, sizeof filler), 0);
+    ck_assert_int_eq(jsond_dump_bytes(&d, "x", 1), 1);
+    /* with a spill: up to `max`, whole */
+    struct evbuffer *spill = evbuffer_new();
+    jsond_dumper_init_bounded(&d, spill, bign + 1);
+    ck_assert_int_eq(jsond_dump(&d, big), 0);
+    text t = {0};
+    drain_into(&t, spill);
+    put(&t, d.buf, d.n);
+    same("bounded dumper", 0, bigt, bign, t.p, t.n);
+    /* and past it */
+    jsond_dumper_init_bounded(&d, spill, bign / 2);
+    ck_assert_int_eq(jsond_dump(&d, big), 1);
+    ck_assert_uint_le(evbuffer_get_length(spill), bign / 2 + JSOND_DUMP_BUF);
+    evbuffer_free(spill);
+    free(t.p);
+    free(bigt);
+    json_decref(big);
+}
+END_TEST
+
 static Suite *encode_suite(void)
 {
     Suite *s = suite_create("encode");
@@ -713,6 +755,7 @@ static Suite *encode_suite(void)
     tcase_add_test(tc, test_scalars);
     tcase_add_test(tc, test_deep);
     tcase_add_test(tc, test_dumper);
+    tcase_add_test(tc, test_dumper_bounded);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("behaviour");
