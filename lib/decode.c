@@ -322,6 +322,62 @@ static jsond_field *find_field(jsond_field *fields, size_t nfields, const char *
     return NULL;
 }
 
+/* Past the opening bracket at ps->p: 1 when `close` follows at once. */
+static int open_container(parser *ps, unsigned char close)
+{
+    ps->p++;
+    skip_space(ps);
+    if (ps->p < ps->end && *ps->p == close) {
+        ps->p++;
+        return 1;
+    }
+    return 0;
+}
+
+/* After a member or an element: 1 `close` ends the container, 0 a ','
+ * comes before the next, -1 anything else. */
+static int next_item(parser *ps, unsigned char close)
+{
+    skip_space(ps);
+    if (ps->p == ps->end)
+        return -1;
+    unsigned char c = *ps->p++;
+    return c == close ? 1 : c == ',' ? 0 : -1;
+}
+
+/* A member of the object at ps->p (at its key): into `obj`, or into the
+ * field its key names, or checked only. */
+static int member(parser *ps, json_t *obj, jsond_field *fields, size_t nfields)
+{
+    const char *key;
+    size_t klen, mark = ps->top;
+    skip_space(ps);
+    if (ps->p == ps->end || *ps->p != '"')
+        return -1;
+    int scratch = scan_string(ps, &key, &klen);
+    if (scratch < 0)
+        return -1;
+    ps->top += scratch ? klen : 0; /* keep the key while its value is read */
+    jsond_field *f = fields ? find_field(fields, nfields, key, klen) : NULL;
+    skip_space(ps);
+    if (ps->p == ps->end || *ps->p != ':')
+        return -1;
+    ps->p++;
+    json_t *v = NULL;
+    if (parse_value(ps, obj || f ? &v : NULL) < 0)
+        return -1;
+    if (scratch) {
+        key = (const char *)ps->buf + mark; /* the scratch may have moved */
+        ps->top = mark;
+    }
+    if (f) {
+        json_decref(f->value);
+        f->value = v;
+        return 0;
+    }
+    return obj ? json_object_setn_new_nocheck(obj, key, klen, v) : 0;
+}
+
 /* The object at ps->p, as jansson's parse_object(): into *out, or only into
  * the `fields` it names (jsond_decode_fields), or checked only. */
 static int parse_object(parser *ps, json_t **out, jsond_field *fields, size_t nfields)
@@ -329,56 +385,16 @@ static int parse_object(parser *ps, json_t **out, jsond_field *fields, size_t nf
     json_t *obj = NULL;
     if (out && !(obj = json_object()))
         return -1;
-    ps->p++;
-    skip_space(ps);
-    if (ps->p < ps->end && *ps->p == '}') {
-        ps->p++;
-        goto done;
+    int r = open_container(ps, '}');
+    while (r == 0 && (r = member(ps, obj, fields, nfields)) == 0)
+        r = next_item(ps, '}');
+    if (r < 0) {
+        json_decref(obj);
+        return -1;
     }
-    for (;;) {
-        const char *key;
-        size_t klen, mark = ps->top;
-        skip_space(ps);
-        if (ps->p == ps->end || *ps->p != '"')
-            goto fail;
-        int scratch = scan_string(ps, &key, &klen);
-        if (scratch < 0)
-            goto fail;
-        ps->top += scratch ? klen : 0; /* keep the key while its value is read */
-        jsond_field *f = fields ? find_field(fields, nfields, key, klen) : NULL;
-        skip_space(ps);
-        if (ps->p == ps->end || *ps->p != ':')
-            goto fail;
-        ps->p++;
-        json_t *v = NULL;
-        if (parse_value(ps, obj || f ? &v : NULL) < 0)
-            goto fail;
-        if (scratch) {
-            key = (const char *)ps->buf + mark; /* the scratch may have moved */
-            ps->top = mark;
-        }
-        if (f) {
-            json_decref(f->value);
-            f->value = v;
-        } else if (obj && json_object_setn_new_nocheck(obj, key, klen, v) < 0) {
-            goto fail;
-        }
-        skip_space(ps);
-        if (ps->p == ps->end)
-            goto fail;
-        unsigned char c = *ps->p++;
-        if (c == '}')
-            break;
-        if (c != ',')
-            goto fail;
-    }
-done:
     if (out)
         *out = obj;
     return 0;
-fail:
-    json_decref(obj);
-    return -1;
 }
 
 /* The array at ps->p, as jansson's parse_array(). */
@@ -387,31 +403,20 @@ static int parse_array(parser *ps, json_t **out)
     json_t *arr = NULL, *v = NULL;
     if (out && !(arr = json_array()))
         return -1;
-    ps->p++;
-    skip_space(ps);
-    if (ps->p < ps->end && *ps->p == ']') {
-        ps->p++;
-        goto done;
-    }
-    for (;;) {
+    int r = open_container(ps, ']');
+    while (r == 0) {
         if (parse_value(ps, arr ? &v : NULL) < 0 || (arr && json_array_append_new(arr, v) < 0))
-            goto fail;
-        skip_space(ps);
-        if (ps->p == ps->end)
-            goto fail;
-        unsigned char c = *ps->p++;
-        if (c == ']')
-            break;
-        if (c != ',')
-            goto fail;
+            r = -1;
+        else
+            r = next_item(ps, ']');
     }
-done:
+    if (r < 0) {
+        json_decref(arr);
+        return -1;
+    }
     if (out)
         *out = arr;
     return 0;
-fail:
-    json_decref(arr);
-    return -1;
 }
 
 /* A value, as jansson's parse_value(): every value counts a level of depth,

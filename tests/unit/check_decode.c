@@ -370,22 +370,14 @@ typedef struct hand {
     int ok;  /* json_loadb accepts it */
 } hand;
 
-#define OK(lit)                                                                                    \
+#define CASE(lit, any, ok)                                                                         \
     {                                                                                              \
-        lit, sizeof lit - 1, 0, 1                                                                  \
+        lit, sizeof lit - 1, any, ok                                                               \
     }
-#define BAD(lit)                                                                                   \
-    {                                                                                              \
-        lit, sizeof lit - 1, 0, 0                                                                  \
-    }
-#define ANY_OK(lit)                                                                                \
-    {                                                                                              \
-        lit, sizeof lit - 1, 1, 1                                                                  \
-    }
-#define ANY_BAD(lit)                                                                               \
-    {                                                                                              \
-        lit, sizeof lit - 1, 1, 0                                                                  \
-    }
+#define OK(lit)      CASE(lit, 0, 1)
+#define BAD(lit)     CASE(lit, 0, 0)
+#define ANY_OK(lit)  CASE(lit, 1, 1)
+#define ANY_BAD(lit) CASE(lit, 1, 0)
 
 static const hand hands[] = {
     /* white space and the top */
