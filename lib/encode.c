@@ -14,11 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #include "encode.h"
+#include "utf8.h"
 
 /* Most documents nest no deeper than this; deeper ones move to the heap. */
 #define INLINE_FRAMES 16
@@ -157,87 +155,6 @@ static inline int room(sink *k, size_t need)
 
 /* ---- strings ---------------------------------------------------------- */
 
-/* The length of the run of bytes at `s` (at most n) that are written as
- * they are: not '"', '\\', a control byte, or a byte of a UTF-8 sequence
- * (which is checked on its own). */
-static size_t safe_run(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-#if defined(__SSE2__)
-    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
-    const __m128i space = _mm_set1_epi8(' ');
-    for (; i + 16 <= n; i += 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-        /* Signed: bytes >= 0x80 are negative, below ' ' too. */
-        __m128i bad =
-            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
-                         _mm_cmplt_epi8(v, space));
-        unsigned m = (unsigned)_mm_movemask_epi8(bad);
-        if (m)
-            return i + (size_t)__builtin_ctz(m);
-    }
-#endif
-    /* SWAR: a byte's high bit is set in `bad` if it is < 0x20, '"', '\\'
-     * or >= 0x80. The borrows of the subtractions can set false bits only
-     * above a true one, so the lowest set bit is exact. */
-    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w, q, b;
-        memcpy(&w, s + i, 8);
-        q = w ^ (ones * '"');
-        b = w ^ (ones * '\\');
-        uint64_t bad =
-            (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b) | w) & highs;
-        if (bad) {
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-            return i + (size_t)(__builtin_ctzll(bad) >> 3);
-#else
-            break;
-#endif
-        }
-    }
-    for (; i < n; i++) {
-        unsigned c = s[i];
-        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
-            break;
-    }
-    return i;
-}
-
-/* The length of the UTF-8 character at `s` (n bytes left), by jansson's
- * rules (utf8_check_first/utf8_check_full), or 0 if it is not valid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    uint32_t v;
-    if (c < 0xC2)
-        return 0; /* a continuation byte, or overlong */
-    if (c <= 0xDF) {
-        len = 2;
-        v = c & 0x1F;
-    } else if (c <= 0xEF) {
-        len = 3;
-        v = c & 0x0F;
-    } else if (c <= 0xF4) {
-        len = 4;
-        v = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) || (len == 3 && v < 0x800) ||
-        (len == 4 && v < 0x10000))
-        return 0;
-    return len;
-}
-
 /* Writes the escape of ASCII byte `c` at `p`; its length. */
 static size_t put_escape(char *p, unsigned c)
 {
@@ -291,7 +208,7 @@ static int put_string(state *st, sink *k)
         size_t take = n - i < space ? n - i : space;
         if (take > RUN_BLOCK)
             take = RUN_BLOCK;
-        size_t run = safe_run(s + i, take);
+        size_t run = jsond_plain_run(s + i, take);
         memcpy(k->p, s + i, run);
         k->p += run;
         i += run;
@@ -301,7 +218,7 @@ static int put_string(state *st, sink *k)
             k->p += put_escape(k->p, s[i]);
             i++;
         } else {
-            size_t len = utf8_len(s + i, n - i);
+            size_t len = jsond_utf8_len(s + i, n - i);
             if (!len)
                 return -1;
             memcpy(k->p, s + i, len);

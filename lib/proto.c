@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "proto.h"
+#include "utf8.h"
 
 #define RPC_PARSE_ERROR     (-32700)
 #define RPC_INVALID_REQUEST (-32600)
@@ -305,34 +306,6 @@ int jsond_proto_dump_result(jsond_dumper *d, const jsond_proto_call *call, const
     return jsond_dump_bytes(d, "}", 1);
 }
 
-/* Bytes of the valid UTF-8 sequence at s (n > 0 bytes left), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        len = 2;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        len = 3;
-        lo = s[0] == 0xe0 ? 0xa0 : 0x80; /* no overlong forms */
-        hi = s[0] == 0xed ? 0x9f : 0xbf; /* no surrogates */
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        len = 4;
-        lo = s[0] == 0xf0 ? 0x90 : 0x80;
-        hi = s[0] == 0xf4 ? 0x8f : 0xbf; /* up to U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return len;
-}
-
 /* The message as a JSON string. A message is text of ours, but it may quote
  * a name cut to fit, perhaps in the middle of a character: each byte that
  * is not valid UTF-8 becomes '?', so the reply is never lost to its text. */
@@ -346,7 +319,7 @@ static json_t *message_string(const char *message)
     if (!copy)
         return NULL;
     for (size_t i = 0; i < n;) {
-        size_t len = utf8_len((const unsigned char *)message + i, n - i);
+        size_t len = jsond_utf8_len((const unsigned char *)message + i, n - i);
         if (len == 0) {
             copy[i++] = '?';
         } else {
