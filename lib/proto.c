@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "decode.h"
 #include "proto.h"
 #include "utf8.h"
 
@@ -57,13 +58,22 @@ static int set_route(jsond_proto_call *c, const char *name, size_t len)
     return c->route ? 0 : -1;
 }
 
-/* {"jsonrpc": "2.0", "method": ..., "params": ..., "id": ...} */
-static int parse_rpc(json_t *obj, jsond_proto_call *c)
+/* The members of a request object that say what it is, by their keys. */
+enum { F_JSONRPC, F_METHOD, F_PARAMS, F_ID, F_ROUTE, F_ARGS, NFIELDS };
+static const char *const field_names[NFIELDS] = {"jsonrpc", "method", "params",
+                                                 "id",      "route",  "args"};
+
+/* The members of a batch member `obj`, borrowed. */
+static void fields_of(json_t *obj, json_t *f[NFIELDS])
 {
-    json_t *version = json_object_get(obj, "jsonrpc");
-    json_t *method = json_object_get(obj, "method");
-    json_t *params = json_object_get(obj, "params");
-    json_t *id = json_object_get(obj, "id");
+    for (int i = 0; i < NFIELDS; i++)
+        f[i] = json_object_get(obj, field_names[i]);
+}
+
+/* {"jsonrpc": "2.0", "method": ..., "params": ..., "id": ...} */
+static int parse_rpc(json_t *const f[NFIELDS], jsond_proto_call *c)
+{
+    json_t *version = f[F_JSONRPC], *method = f[F_METHOD], *params = f[F_PARAMS], *id = f[F_ID];
     int id_ok = !id || json_is_string(id) || json_is_number(id) || json_is_null(id);
     c->rpc = 1;
     if (!json_is_string(version) || strcmp(json_string_value(version), "2.0") != 0 ||
@@ -82,11 +92,10 @@ static int parse_rpc(json_t *obj, jsond_proto_call *c)
 }
 
 /* {"route": ..., "args": {...}, "id": ...} */
-static int parse_plain(json_t *obj, jsond_proto_call *c)
+static int parse_plain(json_t *const f[NFIELDS], jsond_proto_call *c)
 {
-    json_t *route = json_object_get(obj, "route");
-    json_t *args = json_object_get(obj, "args");
-    c->id = json_incref(json_object_get(obj, "id"));
+    json_t *route = f[F_ROUTE], *args = f[F_ARGS];
+    c->id = json_incref(f[F_ID]);
     if (!json_is_string(route)) {
         fail(c, JSOND_BAD_REQUEST, 0, "a request object needs a string 'route'");
         return 0;
@@ -99,17 +108,17 @@ static int parse_plain(json_t *obj, jsond_proto_call *c)
     return set_route(c, json_string_value(route), json_string_length(route));
 }
 
-static int parse_object(json_t *obj, int mode, jsond_proto_call *c)
+static int parse_object(json_t *const f[NFIELDS], int mode, jsond_proto_call *c)
 {
-    if (json_object_get(obj, "jsonrpc"))
-        return parse_rpc(obj, c);
+    if (f[F_JSONRPC])
+        return parse_rpc(f, c);
     if (mode & JSOND_PROTO_RPC_ONLY) {
         c->rpc = 1;
         c->id = json_null();
         fail(c, JSOND_BAD_REQUEST, RPC_INVALID_REQUEST, "invalid request");
         return 0;
     }
-    return parse_plain(obj, c);
+    return parse_plain(f, c);
 }
 
 void jsond_request_one(jsond_request *out)
@@ -119,11 +128,18 @@ void jsond_request_one(jsond_request *out)
     out->ncalls = 1;
 }
 
+/* Makes `r` a request of one call, the one inside it: no allocation. */
+static jsond_proto_call *one_call(jsond_request *r)
+{
+    r->calls = &r->one;
+    r->ncalls = 1;
+    return &r->one;
+}
+
 static int alloc_calls(jsond_request *r, size_t n)
 {
     if (n == 1) {
-        r->calls = &r->one;
-        r->ncalls = 1;
+        one_call(r);
         return 0;
     }
     r->calls = calloc(n, sizeof *r->calls);
@@ -142,42 +158,53 @@ static int has_rpc_member(json_t *array)
     return 0;
 }
 
-static int parse_json(const char *line, size_t len, int mode, jsond_request *r)
+/* A request object: only the members that say what it is are built (the
+ * rest is validated and skipped). */
+static int parse_request_object(const char *line, size_t len, int mode, jsond_request *r)
 {
-    json_t *doc = json_loadb(line, len, 0, NULL);
-    int rpc = (mode & (JSOND_PROTO_RPC_SEEN | JSOND_PROTO_RPC_ONLY)) != 0, rc = 0;
-    if (!doc) {
-        if (alloc_calls(r, 1) < 0)
-            return -1;
-        not_json(&r->calls[0], mode, "request is not valid JSON");
+    jsond_field fields[NFIELDS];
+    json_t *f[NFIELDS];
+    for (int i = 0; i < NFIELDS; i++)
+        fields[i].name = field_names[i];
+    jsond_proto_call *c = one_call(r);
+    if (jsond_decode_fields(line, len, fields, NFIELDS) != 1) {
+        not_json(c, mode, "request is not valid JSON");
         return 0;
     }
-    if (json_is_object(doc)) {
-        rc = alloc_calls(r, 1);
-        if (rc == 0)
-            rc = parse_object(doc, mode, &r->calls[0]);
-        r->rpc = r->calls && r->calls[0].rpc;
-    } else if (!rpc && !has_rpc_member(doc)) {
-        rc = alloc_calls(r, 1);
-        if (rc == 0)
-            fail(&r->calls[0], JSOND_BAD_REQUEST, 0,
-                 "an array is accepted only as a JSON-RPC batch");
+    for (int i = 0; i < NFIELDS; i++)
+        f[i] = fields[i].value;
+    int rc = parse_object(f, mode, c);
+    r->rpc = c->rpc;
+    for (int i = 0; i < NFIELDS; i++)
+        json_decref(f[i]);
+    return rc;
+}
+
+/* A JSON-RPC batch (a JSON array). */
+static int parse_batch(const char *line, size_t len, int mode, jsond_request *r)
+{
+    json_t *doc = jsond_decode(line, len, 0);
+    int rpc = (mode & (JSOND_PROTO_RPC_SEEN | JSOND_PROTO_RPC_ONLY)) != 0, rc = 0;
+    if (!doc) {
+        not_json(one_call(r), mode, "request is not valid JSON");
+        return 0;
+    }
+    if (!rpc && !has_rpc_member(doc)) {
+        fail(one_call(r), JSOND_BAD_REQUEST, 0, "an array is accepted only as a JSON-RPC batch");
     } else if (json_array_size(doc) == 0) {
-        r->rpc = 1;
-        rc = alloc_calls(r, 1);
-        if (rc == 0) {
-            r->calls[0].rpc = 1;
-            r->calls[0].id = json_null();
-            fail(&r->calls[0], JSOND_BAD_REQUEST, RPC_INVALID_REQUEST, "invalid request");
-        }
+        jsond_proto_call *c = one_call(r);
+        r->rpc = c->rpc = 1;
+        c->id = json_null();
+        fail(c, JSOND_BAD_REQUEST, RPC_INVALID_REQUEST, "invalid request");
     } else {
         r->rpc = r->batch = 1;
         rc = alloc_calls(r, json_array_size(doc));
         for (size_t i = 0; rc == 0 && i < r->ncalls; i++) {
-            json_t *member = json_array_get(doc, i);
+            json_t *member = json_array_get(doc, i), *f[NFIELDS];
             jsond_proto_call *c = &r->calls[i];
             if (json_is_object(member) && json_object_get(member, "jsonrpc")) {
-                rc = parse_rpc(member, c);
+                fields_of(member, f);
+                rc = parse_rpc(f, c);
             } else {
                 c->rpc = 1;
                 c->id = json_null();
@@ -194,13 +221,11 @@ static int parse_json(const char *line, size_t len, int mode, jsond_request *r)
  * a line that is not JSON at all is a parse error. */
 static int parse_shorthand(const char *line, size_t len, int mode, jsond_request *r)
 {
-    if (alloc_calls(r, 1) < 0)
-        return -1;
-    jsond_proto_call *c = &r->calls[0];
+    jsond_proto_call *c = one_call(r);
     size_t n = 0;
     if (mode & JSOND_PROTO_RPC_ONLY) {
         /* A JSON scalar (123, "x", null) is JSON, just not a request. */
-        json_t *scalar = json_loadb(line, len, JSON_DECODE_ANY, NULL);
+        json_t *scalar = jsond_decode(line, len, JSON_DECODE_ANY);
         if (scalar) {
             json_decref(scalar);
             c->rpc = 1;
@@ -224,7 +249,7 @@ static int parse_shorthand(const char *line, size_t len, int mode, jsond_request
         restlen--;
     }
     if (restlen) {
-        c->args = json_loadb(rest, restlen, 0, NULL);
+        c->args = jsond_decode(rest, restlen, 0);
         if (!json_is_object(c->args)) {
             json_decref(c->args);
             c->args = NULL;
@@ -244,8 +269,10 @@ int jsond_proto_parse(const char *line, size_t len, int mode, jsond_request *out
     }
     while (len && is_space(line[len - 1]))
         len--;
-    int rc = (len && (line[0] == '{' || line[0] == '[')) ? parse_json(line, len, mode, out)
-                                                         : parse_shorthand(line, len, mode, out);
+    int rc = !len             ? parse_shorthand(line, len, mode, out)
+             : line[0] == '{' ? parse_request_object(line, len, mode, out)
+             : line[0] == '[' ? parse_batch(line, len, mode, out)
+                              : parse_shorthand(line, len, mode, out);
     if (rc < 0)
         jsond_request_fini(out);
     return rc;
