@@ -634,12 +634,10 @@ static void give_fixed(reply *r, const jsond_handler *h)
 }
 
 /* The handler of `route` when its reply is fixed and a client of `lst`
- * (NULL: the push, which any route may make) may ask for it, else NULL.
- * JSON-RPC reserves rpc.* method names; no route may take them. */
+ * (NULL: the push, which any route may make) may ask for it, else NULL. */
 static const jsond_handler *fixed_handler(const cfg_listen *lst, const cfg_route *route)
 {
-    if (!route || strncmp(route->name, "rpc.", 4) == 0 ||
-        (lst && !jsond_listen_allows(lst, route->name)))
+    if (!route || (lst && !jsond_listen_allows(lst, route->name)))
         return NULL;
     const jsond_handler *h = jsond_handler_of(route);
     return h && h->fixed ? h : NULL;
@@ -669,13 +667,12 @@ static void dispatch(jsond_conn *c, reply *r, const cfg_listen *lst)
         give_fixed(r, fixed);
         return;
     }
+    /* No route has an rpc.* name, which JSON-RPC reserves: the config
+     * refuses them, so such a method is not found like any other. */
     jsond_code code = JSOND_NOT_FOUND;
-    jsond_req *req = NULL;
-    /* JSON-RPC reserves rpc.* method names; no route may take them. */
-    if (strncmp(call->route, "rpc.", 4) != 0) {
-        req = jsond_router_route(cfg, lst, route, call->args, c->env, reply_done_cb, r, &code);
-        call->args = NULL; /* the router took them */
-    }
+    jsond_req *req =
+        jsond_router_route(cfg, lst, route, call->args, c->env, reply_done_cb, r, &code);
+    call->args = NULL; /* the router took them */
     if (!req) {
         char msg[128] = "no such route";
         if (jsond_config_valid_name(call->route, strlen(call->route)))

@@ -63,15 +63,33 @@ enum { F_JSONRPC, F_METHOD, F_PARAMS, F_ID, F_ROUTE, F_ARGS, NFIELDS };
 static const char *const field_names[NFIELDS] = {"jsonrpc", "method", "params",
                                                  "id",      "route",  "args"};
 
-/* The members of a batch member `obj`, borrowed. */
+/* The members of a batch member `obj`: new references. */
 static void fields_of(json_t *obj, json_t *f[NFIELDS])
 {
     for (int i = 0; i < NFIELDS; i++)
-        f[i] = json_object_get(obj, field_names[i]);
+        f[i] = json_incref(json_object_get(obj, field_names[i]));
 }
 
+static void fields_drop(json_t *f[NFIELDS])
+{
+    for (int i = 0; i < NFIELDS; i++)
+        json_decref(f[i]);
+}
+
+/* Takes the reference in f[i] (jansson's counts are atomic: a reference
+ * moved costs nothing, one taken and dropped two locked operations). */
+static json_t *take(json_t *f[NFIELDS], int i)
+{
+    json_t *v = f[i];
+    f[i] = NULL;
+    return v;
+}
+
+/* The parsers below take what they keep from `f` (see take()); the caller
+ * drops what is left. */
+
 /* {"jsonrpc": "2.0", "method": ..., "params": ..., "id": ...} */
-static int parse_rpc(json_t *const f[NFIELDS], jsond_proto_call *c)
+static int parse_rpc(json_t *f[NFIELDS], jsond_proto_call *c)
 {
     json_t *version = f[F_JSONRPC], *method = f[F_METHOD], *params = f[F_PARAMS], *id = f[F_ID];
     int id_ok = !id || json_is_string(id) || json_is_number(id) || json_is_null(id);
@@ -81,21 +99,21 @@ static int parse_rpc(json_t *const f[NFIELDS], jsond_proto_call *c)
         !id_ok) {
         /* Answered even without an id: the spec wants an invalid request
          * reported, with id null when it cannot be read. */
-        c->id = id && id_ok ? json_incref(id) : json_null();
+        c->id = id && id_ok ? take(f, F_ID) : json_null();
         fail(c, JSOND_BAD_REQUEST, RPC_INVALID_REQUEST, "invalid request");
         return 0;
     }
-    c->id = json_incref(id);
+    c->id = take(f, F_ID);
     c->silent = !id;
-    c->args = json_incref(params);
+    c->args = take(f, F_PARAMS);
     return set_route(c, json_string_value(method), json_string_length(method));
 }
 
 /* {"route": ..., "args": {...}, "id": ...} */
-static int parse_plain(json_t *const f[NFIELDS], jsond_proto_call *c)
+static int parse_plain(json_t *f[NFIELDS], jsond_proto_call *c)
 {
     json_t *route = f[F_ROUTE], *args = f[F_ARGS];
-    c->id = json_incref(f[F_ID]);
+    c->id = take(f, F_ID);
     if (!json_is_string(route)) {
         fail(c, JSOND_BAD_REQUEST, 0, "a request object needs a string 'route'");
         return 0;
@@ -104,11 +122,11 @@ static int parse_plain(json_t *const f[NFIELDS], jsond_proto_call *c)
         fail(c, JSOND_BAD_REQUEST, 0, "'args' must be a JSON object");
         return 0;
     }
-    c->args = json_incref(args);
+    c->args = take(f, F_ARGS);
     return set_route(c, json_string_value(route), json_string_length(route));
 }
 
-static int parse_object(json_t *const f[NFIELDS], int mode, jsond_proto_call *c)
+static int parse_object(json_t *f[NFIELDS], int mode, jsond_proto_call *c)
 {
     if (f[F_JSONRPC])
         return parse_rpc(f, c);
@@ -175,8 +193,7 @@ static int parse_request_object(const char *line, size_t len, int mode, jsond_re
         f[i] = fields[i].value;
     int rc = parse_object(f, mode, c);
     r->rpc = c->rpc;
-    for (int i = 0; i < NFIELDS; i++)
-        json_decref(f[i]);
+    fields_drop(f);
     return rc;
 }
 
@@ -205,6 +222,7 @@ static int parse_batch(const char *line, size_t len, int mode, jsond_request *r)
             if (json_is_object(member) && json_object_get(member, "jsonrpc")) {
                 fields_of(member, f);
                 rc = parse_rpc(f, c);
+                fields_drop(f);
             } else {
                 c->rpc = 1;
                 c->id = json_null();

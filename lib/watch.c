@@ -119,7 +119,14 @@ void jsond_watch_enter(jsond_watch_frame *f, const char *what, const char *route
     jsond_watch *w = f->w = current;
     if (!w)
         return;
-    f->start_ns = jsond_now_ns();
+    /* A frame inside another (each handler of a pipelined read) only
+     * decides which route to blame when the outer one turns out slow, by
+     * spans of stall_warning's milliseconds: the coarse clock is enough
+     * there, and two precise reads per request are a measurable share of
+     * a small request's cost. The outermost frame, which the stall is
+     * measured and reported by, reads the precise clock. */
+    f->nested = w->depth > 0;
+    f->start_ns = f->nested ? jsond_coarse_now_ns() : jsond_now_ns();
     f->prev_what = w->what_now;
     f->prev_routed = w->routed_now;
     f->saved = 0;
@@ -147,7 +154,7 @@ void jsond_watch_leave(jsond_watch_frame *f)
     jsond_watch *w = f->w;
     if (!w)
         return;
-    uint64_t ns = jsond_now_ns() - f->start_ns;
+    uint64_t ns = (f->nested ? jsond_coarse_now_ns() : jsond_now_ns()) - f->start_ns;
     uint64_t stall = atomic_load_explicit(&w->stall_ns, memory_order_relaxed);
     int slow = stall && ns > stall;
     /* The route to blame: the slowest frame a route ran in. */

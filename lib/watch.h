@@ -39,6 +39,7 @@ typedef void (*jsond_stall_fn)(const char *route, const char *what, uint64_t ns,
 typedef struct jsond_watch_frame {
     jsond_watch *w; /* NULL: no watch on this thread */
     uint64_t start_ns;
+    int nested; /* inside another frame: timed on the coarse clock */
     const char *what, *prev_what;
     int prev_routed, saved;
     char prev_name[JSOND_WATCH_NAME]; /* the enclosing route's, if `saved` */
