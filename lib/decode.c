@@ -369,11 +369,18 @@ static int member(parser *ps, json_t *obj, jsond_field *fields, size_t nfields)
         return -1;
     ps->p++;
     json_t *v = NULL;
-    if (parse_value(ps, obj || f ? &v : NULL) < 0)
+    skip_space(ps);
+    const unsigned char *start = ps->p;
+    if (parse_value(ps, obj || (f && !f->raw) ? &v : NULL) < 0)
         return -1;
     if (scratch) {
         key = (const char *)ps->buf + mark; /* the scratch may have moved */
         ps->top = mark;
+    }
+    if (f && f->raw) {
+        f->text = (const char *)start;
+        f->len = (size_t)(ps->p - start);
+        return 0;
     }
     if (f) {
         json_decref(f->value);
@@ -511,8 +518,11 @@ int jsond_decode_fields(const char *text, size_t len, jsond_field *fields, size_
 {
     parser ps;
     int r;
-    for (size_t i = 0; i < nfields; i++)
+    for (size_t i = 0; i < nfields; i++) {
         fields[i].value = NULL;
+        fields[i].text = NULL;
+        fields[i].len = 0;
+    }
     if (!text)
         return -1;
     parser_init(&ps, text, len);
@@ -528,6 +538,8 @@ int jsond_decode_fields(const char *text, size_t len, jsond_field *fields, size_
         for (size_t i = 0; i < nfields; i++) {
             json_decref(fields[i].value);
             fields[i].value = NULL;
+            fields[i].text = NULL;
+            fields[i].len = 0;
         }
     }
     return r;

@@ -37,14 +37,21 @@ json_t *jsond_decode(const char *text, size_t len, size_t flags);
 typedef struct jsond_field {
     const char *name; /* the member's key, decoded (escapes undone) */
     json_t *value;    /* set by jsond_decode_fields(): a new reference, or NULL */
+    /* Set by the caller: the member's value is validated but not built;
+     * its text is given instead, in place within the decoded text (NULL
+     * when absent). For a member read cheaper than built, such as a short
+     * string. */
+    int raw;
+    const char *text;
+    size_t len;
 } jsond_field;
 
 /* For the envelope of a request. When `text` is a JSON object, decodes only
  * the members whose key is one of fields[i].name into fields[i].value (a new
  * reference; a later duplicate key replaces an earlier one, as in jansson);
  * every other member is validated and skipped without building anything.
- * Every fields[i].value is set, NULL when the member is absent (what it held
- * before is overwritten, not released).
+ * Every fields[i].value (or, raw, .text and .len) is set, NULL when the
+ * member is absent (what it held before is overwritten, not released).
  *
  * Returns 1 when `text` is a valid JSON object; 0 when it is valid JSON (as
  * with JSON_DECODE_ANY) but not an object, and nothing is set (for an array,

@@ -63,58 +63,111 @@ enum { F_JSONRPC, F_METHOD, F_PARAMS, F_ID, F_ROUTE, F_ARGS, NFIELDS };
 static const char *const field_names[NFIELDS] = {"jsonrpc", "method", "params",
                                                  "id",      "route",  "args"};
 
-/* The members of a batch member `obj`: new references. */
-static void fields_of(json_t *obj, json_t *f[NFIELDS])
+/* What a request object's members say. The strings (jsonrpc, method,
+ * route) are read in place when the line gives them without escapes: a
+ * small request then builds no value for its envelope. */
+typedef struct envelope {
+    int has[NFIELDS];       /* the member is there */
+    json_t *v[NFIELDS];     /* params, id, args: new references */
+    const char *s[NFIELDS]; /* jsonrpc, method, route: a string's bytes, NULL if not one */
+    size_t n[NFIELDS];
+    json_t *held[NFIELDS]; /* what s[i] is in, when it was unescaped */
+} envelope;
+
+static int is_text_field(int i)
 {
-    for (int i = 0; i < NFIELDS; i++)
-        f[i] = json_incref(json_object_get(obj, field_names[i]));
+    return i == F_JSONRPC || i == F_METHOD || i == F_ROUTE;
 }
 
-static void fields_drop(json_t *f[NFIELDS])
+/* The envelope of batch member `obj` (which outlives it). */
+static void envelope_of(json_t *obj, envelope *e)
 {
-    for (int i = 0; i < NFIELDS; i++)
-        json_decref(f[i]);
+    memset(e, 0, sizeof *e);
+    for (int i = 0; i < NFIELDS; i++) {
+        json_t *v = json_object_get(obj, field_names[i]);
+        e->has[i] = v != NULL;
+        if (!is_text_field(i)) {
+            e->v[i] = json_incref(v);
+        } else if (json_is_string(v)) {
+            e->s[i] = json_string_value(v);
+            e->n[i] = json_string_length(v);
+        }
+    }
 }
 
-/* Takes the reference in f[i] (jansson's counts are atomic: a reference
- * moved costs nothing, one taken and dropped two locked operations). */
-static json_t *take(json_t *f[NFIELDS], int i)
+/* The envelope of the request object `line`: 1, or -1 when the line is
+ * not valid JSON. */
+static int envelope_decode(const char *line, size_t len, envelope *e)
 {
-    json_t *v = f[i];
-    f[i] = NULL;
+    jsond_field f[NFIELDS];
+    memset(e, 0, sizeof *e);
+    for (int i = 0; i < NFIELDS; i++)
+        f[i] = (jsond_field){.name = field_names[i], .raw = is_text_field(i)};
+    if (jsond_decode_fields(line, len, f, NFIELDS) != 1)
+        return -1;
+    for (int i = 0; i < NFIELDS; i++) {
+        e->v[i] = f[i].value;
+        e->has[i] = f[i].value || f[i].text;
+        const char *t = f[i].text;
+        if (!t || t[0] != '"') {
+            continue; /* absent, or not a string */
+        } else if (!memchr(t, '\\', f[i].len)) {
+            e->s[i] = t + 1; /* valid JSON: the bytes between the quotes */
+            e->n[i] = f[i].len - 2;
+        } else if ((e->held[i] = jsond_decode(t, f[i].len, JSON_DECODE_ANY))) {
+            e->s[i] = json_string_value(e->held[i]);
+            e->n[i] = json_string_length(e->held[i]);
+        }
+    }
+    return 1;
+}
+
+static void envelope_drop(envelope *e)
+{
+    for (int i = 0; i < NFIELDS; i++) {
+        json_decref(e->v[i]);
+        json_decref(e->held[i]);
+    }
+}
+
+/* Takes the reference in e->v[i] (jansson's counts are atomic: a
+ * reference moved costs nothing, one taken and dropped two locked
+ * operations). The parsers below take what they keep; the caller drops
+ * the envelope with what is left. */
+static json_t *take(envelope *e, int i)
+{
+    json_t *v = e->v[i];
+    e->v[i] = NULL;
     return v;
 }
 
-/* The parsers below take what they keep from `f` (see take()); the caller
- * drops what is left. */
-
 /* {"jsonrpc": "2.0", "method": ..., "params": ..., "id": ...} */
-static int parse_rpc(json_t *f[NFIELDS], jsond_proto_call *c)
+static int parse_rpc(envelope *e, jsond_proto_call *c)
 {
-    json_t *version = f[F_JSONRPC], *method = f[F_METHOD], *params = f[F_PARAMS], *id = f[F_ID];
+    json_t *params = e->v[F_PARAMS], *id = e->v[F_ID];
     int id_ok = !id || json_is_string(id) || json_is_number(id) || json_is_null(id);
     c->rpc = 1;
-    if (!json_is_string(version) || strcmp(json_string_value(version), "2.0") != 0 ||
-        !json_is_string(method) || (params && !json_is_object(params) && !json_is_array(params)) ||
+    if (!e->s[F_JSONRPC] || e->n[F_JSONRPC] != 3 || memcmp(e->s[F_JSONRPC], "2.0", 3) != 0 ||
+        !e->s[F_METHOD] || (params && !json_is_object(params) && !json_is_array(params)) ||
         !id_ok) {
         /* Answered even without an id: the spec wants an invalid request
          * reported, with id null when it cannot be read. */
-        c->id = id && id_ok ? take(f, F_ID) : json_null();
+        c->id = id && id_ok ? take(e, F_ID) : json_null();
         fail(c, JSOND_BAD_REQUEST, RPC_INVALID_REQUEST, "invalid request");
         return 0;
     }
-    c->id = take(f, F_ID);
+    c->id = take(e, F_ID);
     c->silent = !id;
-    c->args = take(f, F_PARAMS);
-    return set_route(c, json_string_value(method), json_string_length(method));
+    c->args = take(e, F_PARAMS);
+    return set_route(c, e->s[F_METHOD], e->n[F_METHOD]);
 }
 
 /* {"route": ..., "args": {...}, "id": ...} */
-static int parse_plain(json_t *f[NFIELDS], jsond_proto_call *c)
+static int parse_plain(envelope *e, jsond_proto_call *c)
 {
-    json_t *route = f[F_ROUTE], *args = f[F_ARGS];
-    c->id = take(f, F_ID);
-    if (!json_is_string(route)) {
+    json_t *args = e->v[F_ARGS];
+    c->id = take(e, F_ID);
+    if (!e->s[F_ROUTE]) {
         fail(c, JSOND_BAD_REQUEST, 0, "a request object needs a string 'route'");
         return 0;
     }
@@ -122,21 +175,21 @@ static int parse_plain(json_t *f[NFIELDS], jsond_proto_call *c)
         fail(c, JSOND_BAD_REQUEST, 0, "'args' must be a JSON object");
         return 0;
     }
-    c->args = take(f, F_ARGS);
-    return set_route(c, json_string_value(route), json_string_length(route));
+    c->args = take(e, F_ARGS);
+    return set_route(c, e->s[F_ROUTE], e->n[F_ROUTE]);
 }
 
-static int parse_object(json_t *f[NFIELDS], int mode, jsond_proto_call *c)
+static int parse_object(envelope *e, int mode, jsond_proto_call *c)
 {
-    if (f[F_JSONRPC])
-        return parse_rpc(f, c);
+    if (e->has[F_JSONRPC])
+        return parse_rpc(e, c);
     if (mode & JSOND_PROTO_RPC_ONLY) {
         c->rpc = 1;
         c->id = json_null();
         fail(c, JSOND_BAD_REQUEST, RPC_INVALID_REQUEST, "invalid request");
         return 0;
     }
-    return parse_plain(f, c);
+    return parse_plain(e, c);
 }
 
 void jsond_request_one(jsond_request *out)
@@ -180,20 +233,15 @@ static int has_rpc_member(json_t *array)
  * rest is validated and skipped). */
 static int parse_request_object(const char *line, size_t len, int mode, jsond_request *r)
 {
-    jsond_field fields[NFIELDS];
-    json_t *f[NFIELDS];
-    for (int i = 0; i < NFIELDS; i++)
-        fields[i].name = field_names[i];
+    envelope e;
     jsond_proto_call *c = one_call(r);
-    if (jsond_decode_fields(line, len, fields, NFIELDS) != 1) {
+    if (envelope_decode(line, len, &e) < 0) {
         not_json(c, mode, "request is not valid JSON");
         return 0;
     }
-    for (int i = 0; i < NFIELDS; i++)
-        f[i] = fields[i].value;
-    int rc = parse_object(f, mode, c);
+    int rc = parse_object(&e, mode, c);
     r->rpc = c->rpc;
-    fields_drop(f);
+    envelope_drop(&e);
     return rc;
 }
 
@@ -217,12 +265,13 @@ static int parse_batch(const char *line, size_t len, int mode, jsond_request *r)
         r->rpc = r->batch = 1;
         rc = alloc_calls(r, json_array_size(doc));
         for (size_t i = 0; rc == 0 && i < r->ncalls; i++) {
-            json_t *member = json_array_get(doc, i), *f[NFIELDS];
+            json_t *member = json_array_get(doc, i);
             jsond_proto_call *c = &r->calls[i];
             if (json_is_object(member) && json_object_get(member, "jsonrpc")) {
-                fields_of(member, f);
-                rc = parse_rpc(f, c);
-                fields_drop(f);
+                envelope e;
+                envelope_of(member, &e);
+                rc = parse_rpc(&e, c);
+                envelope_drop(&e);
             } else {
                 c->rpc = 1;
                 c->id = json_null();

@@ -90,14 +90,15 @@ static void compare(const char *how, unsigned long long seed, const char *s, siz
 
 /* jsond_decode_fields() on `s` picking `names`: -1 exactly when
  * json_loadb(JSON_DECODE_ANY) refuses it, 1 for an object with each field
- * its member, 0 otherwise; nothing set but for 1. */
+ * its member, 0 otherwise; nothing set but for 1. Fields at odd places are
+ * raw: their text decodes to the member. */
 static void compare_fields(unsigned long long seed, const char *s, size_t len,
                            const char *const *names, size_t n)
 {
     jsond_field f[4];
     ck_assert_uint_le(n, 4);
     for (size_t i = 0; i < n; i++)
-        f[i] = (jsond_field){.name = names[i], .value = NULL};
+        f[i] = (jsond_field){.name = names[i], .raw = (int)(i % 2)};
     json_t *want = json_loadb(s, len, JSON_DECODE_ANY, NULL);
     int r = jsond_decode_fields(s, len, f, n);
     int expect = !want ? -1 : json_is_object(want) ? 1 : 0;
@@ -105,9 +106,13 @@ static void compare_fields(unsigned long long seed, const char *s, size_t len,
         ck_abort_msg("fields: seed %llu: %d, not %d: \"%s\"", seed, r, expect, show(s, len));
     for (size_t i = 0; i < n; i++) {
         json_t *member = r == 1 ? json_object_get(want, names[i]) : NULL;
-        ck_assert_msg(member ? json_equal(member, f[i].value) : !f[i].value,
+        json_t *got = f[i].raw && f[i].text ? jsond_decode(f[i].text, f[i].len, JSON_DECODE_ANY)
+                                            : json_incref(f[i].value);
+        ck_assert_msg(member ? json_equal(member, got) : !got && !f[i].value && !f[i].text,
                       "fields: seed %llu: member \"%s\" of \"%s\"", seed, show(names[i], 20),
                       show(s, len));
+        ck_assert(!f[i].raw || !f[i].value);
+        json_decref(got);
         json_decref(f[i].value);
     }
     json_decref(want);
@@ -682,8 +687,11 @@ START_TEST(test_fields)
 {
     const char *req = "{\"jsonrpc\":\"2.0\",\"method\":\"echo\",\"params\":{\"a\":1,\"b\":\"xy\"},"
                       "\"id\":1}";
-    jsond_field f[] = {
-        {"jsonrpc", NULL}, {"method", NULL}, {"params", NULL}, {"id", NULL}, {"absent", NULL}};
+    jsond_field f[] = {{.name = "jsonrpc"},
+                       {.name = "method"},
+                       {.name = "params"},
+                       {.name = "id"},
+                       {.name = "absent"}};
     size_t n = sizeof f / sizeof *f;
     ck_assert_int_eq(fields(req, f, n), 1);
     ck_assert_str_eq(json_string_value(f[0].value), "2.0");
@@ -709,6 +717,21 @@ START_TEST(test_fields)
     ck_assert_int_eq(fields("{}", f, n), 1);
     for (size_t i = 0; i < n; i++)
         ck_assert_ptr_null(f[i].value);
+
+    /* Raw: the value's text in place, checked but not built. */
+    f[1].raw = f[3].raw = 1;
+    ck_assert_int_eq(fields("{\"method\" : \"a\\u0062\" ,\"id\":[1, {}] ,\"params\":2}", f, n), 1);
+    ck_assert_ptr_null(f[1].value);
+    ck_assert_uint_eq(f[1].len, 9);
+    ck_assert_int_eq(strncmp(f[1].text, "\"a\\u0062\"", 9), 0);
+    ck_assert_uint_eq(f[3].len, 7); /* up to the value's end, no space after */
+    ck_assert_int_eq(strncmp(f[3].text, "[1, {}] ", 7), 0);
+    ck_assert_int_eq(json_integer_value(f[2].value), 2);
+    json_decref(f[2].value);
+    ck_assert_int_eq(fields("{\"method\":\"a\",\"id\":[1,]}", f, n), -1);
+    ck_assert_ptr_null(f[1].text);
+    ck_assert_ptr_null(f[3].text);
+    f[1].raw = f[3].raw = 0;
 
     /* An invalid member, skipped or not, or anything invalid after a field
      * was set: -1 and nothing left set. */

@@ -371,6 +371,39 @@ END_TEST
 
 /* A jsonrpc listener speaks JSON-RPC only: a shorthand request is not
  * JSON (-32700), a plain request object is an invalid request (-32600). */
+/* The envelope's strings, read in place or unescaped: the same either way. */
+START_TEST(test_envelope_strings)
+{
+    parse("{\"jsonrpc\":\"2\\u002e0\",\"method\":\"ec\\u0068o\",\"id\":1}", AUTO);
+    ok_call("echo", "(none)", "1");
+    ck_assert_int_eq(req.calls[0].rpc, 1);
+    parse("{\"route\":\"h\\u0065llo\",\"id\":2}", AUTO);
+    ok_call("hello", "(none)", "2");
+    /* a long method name, escaped or not, goes to the heap */
+    char line[512], name[200];
+    memset(name, 'm', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"method\":\"%s\\u0021\",\"id\":3}", name);
+    parse(line, AUTO);
+    ck_assert_uint_eq(strlen(req.calls[0].route), sizeof name);
+    ck_assert_int_eq(req.calls[0].route[sizeof name - 1], '!');
+    /* not strings, or not the version */
+    static const char *const bad[] = {
+        "{\"jsonrpc\":\"2.0\",\"method\":5,\"id\":1}",
+        "{\"jsonrpc\":\"2.0\",\"method\":[\"echo\"],\"id\":1}",
+        "{\"jsonrpc\":2.0,\"method\":\"echo\",\"id\":1}",
+        "{\"jsonrpc\":\"2.00\",\"method\":\"echo\",\"id\":1}",
+        "{\"jsonrpc\":\"2.\\u0030 \",\"method\":\"echo\",\"id\":1}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        parse(bad[i], AUTO);
+        failed_call_at(0, JSOND_BAD_REQUEST, -32600, "1");
+    }
+    parse("{\"route\":7}", AUTO);
+    failed_call_at(0, JSOND_BAD_REQUEST, 0, "(none)");
+}
+END_TEST
+
 START_TEST(test_rpc_only)
 {
     parse("hello", ONLY);
@@ -879,6 +912,7 @@ static Suite *proto_suite(void)
     tcase_add_loop_test(tc, test_bad_shorthand_rpc, 0,
                         sizeof bad_shorthand / sizeof bad_shorthand[0]);
     tcase_add_test(tc, test_rpc_only);
+    tcase_add_test(tc, test_envelope_strings);
     tcase_add_test(tc, test_bad_route_object);
     tcase_add_loop_test(tc, test_bad_jsonrpc, 0, sizeof bad_rpc / sizeof bad_rpc[0]);
     tcase_add_loop_test(tc, test_not_json, 0, sizeof not_json / sizeof not_json[0]);
