@@ -392,27 +392,17 @@ static int write_part(jsond_output *out, const char *part)
     return part ? jsond_output_write(out, part, strlen(part)) : 0;
 }
 
-static int write_reply(jsond_output *out, reply *r)
+/* Writes `r`'s reply, which is not a document small enough for the
+ * dumper (see write_reply). */
+static int write_body(jsond_output *out, reply *r)
 {
     if (r->fixed) {
         int failed = write_part(out, r->prefix) < 0;
         failed = failed || jsond_output_write(out, r->fixed, r->fixed_len) < 0;
-        failed = failed || write_part(out, r->suffix) < 0;
-        return failed ? -1 : 0;
+        return failed ? -1 : write_part(out, r->suffix);
     }
     if (r->bytes)
         return jsond_output_write_buffer(out, r->bytes);
-    if (r->doc) {
-        jsond_dumper d;
-        jsond_dumper_init_bounded(&d, NULL, JSOND_DUMP_BUF);
-        int rc = dump_doc(&d, r);
-        if (rc == 0)
-            return jsond_output_write(out, d.buf, d.n);
-        if (rc > 0)
-            produce_doc(r);
-        else
-            drop_outcome(r); /* said as out of memory */
-    }
     if (!r->ops) {
         const char *text = oom_text(r->call);
         return jsond_output_write(out, text, strlen(text));
@@ -426,6 +416,26 @@ static int write_reply(jsond_output *out, reply *r)
     if (jsond_output_produce(out, ops, r->self) < 0)
         return -1;
     return write_part(out, r->suffix);
+}
+
+/* Writes `r`'s reply and the line end after it: a document that fits the
+ * dumper in one write, a larger one through the encoder. */
+static int write_reply(jsond_output *out, reply *r)
+{
+    if (r->doc) {
+        jsond_dumper d;
+        jsond_dumper_init_bounded(&d, NULL, JSOND_DUMP_BUF);
+        int rc = dump_doc(&d, r);
+        if (rc == 0)
+            rc = jsond_dump_bytes(&d, "\n", 1);
+        if (rc == 0)
+            return jsond_output_write(out, d.buf, d.n);
+        if (rc > 0)
+            produce_doc(r);
+        else
+            drop_outcome(r); /* said as out of memory */
+    }
+    return write_body(out, r) < 0 ? -1 : jsond_output_write(out, "\n", 1);
 }
 
 /* A batch's members, written by the output in order as they are done: the
@@ -509,8 +519,6 @@ static void flush(jsond_conn *c)
         } else {
             reply *r = &s->replies[0];
             rc = r->call->silent ? 0 : write_reply(c->out, r);
-            if (rc == 0 && !r->call->silent)
-                rc = jsond_output_write(c->out, "\n", 1);
             slot_free(s);
         }
         if (rc < 0) {
