@@ -246,6 +246,21 @@ class Push(unittest.TestCase):
             c = counters(d.log())
             self.assertEqual((c["accepted"], c["dropped"], c["reset"], c["cut"]), (51, 0, 0, 0))
 
+    def test_burst_of_connections_all_served(self):
+        """Connections that all wait in the backlog at once are each served:
+        the daemon accepts one per readable event, and the listener stays
+        readable while any wait."""
+        n = 200
+        with Daemon(big_config(1)) as d:
+            with d.frozen():
+                socks = [d.connect("main") for _ in range(n)]
+            for s in socks:
+                self.assertEqual(recv_all(s), HELLO)
+                s.close()
+            self.assertEqual(d.stop(), 0)
+            c = counters(d.log())
+            self.assertEqual((c["accepted"], c["refused"], c["reset"], c["cut"]), (n, 0, 0, 0))
+
     def test_10mb_push_to_fast_reader_timing(self):
         size = 10000000
         with Daemon(big_config(size)) as d:
