@@ -1089,7 +1089,7 @@ jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const ch
     c->stats = stats;
     c->env = env;
     c->timeouts = env->timeouts;
-    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    memcpy(c->peer, peer, strnlen(peer, sizeof c->peer - 1)); /* calloc'd: terminated */
     c->closed = closed;
     c->closed_arg = arg;
     jsond_output_opts opts = {cfg->server.output_buffer, cfg->server.write_timeout_ms,
