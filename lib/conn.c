@@ -723,8 +723,10 @@ static int run_line(jsond_conn *c, const char *line, size_t len, const cfg_liste
  * just a route name, whose route has a fixed reply (see give_fixed), with
  * no reply queued before it. Its bytes go to the output at once, with
  * nothing parsed, allocated or queued; anything else takes the general
- * path. 1 when taken, 0 when not, -1 when the output failed. */
-static int run_fixed(jsond_conn *c, const char *line, size_t len)
+ * path. 1 when taken, 0 when not, -1 when the output failed. Inline: with
+ * the push as a second caller the compiler stopped inlining it into the
+ * read loop (+1.7% instructions per pipelined hello, callgrind). */
+static inline int run_fixed(jsond_conn *c, const char *line, size_t len)
 {
     if (c->head || c->draining || c->rpc_seen || c->lst->protocol == JSOND_PROTOCOL_JSONRPC ||
         len > JSOND_NAME_MAX || !jsond_config_valid_name(line, len))
