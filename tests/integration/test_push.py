@@ -182,6 +182,32 @@ class Push(unittest.TestCase):
         handler = builtin:hello
     """)
 
+    def test_push_past_routes_and_protocol(self):
+        """The push is the listener's own: its `routes` do not hide it, and
+        on a JSON-RPC listener it is the plain reply (the fixed fast path
+        declines both, and the general path makes the same bytes)."""
+        conf = config("""
+            [listen hidden]
+            address = 127.0.0.1:0
+            on_connect = hello
+            routes = echo
+            [listen rpc]
+            address = 127.0.0.1:0
+            on_connect = hello
+            protocol = jsonrpc
+            [route hello]
+            handler = builtin:hello
+            [route echo]
+            handler = builtin:echo
+        """)
+        with Daemon(conf) as d:
+            for name in ("hidden", "rpc"):
+                with d.connect(name) as s:
+                    self.assertEqual(recv_all(s), HELLO, name)
+            self.assertEqual(d.stop(), 0)
+            c = counters(d.log())
+            self.assertEqual((c["accepted"], c["reset"], c["cut"]), (2, 0, 0))
+
     def test_stale_unix_socket_file_is_replaced(self):
         # A file left by a server that died: nothing answers on it.
         d = Daemon(self.UNIX_CONF, start=False)
@@ -245,6 +271,21 @@ class Push(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
             c = counters(d.log())
             self.assertEqual((c["accepted"], c["dropped"], c["reset"], c["cut"]), (51, 0, 0, 0))
+
+    def test_burst_of_connections_all_served(self):
+        """Connections that all wait in the backlog at once are each served:
+        the daemon accepts one per readable event, and the listener stays
+        readable while any wait."""
+        n = 200
+        with Daemon(big_config(1)) as d:
+            with d.frozen():
+                socks = [d.connect("main") for _ in range(n)]
+            for s in socks:
+                self.assertEqual(recv_all(s), HELLO)
+                s.close()
+            self.assertEqual(d.stop(), 0)
+            c = counters(d.log())
+            self.assertEqual((c["accepted"], c["refused"], c["reset"], c["cut"]), (n, 0, 0, 0))
 
     def test_10mb_push_to_fast_reader_timing(self):
         size = 10000000

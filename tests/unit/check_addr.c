@@ -167,6 +167,9 @@ START_TEST(test_format_truncates)
     char buf[8];
     memset(buf, 'z', sizeof buf);
     ck_assert_str_eq(jsond_addr_format(&a, buf, sizeof buf), "[2001:d");
+    a = parse_ok("192.168.100.200:65535", "192.168.100.200:65535");
+    ck_assert_str_eq(jsond_addr_format(&a, buf, sizeof buf), "192.168");
+    ck_assert_str_eq(jsond_addr_format(&a, buf, 1), "");
 }
 END_TEST
 
