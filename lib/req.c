@@ -18,13 +18,22 @@
  * inside the handler is recorded for the loop rather than handed over. */
 static _Thread_local jsond_req *running_here __attribute__((tls_model("initial-exec")));
 
+/* A freed request kept for the next: pipelined requests are made and freed
+ * one after another, and this spares an allocation and calloc's slow path
+ * (about 300 instructions for these 800 bytes) per request. Only the loop
+ * thread keeps one; jsond_req_spare_drop() frees it. */
+static _Thread_local jsond_req *spare __attribute__((tls_model("initial-exec")));
+
 static void handoff_cb(jsond_inbox_item *item);
 
 jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, const jsond_handler *h,
                          json_t *args, const jsond_req_env *env, jsond_req_done_fn done, void *arg)
 {
-    jsond_req *req = calloc(1, sizeof *req);
-    if (!req) {
+    jsond_req *req = spare;
+    if (req) {
+        spare = NULL;
+        memset(req, 0, sizeof *req);
+    } else if (!(req = calloc(1, sizeof *req))) {
         json_decref(args);
         return NULL;
     }
@@ -153,7 +162,16 @@ static void req_free(jsond_req *req)
     }
     json_decref(req->args);
     jsond_config_unref(req->cfg);
-    free(req);
+    if (!spare && jsond_context() == JSOND_CTX_LOOP)
+        spare = req;
+    else
+        free(req);
+}
+
+void jsond_req_spare_drop(void)
+{
+    free(spare);
+    spare = NULL;
 }
 
 static void unref(jsond_req *req)

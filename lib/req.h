@@ -159,6 +159,10 @@ void jsond_req_cancel(jsond_req *req);
 /* The connection has taken the outcome (from `done`) and lets go. */
 void jsond_req_release(jsond_req *req);
 
+/* Frees the request the calling thread keeps for the next (see req.c).
+ * The loop thread, when its server goes. */
+void jsond_req_spare_drop(void);
+
 /* An extra reference, for code that uses the request after its reply (a
  * stream on the loop), and its release. */
 void jsond_req_hold(jsond_req *req);

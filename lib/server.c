@@ -1182,7 +1182,10 @@ void jsond_server_free(jsond_server *srv)
     srv->drain_timer = srv->drain_check = srv->pool_check = srv->backoff = NULL;
     jsond_watch_free(srv->watch); /* the watchdog stops before anything else goes */
     srv->watch = NULL;
-    if (pools_free(srv)) {
+    int kept = pools_free(srv);
+    /* Every request this thread will free is freed by now. */
+    jsond_req_spare_drop();
+    if (kept) {
         /* What the workers may touch stays: the pools, the inbox, this
          * struct (their requests' environment) and the requests' configs. */
         abandoned = srv;
