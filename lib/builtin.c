@@ -329,7 +329,7 @@ static json_t *records_run(jsond_req *req, json_t *args)
         name, JSOND_COLOR_ASYNC, NULL, fn, NULL                                                    \
     }
 static const jsond_builtin builtins[] = {
-    {"hello", JSOND_COLOR_ASYNC, NULL, hello_run, HELLO_TEXT},
+    {"hello", JSOND_COLOR_ASYNC, NULL, hello_run, HELLO_TEXT "\n"},
     ASYNC("big", big_run),
     ASYNC("echo", echo_run),
     ASYNC("health", health_run),
@@ -368,5 +368,5 @@ void jsond_builtin_impl(const jsond_builtin *b, jsond_handler *h)
     h->sync_fn = b->sync_fn;
     h->async_fn = b->async_fn;
     h->fixed = b->fixed;
-    h->fixed_len = b->fixed ? strlen(b->fixed) : 0;
+    h->fixed_len = b->fixed ? strlen(b->fixed) - 1 : 0; /* without its '\n' */
 }

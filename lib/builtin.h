@@ -14,7 +14,7 @@ typedef struct jsond_builtin {
     jsond_color color;
     jsond_sync_fn sync_fn;
     jsond_async_fn async_fn;
-    const char *fixed; /* its constant reply, compact, or NULL (see jsond_handler) */
+    const char *fixed; /* its constant reply, compact, and '\n'; or NULL (see jsond_handler) */
 } jsond_builtin;
 
 /* The built-in handler called NAME (without "builtin:"), or NULL. */

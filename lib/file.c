@@ -24,8 +24,8 @@
 typedef struct file {
     atomic_size_t refs;
     json_t *doc;  /* for calls from other handlers, which take JSON values */
-    size_t len;   /* of bytes: compact, without a newline */
-    char bytes[]; /* what clients get */
+    size_t len;   /* of bytes: compact, without the newline that follows */
+    char bytes[]; /* what clients get, and '\n' (see jsond_handler.fixed) */
 } file;
 
 static void file_unref(void *self)
@@ -160,7 +160,7 @@ static file *file_new(json_t *doc)
         return NULL;
     }
     size_t head = d.spill ? evbuffer_get_length(d.spill) : 0;
-    file *f = malloc(sizeof *f + head + d.n);
+    file *f = malloc(sizeof *f + head + d.n + 1);
     if (f) {
         atomic_init(&f->refs, 1);
         f->doc = doc;
@@ -168,6 +168,7 @@ static file *file_new(json_t *doc)
         if (head)
             evbuffer_remove(d.spill, f->bytes, head);
         memcpy(f->bytes + head, d.buf, d.n);
+        f->bytes[f->len] = '\n';
     }
     if (d.spill)
         evbuffer_free(d.spill);

@@ -49,9 +49,11 @@ typedef struct jsond_handler {
     void *data;
     void (*data_free)(void *data);
     /* A reply that never changes (hello's; a small file:'s), as compact
-     * JSON made at load, owned by the handler kind (static, or in data).
-     * A client's request for it gets these bytes, with no request made and
-     * nothing serialized. NULL: the handler runs. */
+     * JSON made at load, owned by the handler kind (static, or in data),
+     * and followed by a '\n' that fixed_len does not count, so that a
+     * reply line goes out in one write. A client's request for it gets
+     * these bytes, with no request made and nothing serialized. NULL: the
+     * handler runs. */
     const char *fixed;
     size_t fixed_len;
 } jsond_handler;
