@@ -33,8 +33,6 @@ int jsond_dump_bytes(jsond_dumper *d, const char *p, size_t len)
 
 int jsond_dump(jsond_dumper *d, const json_t *doc)
 {
-    if (!d->max)
-        return jsond_encode_buf(doc, d->buf, sizeof d->buf, &d->n, &d->spill, SIZE_MAX);
-    return jsond_encode_buf(doc, d->buf, sizeof d->buf, &d->n,
-                            d->max > sizeof d->buf ? &d->spill : NULL, d->max);
+    struct evbuffer **spill = d->max && d->max <= sizeof d->buf ? NULL : &d->spill;
+    return jsond_encode_buf(doc, d->buf, sizeof d->buf, &d->n, spill, d->max ? d->max : SIZE_MAX);
 }

@@ -35,18 +35,19 @@ static inline void jsond_dumper_init(jsond_dumper *d, struct evbuffer *spill)
     d->max = 0;
 }
 
-/* Starts an empty text of at most `max` bytes (JSOND_DUMP_BUF or less: it
- * must fit the buffer, and nothing spills): for a caller with a better way
- * to write a larger one (the encoder, writing as the output takes it). The
- * appends below return 1 when the text goes past that; what the dumper
- * then holds is a part, to be thrown away. */
+/* Starts an empty text of at most about `max` bytes, for a caller with a
+ * better way to write a larger one (the encoder, writing as the output
+ * takes it): JSOND_DUMP_BUF keeps it in the buffer, and nothing spills;
+ * more lets `spill` (NULL: made when needed) take the head. The appends
+ * below return 1 when the text goes past that; what the dumper then holds
+ * is a part, to be thrown away. */
 static inline void jsond_dumper_init_bounded(jsond_dumper *d, struct evbuffer *spill, size_t max)
 {
     jsond_dumper_init(d, spill);
     d->max = max;
 }
 
-/* Appends raw bytes. 0, or -1 out of memory. */
+/* Appends raw bytes. 0, -1 out of memory, or (bounded) 1 past the bound. */
 int jsond_dump_bytes(jsond_dumper *d, const char *p, size_t len);
 
 /* Appends `doc`, compact, exactly as json_dumps(JSON_COMPACT |
