@@ -102,38 +102,6 @@ int jsond_addr_parse(const char *text, jsond_addr *out, const char **why)
     return 0;
 }
 
-static char *put_uint(char *p, unsigned v)
-{
-    char d[10];
-    int n = 0;
-    do
-        d[n++] = (char)('0' + v % 10);
-    while (v /= 10);
-    while (n)
-        *p++ = d[--n];
-    return p;
-}
-
-/* "a.b.c.d:port" without printf: every accepted TCP connection is named
- * so, and the printf family cost it more than a system call. */
-static void format_ipv4(const struct sockaddr_in *in, char *buf, size_t size)
-{
-    char text[sizeof "255.255.255.255:65535"], *p = text;
-    const unsigned char *b = (const unsigned char *)&in->sin_addr;
-    for (int i = 0; i < 4; i++) {
-        p = put_uint(p, b[i]);
-        *p++ = i < 3 ? '.' : ':';
-    }
-    p = put_uint(p, ntohs(in->sin_port));
-    size_t n = (size_t)(p - text);
-    if (size == 0)
-        return;
-    if (n >= size)
-        n = size - 1;
-    memcpy(buf, text, n);
-    buf[n] = '\0';
-}
-
 char *jsond_addr_format(const jsond_addr *a, char *buf, size_t size)
 {
     char host[INET6_ADDRSTRLEN];
@@ -141,9 +109,12 @@ char *jsond_addr_format(const jsond_addr *a, char *buf, size_t size)
     case AF_UNIX:
         snprintf(buf, size, "unix:%s", ((const struct sockaddr_un *)&a->ss)->sun_path);
         break;
-    case AF_INET:
-        format_ipv4((const struct sockaddr_in *)&a->ss, buf, size);
+    case AF_INET: {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&a->ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(buf, size, "%s:%u", host, ntohs(in->sin_port));
         break;
+    }
     case AF_INET6: {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->ss;
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);

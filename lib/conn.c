@@ -17,17 +17,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/sockios.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "conn.h"
 #include "dump.h"
 #include "encode.h"
@@ -99,7 +99,9 @@ struct jsond_conn {
     jsond_stats *stats;
     const jsond_req_env *env; /* what its requests share */
     jsond_timeouts *timeouts; /* the env's */
-    char peer[64];
+    jsond_addr addr;          /* the peer's, named in logs as peer_name() formats it */
+    char peer[64];            /* "" until a log line needs it */
+    size_t pushed;            /* bytes of the push reply sent from the accept callback */
     jsond_output *out;
     struct evbuffer *in;
     size_t scanned;          /* bytes of `in` known to hold no '\n' */
@@ -129,6 +131,29 @@ struct jsond_conn {
 };
 
 static const char *const end_names[] = {"done", "dropped", "reset", "cut"};
+
+/* Formatting an address costs about as much as the rest of a push: done
+ * only for a log line that is written. */
+static void format_peer(const jsond_addr *a, char *buf, size_t size)
+{
+    if (a->ss.ss_family == AF_UNIX)
+        snprintf(buf, size, "unix");
+    else
+        jsond_addr_format(a, buf, size);
+}
+
+static const char *peer_name(jsond_conn *c)
+{
+    if (!c->peer[0])
+        format_peer(&c->addr, c->peer, sizeof c->peer);
+    return c->peer;
+}
+
+static void log_closed(const char *peer, jsond_conn_end how, unsigned long long bytes_out)
+{
+    jsond_log(JSOND_LOG_DEBUG, "connection from %s closed (%s, %llu bytes out)", peer,
+              end_names[how], bytes_out);
+}
 
 /* A call leaves the connection's count once its reply is in the output. */
 static void retire(reply *r)
@@ -220,8 +245,8 @@ static void conn_free(jsond_conn *c)
 
 void jsond_conn_close(jsond_conn *c, jsond_conn_end how)
 {
-    jsond_log(JSOND_LOG_DEBUG, "connection from %s closed (%s, %llu bytes out)", c->peer,
-              end_names[how], (unsigned long long)jsond_output_sent(c->out));
+    if (jsond_log_get_level() >= JSOND_LOG_DEBUG)
+        log_closed(peer_name(c), how, c->pushed + jsond_output_sent(c->out));
     c->closed(c, how, c->closed_arg);
     conn_free(c);
 }
@@ -247,7 +272,7 @@ static void arm_timer(jsond_conn *c, unsigned ms)
     if (!ms) {
         event_del(c->timer);
     } else if (jsond_timeouts_add(c->timeouts, c->timer, ms) < 0) {
-        jsond_log(JSOND_LOG_ERROR, "%s: cannot arm a timer: closing", c->peer);
+        jsond_log(JSOND_LOG_ERROR, "%s: cannot arm a timer: closing", peer_name(c));
         doom(c, JSOND_CONN_RESET);
     }
 }
@@ -272,7 +297,7 @@ static void pause_reading(jsond_conn *c)
     if (c->hup_fd >= 0)
         c->hup_ev = event_new(c->base, c->hup_fd, EV_READ | EV_ET | EV_PERSIST, conn_hup_cb, c);
     if (!c->hup_ev || event_add(c->hup_ev, NULL) < 0) {
-        jsond_log(JSOND_LOG_DEBUG, "%s: cannot watch for a reset while paused", c->peer);
+        jsond_log(JSOND_LOG_DEBUG, "%s: cannot watch for a reset while paused", peer_name(c));
         unwatch_hangup(c);
     }
 }
@@ -285,30 +310,31 @@ static int resume_reading(jsond_conn *c)
 
 /* ---- closing ---------------------------------------------------------- */
 
-/* 1 when the peer has acknowledged every byte we sent. */
-static int all_acked(evutil_socket_t fd)
+/* The closing rule's question, asked before any shutdown() (whose FIN
+ * would count as unacknowledged): 1 to close now, 0 to linger. Input left
+ * unread makes close() send a reset, which can destroy the replies on
+ * their way; so can input that arrives before the peer has acknowledged
+ * them all. So: close now only when no input is pending and the peer has
+ * every byte. One getsockopt() tells both, from the socket's memory: the
+ * receive queue and its backlog hold no input (nor a FIN: that costs a
+ * linger that sees end-of-stream at once), and for TCP the write queue
+ * holds no unacknowledged byte, for a unix socket the peer has read them
+ * all. A socket that cannot say (a kernel before 4.6) lingers. */
+static int close_now(evutil_socket_t fd, const cfg_listen *lst)
 {
-    int queued;
-    return ioctl(fd, SIOCOUTQ, &queued) == 0 && queued == 0;
+    uint32_t m[SK_MEMINFO_VARS];
+    socklen_t len = sizeof m;
+    if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, m, &len) < 0 || len < sizeof m)
+        return 0;
+    int unacked =
+        lst->address.ss.ss_family == AF_UNIX ? SK_MEMINFO_WMEM_ALLOC : SK_MEMINFO_WMEM_QUEUED;
+    return m[SK_MEMINFO_RMEM_ALLOC] == 0 && m[SK_MEMINFO_BACKLOG] == 0 && m[unacked] == 0;
 }
 
 /* The closing rule. Output is drained when this runs. */
 static void begin_close(jsond_conn *c)
 {
-    char b;
-    ssize_t n = c->eof ? 0 : recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    int close_now;
-    if (n > 0)
-        close_now = 0; /* input pending: close() would reset, so linger */
-    else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        /* Nothing pending, but input arriving before our bytes are
-         * acknowledged would make close() send a reset that destroys them:
-         * linger unless the peer has them all. Asked before the shutdown,
-         * whose FIN would count as unacknowledged. */
-        close_now = all_acked(c->fd);
-    else
-        close_now = 1; /* end-of-stream, or an error */
-    if (close_now) {
+    if (c->eof || close_now(c->fd, c->lst)) {
         /* close() sends the FIN itself: no shutdown() first. */
         jsond_conn_close(c, JSOND_CONN_DONE);
         return;
@@ -531,7 +557,7 @@ static void flush(jsond_conn *c)
             slot_free(s);
         }
         if (rc < 0) {
-            jsond_log(JSOND_LOG_ERROR, "cannot queue a reply to %s", c->peer);
+            jsond_log(JSOND_LOG_ERROR, "cannot queue a reply to %s", peer_name(c));
             doom(c, JSOND_CONN_RESET);
             return;
         }
@@ -809,7 +835,7 @@ static inline int run_fixed(jsond_conn *c, const char *line, size_t len)
 /* The reply to a line over max_request_size; no more requests after it. */
 static int too_large(jsond_conn *c)
 {
-    jsond_log(JSOND_LOG_INFO, "%s sent a request line over %zu bytes: closing", c->peer,
+    jsond_log(JSOND_LOG_INFO, "%s sent a request line over %zu bytes: closing", peer_name(c),
               c->cfg->server.max_request_size);
     slot *s = push_slot(c, NULL, 0, 0);
     if (!s)
@@ -970,7 +996,7 @@ static void conn_resume_run(evutil_socket_t fd, short what, void *arg)
             } else if (held || c->draining) {
                 pause_reading(c);
             } else if (resume_reading(c) < 0) {
-                jsond_log(JSOND_LOG_ERROR, "%s: cannot watch its socket: closing", c->peer);
+                jsond_log(JSOND_LOG_ERROR, "%s: cannot watch its socket: closing", peer_name(c));
                 jsond_conn_close(c, JSOND_CONN_RESET);
                 return;
             }
@@ -1072,7 +1098,7 @@ static void conn_hup_run(evutil_socket_t fd, short what, void *arg)
                     ? (errno = err, -1)
                     : recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        jsond_log(JSOND_LOG_DEBUG, "%s went away: %s", c->peer, strerror(errno));
+        jsond_log(JSOND_LOG_DEBUG, "%s went away: %s", peer_name(c), strerror(errno));
         jsond_conn_close(c, JSOND_CONN_RESET);
         return;
     }
@@ -1106,7 +1132,7 @@ static void conn_timer_run(evutil_socket_t fd, short what, void *arg)
         arm_timer(c, c->cfg->server.idle_timeout_ms);
         return;
     }
-    jsond_log(JSOND_LOG_DEBUG, "%s idle for %u ms: closing", c->peer,
+    jsond_log(JSOND_LOG_DEBUG, "%s idle for %u ms: closing", peer_name(c),
               c->cfg->server.idle_timeout_ms);
     stop_requests(c);
     conn_resume_run(fd, 0, c);
@@ -1130,7 +1156,7 @@ static void conn_output_cb(jsond_output *out, jsond_output_event ev, void *arg)
         conn_resume_run(c->fd, 0, c);
         break;
     case JSOND_OUTPUT_TIMEOUT:
-        jsond_log(JSOND_LOG_INFO, "dropped %s: it took nothing for %u ms", c->peer,
+        jsond_log(JSOND_LOG_INFO, "dropped %s: it took nothing for %u ms", peer_name(c),
                   c->cfg->server.write_timeout_ms);
         jsond_conn_close(c, JSOND_CONN_DROPPED);
         break;
@@ -1142,7 +1168,7 @@ static void conn_output_cb(jsond_output *out, jsond_output_event ev, void *arg)
 
 /* ---- life ----------------------------------------------------------- */
 
-jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const char *peer,
+jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const jsond_addr *peer,
                            jsond_config *cfg, const cfg_listen *lst, jsond_config *const *current,
                            jsond_stats *stats, const jsond_req_env *env,
                            jsond_conn_closed_fn closed, void *arg)
@@ -1162,7 +1188,7 @@ jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const ch
     c->stats = stats;
     c->env = env;
     c->timeouts = env->timeouts;
-    memcpy(c->peer, peer, strnlen(peer, sizeof c->peer - 1)); /* calloc'd: terminated */
+    c->addr = *peer;
     c->closed = closed;
     c->closed_arg = arg;
     jsond_output_opts opts = {cfg->server.output_buffer, cfg->server.write_timeout_ms,
@@ -1187,9 +1213,45 @@ jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const ch
     return c;
 }
 
-void jsond_conn_start(jsond_conn *c)
+int jsond_conn_push(evutil_socket_t fd, const jsond_addr *peer, const jsond_config *cfg,
+                    const cfg_listen *lst, jsond_stats *stats, size_t *sent)
 {
-    if (c->lst->on_connect) {
+    *sent = 0;
+    const cfg_route *route = jsond_config_route(cfg, lst->on_connect);
+    const jsond_handler *h = lst->requests ? NULL : fixed_handler(NULL, route);
+    if (!h)
+        return 0;
+    size_t len = h->fixed_len + 1; /* and '\n' */
+    ssize_t n = send(fd, h->fixed, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n <= 0)
+        return 0; /* the connection tries again, and meets any error itself */
+    *sent = (size_t)n;
+    jsond_stats_request(stats, route->name);
+    stats->conns.bytes_out += (unsigned long long)n;
+    if ((size_t)n < len || !close_now(fd, lst))
+        return 0;
+    close(fd);
+    if (jsond_log_get_level() >= JSOND_LOG_DEBUG) {
+        char name[64];
+        format_peer(peer, name, sizeof name);
+        log_closed(name, JSOND_CONN_DONE, (unsigned long long)n);
+    }
+    return 1;
+}
+
+void jsond_conn_start(jsond_conn *c, size_t pushed)
+{
+    if (pushed) {
+        /* jsond_conn_push() began a fixed reply: the rest, if any. */
+        const jsond_handler *h =
+            fixed_handler(NULL, jsond_config_route(*c->current, c->lst->on_connect));
+        c->pushed = pushed;
+        if (pushed <= h->fixed_len &&
+            jsond_output_write(c->out, h->fixed + pushed, h->fixed_len + 1 - pushed) < 0) {
+            jsond_conn_close(c, JSOND_CONN_RESET);
+            return;
+        }
+    } else if (c->lst->on_connect) {
         /* The push is a request like any other, without an id; a fixed
          * reply takes the fast path, with nothing parsed or queued. */
         const char *name = c->lst->on_connect;

@@ -14,6 +14,7 @@
 
 #include <event2/event.h>
 
+#include "addr.h"
 #include "config.h"
 #include "req.h"
 #include "stats.h"
@@ -36,15 +37,29 @@ typedef void (*jsond_conn_closed_fn)(jsond_conn *c, jsond_conn_end how, void *ar
  * settings last the connection's life), counting into `stats`. Each request
  * is routed on `*current`, the config in force when its line is parsed
  * (reloads change it) and run in `env` (the server's: the loop's timer
- * queues, inbox and pools). `peer` names the client in logs. NULL on failure (fd closed). */
-jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const char *peer,
+ * queues, inbox and pools). `peer`, the client's address, names it in logs.
+ * NULL on failure (fd closed). */
+jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const jsond_addr *peer,
                            jsond_config *cfg, const cfg_listen *lst, jsond_config *const *current,
                            jsond_stats *stats, const jsond_req_env *env,
                            jsond_conn_closed_fn closed, void *arg);
 
-/* Starts serving. The connection may close (and `closed` run) before this
- * returns, so the caller must be ready for that first. */
-void jsond_conn_start(jsond_conn *c);
+/* A push listener's fixed reply (hello, file:), made from the accept
+ * callback as nginx does, before any connection exists: one send() and,
+ * when it took every byte and the closing rule allows, close(). Returns 1
+ * when that was all (fd closed; the request and its bytes counted in
+ * `stats`, the close logged). Returns 0 when the socket needs a connection:
+ * the reply is not fixed, or the send() took *sent bytes of it and no more,
+ * or the peer's input means the connection must linger; the caller passes
+ * *sent to jsond_conn_start(). Loop thread. */
+int jsond_conn_push(evutil_socket_t fd, const jsond_addr *peer, const jsond_config *cfg,
+                    const cfg_listen *lst, jsond_stats *stats, size_t *sent);
+
+/* Starts serving; `pushed`: the bytes of its push reply jsond_conn_push()
+ * sent (0: none, the connection makes its push itself). The connection may
+ * close (and `closed` run) before this returns, so the caller must be ready
+ * for that first. */
+void jsond_conn_start(jsond_conn *c, size_t pushed);
 
 /* The server is shutting down: a connection with nothing in progress closes
  * now; one with replies in progress stops reading, answers lines it has

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "conn.h"
 #include "inbox.h"
 #include "jsond.h"
@@ -227,18 +228,20 @@ static void conn_closed_cb(jsond_conn *c, jsond_conn_end how, void *arg)
 static void serve(listener *l, evutil_socket_t fd, const struct sockaddr_storage *ss, socklen_t len)
 {
     jsond_server *srv = l->srv;
-    char peer[64] = "unix";
-    if (ss->ss_family != AF_UNIX) {
-        jsond_addr a = {.len = len};
-        memcpy(&a.ss, ss, sizeof a.ss);
-        jsond_addr_format(&a, peer, sizeof peer);
+    jsond_addr peer = {.len = len};
+    memcpy(&peer.ss, ss, sizeof peer.ss);
+    size_t pushed = 0;
+    if (l->cfg->on_connect &&
+        jsond_conn_push(fd, &peer, srv->cfg, l->cfg, &srv->stats, &pushed) == 1) {
+        srv->stats.conns.accepted++;
+        return;
     }
     node *n = calloc(1, sizeof *n);
-    jsond_conn *c = n ? jsond_conn_new(srv->base, fd, peer, srv->cfg, l->cfg, &srv->cfg,
+    jsond_conn *c = n ? jsond_conn_new(srv->base, fd, &peer, srv->cfg, l->cfg, &srv->cfg,
                                        &srv->stats, &srv->env, conn_closed_cb, n)
                       : NULL;
     if (!c) {
-        jsond_log(JSOND_LOG_ERROR, "out of memory: connection from %s closed", peer);
+        jsond_log(JSOND_LOG_ERROR, "out of memory: a connection to %s closed", l->cfg->name);
         if (!n)
             close(fd);
         free(n);
@@ -253,7 +256,7 @@ static void serve(listener *l, evutil_socket_t fd, const struct sockaddr_storage
     srv->conns = n;
     srv->stats.conns.open++;
     srv->stats.conns.accepted++;
-    jsond_conn_start(c);
+    jsond_conn_start(c, pushed);
 }
 
 /* ---- refusing --------------------------------------------------------- */

@@ -408,13 +408,14 @@ def error_of(reply, code, id=..., test=None):
     return reply
 
 
-def wait_counted(c, route, timeout=None):
+def wait_counted(c, route, timeout=None, at_least=1):
     """Polls builtin:stats (the route "stats") over Client c until `route`
-    has counted a request: a request is counted when it is dispatched."""
+    has counted `at_least` requests: a request is counted when it is
+    dispatched (a push of a fixed reply: when its first send() is done)."""
     deadline = time.monotonic() + (timeout or 3 * SLOW)
     while True:
         routes = c.call("stats")["requests"]["routes"]
-        if routes.get(route, {}).get("requests"):
+        if routes.get(route, {}).get("requests", 0) >= at_least:
             return
         if time.monotonic() > deadline:
             raise AssertionError("no request on %s was ever counted" % route)

@@ -12,6 +12,9 @@
     content is served on; fixed, it reloads
   - replies still unread when a reload replaces the file come out whole
     and old (the bytes outlive their config)
+  - as a push listener's on_connect: a small file (a fixed reply, sent
+    from the accept callback) and one over 16 KB (sent by a connection),
+    byte-exact and counted
   - `jsond -t`: a missing file, a duplicate key, a directory and a file
     over the 16M cap fail at the handler's line
 """
@@ -21,8 +24,8 @@ import select
 import socket
 import tempfile
 
-from jsondtest import (JSOND_TESTD, SLOW, Client, Daemon, SharedDaemon, config, lines_of, main,
-                       reload, run, started, unittest)
+from jsondtest import (JSOND_TESTD, SLOW, Client, Daemon, SharedDaemon, config, counters,
+                       lines_of, main, recv_all, reload, run, started, unittest)
 
 # Over 4 KB once compact (the serializer's stack buffer spills), with
 # non-ASCII text, escapes, a real and nesting.
@@ -116,6 +119,50 @@ class Served(SharedDaemon):
         self.assertEqual(self.c.reply(), {"reply": DOC})
         self.c.send(b"f\n")
         self.assertEqual(self.c.raw(), self.want)
+
+
+class Pushed(unittest.TestCase):
+    """A push of a fixed reply starts in the accept callback with one
+    send(); what it does not take, the connection writes."""
+
+    CONF = CONF + config("""
+        [listen push]
+        address = 127.0.0.1:0
+        on_connect = f
+        [route stats]
+        handler = builtin:stats
+        """)
+
+    def pushes(self, doc, n, want=None):
+        clients = n + 1  # and the stats client
+        with daemon(self.CONF, doc) as d:
+            if want is None:
+                clients += 1
+                with Client(d) as c:
+                    want = compact(c, doc)
+            want += b"\n"
+            with Client(d) as stats:
+                for i in range(n):
+                    with d.connect("push") as s:
+                        self.assertEqual(recv_all(s), want, "push %d" % i)
+                st = stats.call("stats")
+            self.assertEqual(st["requests"]["routes"]["f"]["requests"], n)
+            self.assertEqual(st["connections"]["total"], clients)
+            self.assertGreaterEqual(st["bytes"]["out"], n * len(want))
+            self.assertEqual(d.stop(), 0)
+            c = counters(d.log())
+            self.assertEqual((c["accepted"], c["reset"], c["cut"]), (clients, 0, 0))
+
+    def test_small_file_sent_whole(self):
+        self.pushes(DOC, 20)
+
+    def test_file_over_the_fixed_size_sent_by_the_connection(self):
+        # Over 16 KB (JSOND_FIXED_MAX): not a fixed reply, so not sent from
+        # the accept callback. (test_sockets.py has a fixed reply that the
+        # first send() cannot take whole.)
+        doc = {"rows": ["%099d" % i for i in range(1000)]}
+        want = json.dumps(doc, separators=(",", ":")).encode()  # ASCII: as jansson writes it
+        self.pushes(doc, 2, want)
 
 
 class Reload(unittest.TestCase):

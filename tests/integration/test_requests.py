@@ -481,6 +481,22 @@ class Limits(unittest.TestCase):
             c.close()
             self.assertEqual(d.stop(), 0)
 
+    def test_idle_close_of_a_drained_client_is_immediate(self):
+        """The closing rule tells input it read from input unread: after
+        requests read in full, an idle close is immediate while the client
+        keeps its side open. Taking their bytes for unread input would make
+        it linger until linger_timeout."""
+        conf = CONF.replace("[server]", "[server]\nidle_timeout = %dms\nlinger_timeout = 60s"
+                            % (IDLE * 1000))
+        with Daemon(conf) as d:
+            base = d.fds()
+            with Client(d) as c:
+                for _ in range(3):
+                    self.assertEqual(c.call("hello"), json.loads(HELLO))
+                c.expect_eof()
+                self.assertEqual(d.wait_fds(base), base)
+            self.assertEqual(d.stop(), 0)
+
 
 class Shutdown(unittest.TestCase):
     def test_shutting_down(self):

@@ -9,12 +9,14 @@ hands a passed socket on without closing it. (test_systemd.py does the same
 through a real systemd and jsond.socket.)
 """
 import fcntl
+import json
 import os
 import re
 import socket
+import tempfile
 
-from jsondtest import (HELLO, JSOND, SLOW, WRAPPER, Daemon, config, main, recv_all, reload,
-                       built_with_systemd, started, unittest)
+from jsondtest import (HELLO, JSOND, SLOW, WRAPPER, Client, Daemon, config, main, recv_all,
+                       reload, built_with_systemd, started, unittest, wait_counted)
 
 PASSED_RE = re.compile(r"listening on (\S+) (\S+) \(passed in as fd (\d+), named (\S*)\)")
 
@@ -119,6 +121,47 @@ class SocketActivation(unittest.TestCase):
             for addr in (text_of(a), text_of(b), text_of(c), own):
                 self.assertEqual(fetch(addr), HELLO, addr)
             self.assertIn("systemd passed 3 sockets", d.log())
+            self.assertEqual(d.stop(), 0)
+
+    def test_push_over_the_send_buffer(self):
+        """A passed socket keeps its options: with a small send buffer, the
+        send() the accept callback makes of a fixed reply takes only part
+        of it, and the connection writes the rest, byte-exact."""
+        a = tcp_listener()
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the accepted inherit it
+        p = Passed(self, (a, "push"))
+        rows = ["%099d" % i for i in range(160)]
+        want = json.dumps({"rows": rows}, separators=(",", ":")).encode()  # ASCII: as jansson
+        self.assertLessEqual(len(want), 16 * 1024)  # a fixed reply: JSOND_FIXED_MAX
+        tmp = tempfile.TemporaryDirectory(prefix="jsond-test-")
+        self.addCleanup(tmp.cleanup)
+        path = os.path.join(tmp.name, "rows.json")
+        with open(path, "w") as f:
+            json.dump({"rows": rows}, f)
+        conf = config("""
+            [listen push]
+            on_connect = rows
+            [listen own]
+            address = 127.0.0.1:0
+            requests = yes
+            [route rows]
+            handler = file:%s
+            [route stats]
+            handler = builtin:stats
+        """ % path)
+        with started(p.start(conf)) as d:
+            d.addrs["own"] = dict(re.findall(r"listening on (own) (\S+)\n", d.log()))["own"]
+            stats = Client(d, "own")
+            self.addCleanup(stats.close)
+            for i in range(3):
+                with socket.socket() as c:
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+                    c.settimeout(3 * SLOW)
+                    c.connect(a.getsockname())
+                    # Read once the first send() is done (it counts the
+                    # push): the rest is then the connection's to write.
+                    wait_counted(stats, "rows", at_least=i + 1)
+                    self.assertEqual(recv_all(c), want + b"\n", "push %d" % i)
             self.assertEqual(d.stop(), 0)
 
     def test_address_in_config_differs(self):

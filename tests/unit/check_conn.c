@@ -142,10 +142,11 @@ static void open_conn(const char *server, const char *listen)
     set_nonblocking(sv[1]);
     peer = sv[1];
     env = (jsond_req_env){.base = base, .stats = &stats, .timeouts = timeouts};
-    conn = jsond_conn_new(base, sv[0], "test", cfg, &cfg->listens[0], &current, &stats, &env,
+    jsond_addr unix_peer = {.ss.ss_family = AF_UNIX, .len = sizeof(sa_family_t)};
+    conn = jsond_conn_new(base, sv[0], &unix_peer, cfg, &cfg->listens[0], &current, &stats, &env,
                           closed_cb, NULL);
     ck_assert_ptr_nonnull(conn);
-    jsond_conn_start(conn);
+    jsond_conn_start(conn, 0);
     ck_assert_int_eq(closed_count, 0);
 }
 
