@@ -170,12 +170,14 @@ static size_t unescape(const unsigned char **pp, const unsigned char *end, unsig
     return jsond_utf8_put(q, (uint32_t)c);
 }
 
-/* The string whose opening quote is at ps->p, decoded into *s and *n; ps->p
- * moves past it. 0: *s is in the text (no escapes, nothing copied); 1: in
- * the scratch at ps->top; -1 invalid or out of memory. */
-static int scan_string(parser *ps, const char **s, size_t *n)
+/* The rest of a string for scan_string(), from `p`, where its first run
+ * of plain ASCII (starting at `from`) stopped: UTF-8, escapes, or an error.
+ * Out of line, so that the common case keeps few registers. */
+__attribute__((noinline)) static int scan_rest(parser *ps, const unsigned char *from,
+                                               const unsigned char *p, const char **s, size_t *n)
 {
-    const unsigned char *end = ps->end, *from = ps->p + 1, *p = skip_plain(from, end);
+    const unsigned char *end = ps->end;
+    p = skip_plain(p, end);
     if (p < end && *p == '"') {
         *s = (const char *)from;
         *n = (size_t)(p - from);
@@ -201,6 +203,22 @@ static int scan_string(parser *ps, const char **s, size_t *n)
     *n = at - ps->top;
     ps->p = p + 1;
     return 1;
+}
+
+/* The string whose opening quote is at ps->p, decoded into *s and *n; ps->p
+ * moves past it. 0: *s is in the text (no escapes, nothing copied); 1: in
+ * the scratch at ps->top; -1 invalid or out of memory. */
+static inline int scan_string(parser *ps, const char **s, size_t *n)
+{
+    const unsigned char *end = ps->end, *from = ps->p + 1;
+    const unsigned char *p = from + jsond_plain_run(from, (size_t)(end - from));
+    if (p < end && *p == '"') {
+        *s = (const char *)from;
+        *n = (size_t)(p - from);
+        ps->p = p + 1;
+        return 0;
+    }
+    return scan_rest(ps, from, p, s, n);
 }
 
 /* ---- numbers and literals --------------------------------------------- */
