@@ -138,8 +138,10 @@ static int envelope_decode(const char *line, size_t len, envelope *e)
 {
     jsond_field f[NFIELDS];
     memset(e, 0, sizeof *e);
-    for (int i = 0; i < NFIELDS; i++)
-        f[i] = (jsond_field){.name = field_names[i], .raw = is_text_field(i) || i == F_ID};
+    for (int i = 0; i < NFIELDS; i++) { /* jsond_decode_fields() sets the rest */
+        f[i].name = field_names[i];
+        f[i].raw = is_text_field(i) || i == F_ID;
+    }
     if (jsond_decode_fields(line, len, f, NFIELDS) != 1)
         return -1;
     for (int i = 0; i < NFIELDS; i++) {
@@ -401,7 +403,10 @@ void jsond_request_fini(jsond_request *r)
     }
     if (r->calls != &r->one)
         free(r->calls);
-    memset(r, 0, sizeof *r);
+    /* No calls left, so a second fini frees nothing; the rest is set anew
+     * by whatever parses into `r` next. */
+    r->calls = NULL;
+    r->ncalls = 0;
 }
 
 /* ---- replies ---------------------------------------------------------- */

@@ -77,6 +77,9 @@ int jsond_proto_parse(const char *line, size_t len, int mode, jsond_request *out
  * the caller fills in the call's failure. */
 void jsond_request_one(jsond_request *out);
 
+/* Releases what `r` holds and leaves it without calls (to fini again is
+ * harmless); it is filled anew only by jsond_proto_parse() or
+ * jsond_request_one(). */
 void jsond_request_fini(jsond_request *r);
 
 /* Appends the reply to `call` made of the handler's `result`: the result as
