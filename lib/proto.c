@@ -60,8 +60,15 @@ static int set_route(jsond_proto_call *c, const char *name, size_t len)
 
 /* The members of a request object that say what it is, by their keys. */
 enum { F_JSONRPC, F_METHOD, F_PARAMS, F_ID, F_ROUTE, F_ARGS, NFIELDS };
-static const char *const field_names[NFIELDS] = {"jsonrpc", "method", "params",
-                                                 "id",      "route",  "args"};
+#define NAME(s)                                                                                    \
+    {                                                                                              \
+        (s), sizeof(s) - 1                                                                         \
+    }
+static const struct {
+    const char *s;
+    size_t n;
+} field_names[NFIELDS] = {NAME("jsonrpc"), NAME("method"), NAME("params"),
+                          NAME("id"),      NAME("route"),  NAME("args")};
 
 /* What a request object's members say. The strings (jsonrpc, method,
  * route) are read in place when the line gives them without escapes: a
@@ -86,7 +93,7 @@ static void envelope_of(json_t *obj, envelope *e)
 {
     memset(e, 0, sizeof *e);
     for (int i = 0; i < NFIELDS; i++) {
-        json_t *v = json_object_get(obj, field_names[i]);
+        json_t *v = json_object_get(obj, field_names[i].s);
         e->has[i] = v != NULL;
         if (!is_text_field(i)) {
             e->v[i] = json_incref(v);
@@ -139,7 +146,8 @@ static int envelope_decode(const char *line, size_t len, envelope *e)
     jsond_field f[NFIELDS];
     memset(e, 0, sizeof *e);
     for (int i = 0; i < NFIELDS; i++) { /* jsond_decode_fields() sets the rest */
-        f[i].name = field_names[i];
+        f[i].name = field_names[i].s;
+        f[i].name_len = field_names[i].n;
         f[i].raw = is_text_field(i) || i == F_ID;
     }
     if (jsond_decode_fields(line, len, f, NFIELDS) != 1)
