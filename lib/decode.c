@@ -452,6 +452,7 @@ static int parse_array(parser *ps, json_t **out)
         return -1;
     int r = open_container(ps, ']');
     while (r == 0) {
+        skip_space(ps); /* after a ',' */
         if (parse_value(ps, arr ? &v : NULL) < 0 || (arr && json_array_append_new(arr, v) < 0))
             r = -1;
         else
@@ -468,11 +469,11 @@ static int parse_array(parser *ps, json_t **out)
 
 /* A value, as jansson's parse_value(): every value counts a level of depth,
  * a scalar too, so JSON_PARSER_MAX_DEPTH empty arrays nest, but a scalar in
- * as many does not. */
+ * as many does not. White space before it is the caller's to skip: a
+ * member's value, whose text starts after it, skips it once. */
 static int parse_value(parser *ps, json_t **out)
 {
     int r;
-    skip_space(ps);
     if (++ps->depth > JSON_PARSER_MAX_DEPTH || ps->p == ps->end)
         return -1;
     switch (*ps->p) {
