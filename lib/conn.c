@@ -20,6 +20,7 @@
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +74,6 @@ typedef struct reply {
 struct slot {
     slot *next;
     jsond_conn *c;
-    jsond_request request;
     reply *replies; /* &one, or a batch's */
     reply one;
     size_t started; /* calls dispatched so far */
@@ -81,6 +81,7 @@ struct slot {
     size_t turn;    /* streaming: the next member to write */
     size_t written; /* streaming: replies written (not notifications) */
     int streaming;
+    jsond_request request; /* last: push_slot zeroes what comes before it */
 };
 
 typedef enum conn_state {
@@ -735,7 +736,8 @@ static slot *push_slot(jsond_conn *c, const char *line, size_t len, int mode)
     slot *s = c->spare;
     if (s) {
         c->spare = NULL;
-        memset(s, 0, sizeof *s);
+        /* The request is set whole below, by its parser or as one call. */
+        memset(s, 0, offsetof(slot, request));
     } else if (!(s = calloc(1, sizeof *s))) {
         return NULL;
     }

@@ -170,12 +170,14 @@ static size_t unescape(const unsigned char **pp, const unsigned char *end, unsig
     return jsond_utf8_put(q, (uint32_t)c);
 }
 
-/* The string whose opening quote is at ps->p, decoded into *s and *n; ps->p
- * moves past it. 0: *s is in the text (no escapes, nothing copied); 1: in
- * the scratch at ps->top; -1 invalid or out of memory. */
-static int scan_string(parser *ps, const char **s, size_t *n)
+/* The rest of a string for scan_string(), from `p`, where its first run
+ * of plain ASCII (starting at `from`) stopped: UTF-8, escapes, or an error.
+ * Out of line, so that the common case keeps few registers. */
+__attribute__((noinline)) static int scan_rest(parser *ps, const unsigned char *from,
+                                               const unsigned char *p, const char **s, size_t *n)
 {
-    const unsigned char *end = ps->end, *from = ps->p + 1, *p = skip_plain(from, end);
+    const unsigned char *end = ps->end;
+    p = skip_plain(p, end);
     if (p < end && *p == '"') {
         *s = (const char *)from;
         *n = (size_t)(p - from);
@@ -201,6 +203,22 @@ static int scan_string(parser *ps, const char **s, size_t *n)
     *n = at - ps->top;
     ps->p = p + 1;
     return 1;
+}
+
+/* The string whose opening quote is at ps->p, decoded into *s and *n; ps->p
+ * moves past it. 0: *s is in the text (no escapes, nothing copied); 1: in
+ * the scratch at ps->top; -1 invalid or out of memory. */
+static inline int scan_string(parser *ps, const char **s, size_t *n)
+{
+    const unsigned char *end = ps->end, *from = ps->p + 1;
+    const unsigned char *p = from + jsond_plain_run(from, (size_t)(end - from));
+    if (p < end && *p == '"') {
+        *s = (const char *)from;
+        *n = (size_t)(p - from);
+        ps->p = p + 1;
+        return 0;
+    }
+    return scan_rest(ps, from, p, s, n);
 }
 
 /* ---- numbers and literals --------------------------------------------- */
@@ -312,18 +330,35 @@ static int literal(parser *ps, json_t **out)
 
 static int parse_value(parser *ps, json_t **out);
 
-/* The field named exactly `key`, or NULL. A key holds no NUL (it would be
- * invalid), so a name that matches its klen bytes is at least that long.
- * The first bytes are compared first: most fields differ there, and a call
- * per field is most of the cost of a small request's envelope. */
+/* Whether the n bytes at a and b are the same: up to 8 in two loads of
+ * each (overlapping when shorter), for the short keys of an envelope. */
+static int same_bytes(const char *a, const char *b, size_t n)
+{
+    if (n >= 4 && n <= 8) {
+        uint32_t a0, a1, b0, b1;
+        memcpy(&a0, a, 4);
+        memcpy(&a1, a + n - 4, 4);
+        memcpy(&b0, b, 4);
+        memcpy(&b1, b + n - 4, 4);
+        return a0 == b0 && a1 == b1;
+    }
+    if (n >= 2 && n < 4) {
+        uint16_t a0, a1, b0, b1;
+        memcpy(&a0, a, 2);
+        memcpy(&a1, a + n - 2, 2);
+        memcpy(&b0, b, 2);
+        memcpy(&b1, b + n - 2, 2);
+        return a0 == b0 && a1 == b1;
+    }
+    return memcmp(a, b, n) == 0;
+}
+
+/* The field named exactly `key`, or NULL. */
 static jsond_field *find_field(jsond_field *fields, size_t nfields, const char *key, size_t klen)
 {
-    for (size_t i = 0; i < nfields; i++) {
-        const char *name = fields[i].name;
-        if (klen ? name[0] == key[0] && strncmp(name, key, klen) == 0 && name[klen] == '\0'
-                 : name[0] == '\0')
+    for (size_t i = 0; i < nfields; i++)
+        if (fields[i].name_len == klen && same_bytes(fields[i].name, key, klen))
             return &fields[i];
-    }
     return NULL;
 }
 
@@ -417,6 +452,7 @@ static int parse_array(parser *ps, json_t **out)
         return -1;
     int r = open_container(ps, ']');
     while (r == 0) {
+        skip_space(ps); /* after a ',' */
         if (parse_value(ps, arr ? &v : NULL) < 0 || (arr && json_array_append_new(arr, v) < 0))
             r = -1;
         else
@@ -433,11 +469,11 @@ static int parse_array(parser *ps, json_t **out)
 
 /* A value, as jansson's parse_value(): every value counts a level of depth,
  * a scalar too, so JSON_PARSER_MAX_DEPTH empty arrays nest, but a scalar in
- * as many does not. */
+ * as many does not. White space before it is the caller's to skip: a
+ * member's value, whose text starts after it, skips it once. */
 static int parse_value(parser *ps, json_t **out)
 {
     int r;
-    skip_space(ps);
     if (++ps->depth > JSON_PARSER_MAX_DEPTH || ps->p == ps->end)
         return -1;
     switch (*ps->p) {

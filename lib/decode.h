@@ -36,6 +36,7 @@ json_t *jsond_decode(const char *text, size_t len, size_t flags);
 
 typedef struct jsond_field {
     const char *name; /* the member's key, decoded (escapes undone) */
+    size_t name_len;  /* strlen(name): keys are told apart by length first */
     json_t *value;    /* set by jsond_decode_fields(): a new reference, or NULL */
     /* Set by the caller: the member's value is validated but not built;
      * its text is given instead, in place within the decoded text (NULL

@@ -10,13 +10,8 @@
 #include "dump.h"
 #include "encode.h"
 
-int jsond_dump_bytes(jsond_dumper *d, const char *p, size_t len)
+int jsond_dump_spill(jsond_dumper *d, const char *p, size_t len)
 {
-    if (d->n + len <= sizeof d->buf) {
-        memcpy(d->buf + d->n, p, len);
-        d->n += len;
-        return 0;
-    }
     if (d->max && (d->spill ? evbuffer_get_length(d->spill) : 0) + d->n + len > d->max)
         return 1;
     if (!d->spill && !(d->spill = evbuffer_new()))

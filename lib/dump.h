@@ -15,6 +15,7 @@
 #include <event2/buffer.h>
 #include <jansson.h>
 #include <stddef.h>
+#include <string.h>
 
 #define JSOND_DUMP_BUF 4096
 
@@ -47,8 +48,21 @@ static inline void jsond_dumper_init_bounded(jsond_dumper *d, struct evbuffer *s
     d->max = max;
 }
 
-/* Appends raw bytes. 0, -1 out of memory, or (bounded) 1 past the bound. */
-int jsond_dump_bytes(jsond_dumper *d, const char *p, size_t len);
+/* jsond_dump_bytes() of bytes that do not fit the buffer. */
+int jsond_dump_spill(jsond_dumper *d, const char *p, size_t len);
+
+/* Appends raw bytes. 0, -1 out of memory, or (bounded) 1 past the bound.
+ * Inline: most appends are a few constant bytes (an envelope's), copied
+ * then without a call. */
+static inline int jsond_dump_bytes(jsond_dumper *d, const char *p, size_t len)
+{
+    if (d->n + len <= sizeof d->buf) {
+        memcpy(d->buf + d->n, p, len);
+        d->n += len;
+        return 0;
+    }
+    return jsond_dump_spill(d, p, len);
+}
 
 /* Appends `doc`, compact, exactly as json_dumps(JSON_COMPACT |
  * JSON_ENCODE_ANY) writes it. 0, or -1 out of memory or a document

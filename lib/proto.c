@@ -60,8 +60,15 @@ static int set_route(jsond_proto_call *c, const char *name, size_t len)
 
 /* The members of a request object that say what it is, by their keys. */
 enum { F_JSONRPC, F_METHOD, F_PARAMS, F_ID, F_ROUTE, F_ARGS, NFIELDS };
-static const char *const field_names[NFIELDS] = {"jsonrpc", "method", "params",
-                                                 "id",      "route",  "args"};
+#define NAME(s)                                                                                    \
+    {                                                                                              \
+        (s), sizeof(s) - 1                                                                         \
+    }
+static const struct {
+    const char *s;
+    size_t n;
+} field_names[NFIELDS] = {NAME("jsonrpc"), NAME("method"), NAME("params"),
+                          NAME("id"),      NAME("route"),  NAME("args")};
 
 /* What a request object's members say. The strings (jsonrpc, method,
  * route) are read in place when the line gives them without escapes: a
@@ -72,6 +79,8 @@ typedef struct envelope {
     const char *s[NFIELDS]; /* jsonrpc, method, route: a string's bytes, NULL if not one */
     size_t n[NFIELDS];
     json_t *held[NFIELDS]; /* what s[i] is in, when it was unescaped */
+    const char *idtext;    /* the id, when kept as its text (then not in v) */
+    size_t idlen;
 } envelope;
 
 static int is_text_field(int i)
@@ -84,7 +93,7 @@ static void envelope_of(json_t *obj, envelope *e)
 {
     memset(e, 0, sizeof *e);
     for (int i = 0; i < NFIELDS; i++) {
-        json_t *v = json_object_get(obj, field_names[i]);
+        json_t *v = json_object_get(obj, field_names[i].s);
         e->has[i] = v != NULL;
         if (!is_text_field(i)) {
             e->v[i] = json_incref(v);
@@ -95,22 +104,60 @@ static void envelope_of(json_t *obj, envelope *e)
     }
 }
 
+static void envelope_drop(envelope *e)
+{
+    for (int i = 0; i < NFIELDS; i++) {
+        json_decref(e->v[i]);
+        json_decref(e->held[i]);
+    }
+}
+
+/* Whether the n bytes at t, a valid JSON number, are an integer as "%lld"
+ * writes it: digits only (a NUL may follow a number, see decode.h), and
+ * not -0, which is 0. */
+static int is_integer_text(const char *t, size_t n)
+{
+    size_t i = t[0] == '-';
+    if (i && n == 2 && t[1] == '0')
+        return 0;
+    for (; i < n; i++)
+        if (t[i] < '0' || t[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* The id, whose valid JSON text is the n bytes at t: kept as that text when
+ * it is what json_dumps() writes for it (see jsond_proto_call), else
+ * decoded. -1 out of memory. */
+static int envelope_id(envelope *e, const char *t, size_t n)
+{
+    if (n <= JSOND_ID_TEXT_MAX && (t[0] == '"' ? !memchr(t, '\\', n) : is_integer_text(t, n))) {
+        e->idtext = t;
+        e->idlen = n;
+        return 0;
+    }
+    return (e->v[F_ID] = jsond_decode(t, n, JSON_DECODE_ANY)) ? 0 : -1;
+}
+
 /* The envelope of the request object `line`: 1, or -1 when the line is
- * not valid JSON. */
+ * not valid JSON (or out of memory). */
 static int envelope_decode(const char *line, size_t len, envelope *e)
 {
     jsond_field f[NFIELDS];
     memset(e, 0, sizeof *e);
-    for (int i = 0; i < NFIELDS; i++)
-        f[i] = (jsond_field){.name = field_names[i], .raw = is_text_field(i)};
+    for (int i = 0; i < NFIELDS; i++) { /* jsond_decode_fields() sets the rest */
+        f[i].name = field_names[i].s;
+        f[i].name_len = field_names[i].n;
+        f[i].raw = is_text_field(i) || i == F_ID;
+    }
     if (jsond_decode_fields(line, len, f, NFIELDS) != 1)
         return -1;
     for (int i = 0; i < NFIELDS; i++) {
         e->v[i] = f[i].value;
         e->has[i] = f[i].value || f[i].text;
         const char *t = f[i].text;
-        if (!t || t[0] != '"') {
-            continue; /* absent, or not a string */
+        if (!t || t[0] != '"' || i == F_ID) {
+            continue; /* absent, not a string, or the id (below) */
         } else if (!memchr(t, '\\', f[i].len)) {
             e->s[i] = t + 1; /* valid JSON: the bytes between the quotes */
             e->n[i] = f[i].len - 2;
@@ -119,15 +166,11 @@ static int envelope_decode(const char *line, size_t len, envelope *e)
             e->n[i] = json_string_length(e->held[i]);
         }
     }
-    return 1;
-}
-
-static void envelope_drop(envelope *e)
-{
-    for (int i = 0; i < NFIELDS; i++) {
-        json_decref(e->v[i]);
-        json_decref(e->held[i]);
+    if (f[F_ID].text && envelope_id(e, f[F_ID].text, f[F_ID].len) < 0) {
+        envelope_drop(e);
+        return -1;
     }
+    return 1;
 }
 
 /* Takes the reference in e->v[i] (jansson's counts are atomic: a
@@ -141,10 +184,20 @@ static json_t *take(envelope *e, int i)
     return v;
 }
 
+/* Moves the id (if any) into the call. */
+static void take_id(envelope *e, jsond_proto_call *c)
+{
+    c->id = take(e, F_ID);
+    c->idlen = e->idlen;
+    if (e->idlen)
+        memcpy(c->idtext, e->idtext, e->idlen);
+}
+
 /* {"jsonrpc": "2.0", "method": ..., "params": ..., "id": ...} */
 static int parse_rpc(envelope *e, jsond_proto_call *c)
 {
     json_t *params = e->v[F_PARAMS], *id = e->v[F_ID];
+    /* An id kept as text is a string or an integer. */
     int id_ok = !id || json_is_string(id) || json_is_number(id) || json_is_null(id);
     c->rpc = 1;
     if (!e->s[F_JSONRPC] || e->n[F_JSONRPC] != 3 || memcmp(e->s[F_JSONRPC], "2.0", 3) != 0 ||
@@ -152,12 +205,15 @@ static int parse_rpc(envelope *e, jsond_proto_call *c)
         !id_ok) {
         /* Answered even without an id: the spec wants an invalid request
          * reported, with id null when it cannot be read. */
-        c->id = id && id_ok ? take(e, F_ID) : json_null();
+        if (e->has[F_ID] && id_ok)
+            take_id(e, c);
+        else
+            c->id = json_null();
         fail(c, JSOND_BAD_REQUEST, RPC_INVALID_REQUEST, "invalid request");
         return 0;
     }
-    c->id = take(e, F_ID);
-    c->silent = !id;
+    take_id(e, c);
+    c->silent = !e->has[F_ID];
     c->args = take(e, F_PARAMS);
     return set_route(c, e->s[F_METHOD], e->n[F_METHOD]);
 }
@@ -166,7 +222,7 @@ static int parse_rpc(envelope *e, jsond_proto_call *c)
 static int parse_plain(envelope *e, jsond_proto_call *c)
 {
     json_t *args = e->v[F_ARGS];
-    c->id = take(e, F_ID);
+    take_id(e, c);
     if (!e->s[F_ROUTE]) {
         fail(c, JSOND_BAD_REQUEST, 0, "a request object needs a string 'route'");
         return 0;
@@ -355,7 +411,10 @@ void jsond_request_fini(jsond_request *r)
     }
     if (r->calls != &r->one)
         free(r->calls);
-    memset(r, 0, sizeof *r);
+    /* No calls left, so a second fini frees nothing; the rest is set anew
+     * by whatever parses into `r` next. */
+    r->calls = NULL;
+    r->ncalls = 0;
 }
 
 /* ---- replies ---------------------------------------------------------- */
@@ -374,10 +433,33 @@ int jsond_proto_rpc_code(jsond_code code, int params)
     }
 }
 
+json_t *jsond_proto_id(const jsond_proto_call *call)
+{
+    if (call->idlen)
+        return jsond_decode(call->idtext, call->idlen, JSON_DECODE_ANY);
+    return json_incref(call->id);
+}
+
+static int has_id(const jsond_proto_call *call)
+{
+    return call->id || call->idlen;
+}
+
 /* The id of a JSON-RPC reply: the request's, or null. */
 static json_t *rpc_id(const jsond_proto_call *call)
 {
-    return call->id ? json_incref(call->id) : json_null();
+    return has_id(call) ? jsond_proto_id(call) : json_null();
+}
+
+/* Its text, malloc'ed; NULL out of memory. */
+static char *rpc_id_text(const jsond_proto_call *call)
+{
+    if (call->idlen)
+        return strndup(call->idtext, call->idlen);
+    json_t *id = rpc_id(call);
+    char *text = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(id);
+    return text;
 }
 
 /* A JSON-RPC result envelope is RESULT_HEAD, the result, ID_HEAD, the id
@@ -395,7 +477,8 @@ int jsond_proto_dump_result(jsond_dumper *d, const jsond_proto_call *call, const
         (rc = jsond_dump_bytes(d, ID_HEAD, sizeof ID_HEAD - 1)) != 0)
         return rc;
     /* json_null() is a constant: no reference to take or drop. */
-    if ((rc = jsond_dump(d, call->id ? call->id : json_null())) != 0)
+    if ((rc = call->idlen ? jsond_dump_bytes(d, call->idtext, call->idlen)
+                          : jsond_dump(d, call->id ? call->id : json_null())) != 0)
         return rc;
     return jsond_dump_bytes(d, "}", 1);
 }
@@ -442,7 +525,7 @@ json_t *jsond_proto_error(const jsond_proto_call *call, jsond_code code, int par
     }
     json_t *err =
         json_pack("{s:{s:s,s:o}}", "error", "code", jsond_code_name(code), "message", text);
-    if (err && call->id && json_object_set(err, "id", call->id) < 0) {
+    if (err && has_id(call) && json_object_set_new(err, "id", jsond_proto_id(call)) < 0) {
         json_decref(err);
         return NULL;
     }
@@ -456,9 +539,7 @@ int jsond_proto_wrap(const jsond_proto_call *call, char **prefix, char **suffix)
         *prefix = strdup("");
         *suffix = strdup("");
     } else {
-        json_t *id = rpc_id(call);
-        char *idtext = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
-        json_decref(id);
+        char *idtext = rpc_id_text(call);
         *prefix = strdup(RESULT_HEAD);
         if (idtext && asprintf(suffix, ID_HEAD "%s}", idtext) < 0)
             *suffix = NULL;

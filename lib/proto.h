@@ -23,15 +23,24 @@
 #include "dump.h"
 #include "jsond.h"
 
+/* The longest id kept as its text (see jsond_proto_call). */
+#define JSOND_ID_TEXT_MAX 40
+
 /* One call of a request line (not jsond_call(), the bridge's call between
  * routes: this is what the client sent). */
 typedef struct jsond_proto_call {
     char *route;                   /* NULL when the call failed to parse; `name` or malloc'ed */
     char name[JSOND_NAME_MAX + 1]; /* a route name that fits, with no allocation */
     json_t *args;                  /* object, array (JSON-RPC params by position), or NULL */
-    json_t *id;                    /* the request's id, or NULL when it had none */
-    int rpc;                       /* reply with JSON-RPC 2.0 envelopes */
-    int silent;                    /* a JSON-RPC notification: no reply, even on error */
+    /* The request's id: NULL when it had none, or when it is in `idtext`.
+     * An integer or a string without escapes is kept as the client wrote
+     * it, which is what json_dumps() writes for it: its reply repeats the
+     * bytes, and no value is built (see jsond_proto_id). */
+    json_t *id;
+    size_t idlen; /* 0: no id text */
+    char idtext[JSOND_ID_TEXT_MAX];
+    int rpc;    /* reply with JSON-RPC 2.0 envelopes */
+    int silent; /* a JSON-RPC notification: no reply, even on error */
     /* A call that failed to parse carries the error to reply with. */
     int failed;
     jsond_code code;
@@ -68,6 +77,9 @@ int jsond_proto_parse(const char *line, size_t len, int mode, jsond_request *out
  * the caller fills in the call's failure. */
 void jsond_request_one(jsond_request *out);
 
+/* Releases what `r` holds and leaves it without calls (to fini again is
+ * harmless); it is filled anew only by jsond_proto_parse() or
+ * jsond_request_one(). */
 void jsond_request_fini(jsond_request *r);
 
 /* Appends the reply to `call` made of the handler's `result`: the result as
@@ -85,6 +97,10 @@ json_t *jsond_proto_error(const jsond_proto_call *call, jsond_code code, int par
  * producer's own (a JSON-RPC envelope; empty for plain replies). Both are
  * malloc'ed; -1 when out of memory. */
 int jsond_proto_wrap(const jsond_proto_call *call, char **prefix, char **suffix);
+
+/* The id of `call` as a value (a new reference), or NULL when it had none
+ * (or out of memory). */
+json_t *jsond_proto_id(const jsond_proto_call *call);
 
 /* The JSON-RPC error code for a jsond code. */
 int jsond_proto_rpc_code(jsond_code code, int params);

@@ -6,6 +6,7 @@
 #include "autoconfig.h"
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,7 @@ jsond_req *jsond_req_new(jsond_config *cfg, const cfg_route *route, const jsond_
     jsond_req *req = spare;
     if (req) {
         spare = NULL;
-        memset(req, 0, sizeof *req);
+        memset(req, 0, offsetof(jsond_req, out.message)); /* see jsond_req */
     } else if (!(req = calloc(1, sizeof *req))) {
         json_decref(args);
         return NULL;

@@ -67,7 +67,7 @@ typedef struct jsond_outcome {
     void *self;
     int failed;
     jsond_code code;
-    char message[256];
+    char message[256]; /* last: see jsond_req's `out` */
 } jsond_outcome;
 
 struct jsond_req {
@@ -81,12 +81,10 @@ struct jsond_req {
     void *done_arg;
     jsond_cancel_fn cancel; /* the handler's, for a reply still owed */
     void *cancel_arg;
-    jsond_timer *timers;   /* the handler's, armed: freed when it replies */
-    atomic_int state;      /* jsond_req_state */
-    int refs;              /* the connection's and the handler's; loop thread */
-    int armed;             /* the deadline is pending */
-    struct event deadline; /* assigned on first use: most replies come at once */
-    jsond_outcome out;     /* what the connection takes; loop thread */
+    jsond_timer *timers; /* the handler's, armed: freed when it replies */
+    atomic_int state;    /* jsond_req_state */
+    int refs;            /* the connection's and the handler's; loop thread */
+    int armed;           /* the deadline is pending */
     /* Off the loop: the worker running the handler (or a thread replying
      * for an async one) records here, then hands the request to the loop:
      * the job's own completion, or `handoff` (a reply from a foreign thread,
@@ -111,6 +109,10 @@ struct jsond_req {
     int linked;
     jsond_req *calls; /* the calls waited for, linked */
     jsond_req *call_prev, *call_next;
+    /* Last: a request made anew is zeroed up to out.message, which is
+     * written when `failed` is set, and the deadline, assigned when armed. */
+    jsond_outcome out;     /* what the connection takes; loop thread */
+    struct event deadline; /* assigned on first use: most replies come at once */
 };
 
 /* A request for `route` of `cfg` (a new reference is taken), run by `h`

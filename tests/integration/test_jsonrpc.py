@@ -41,6 +41,11 @@ CONF = config("""
     handler = builtin:sleep
     [route stats]
     handler = builtin:stats
+    [pool workers]
+    threads = 2
+    [route pooled]
+    handler = builtin:sleep
+    pool = workers
 """) + "".join("[route %s]\nhandler = builtin:echo\n" % name for name in ECHOES)
 
 
@@ -232,6 +237,41 @@ class Rpc(SharedDaemon):
                 result_of(c.call(line), id, {"v": 1})
                 line = json.dumps({"jsonrpc": "2.0", "method": "nosuch", "id": id})
                 rpc_error_of(c.call(line), -32601, id)
+
+    def test_id_bytes(self):
+        """An id comes back as json_dumps writes it, whether the server keeps
+        the client's text (integers, strings without escapes, up to 40
+        bytes) or a value; on the loop and from a pool, where the reply is
+        made after the line is gone; alone, pipelined and in a batch."""
+        c = self.client()
+        long = '"%s"' % ("i" * 38)
+        ids = [("7", "7"), ("-7", "-7"), ("-0", "0"), ("1.5", "1.5"), ("1E2", "100.0"),
+               ("-0.0", "-0.0"), ('"s"', '"s"'), ('""', '""'),
+               ('"\u00e9\u4e2d/"', '"\u00e9\u4e2d/"'), (r'"a\"b"', r'"a\"b"'),
+               (r'"a\u00e9\/"', '"a\u00e9/"'), (long, long), (long[:-1] + 'x"', long[:-1] + 'x"'),
+               ("null", "null"),
+               ("9223372036854775807", "9223372036854775807")]
+        for id, want in ids:
+            with self.subTest(id=id):
+                want = want.encode()
+                c.send(b'{"jsonrpc":"2.0","method":"echo","params":{"v":1},"id":%s}\n'
+                       % id.encode())
+                self.assertEqual(c.raw(), b'{"jsonrpc":"2.0","result":{"v":1},"id":%s}' % want)
+                c.send(b'{"jsonrpc":"2.0","method":"nosuch","id":%s}\n' % id.encode())
+                self.assertIn(b'"id":%s}' % want, c.raw())
+                c.send(b'{"jsonrpc":"2.0","method":"hello","id":%s}\n' % id.encode())
+                self.assertTrue(c.raw().endswith(b'},"id":%s}' % want))
+                c.send(b'[{"jsonrpc":"2.0","method":"echo","params":[2],"id":%s}]\n'
+                       % id.encode())
+                self.assertEqual(c.raw(), b'[{"jsonrpc":"2.0","result":[2],"id":%s}]' % want)
+        # pipelined to a pool, and an error made there
+        c.send(b"".join(b'{"jsonrpc":"2.0","method":"pooled","params":{"ms":1},"id":%s}\n'
+                        % id.encode() for id, _ in ids)
+               + b'{"jsonrpc":"2.0","method":"pooled","params":{"ms":"x"},"id":"bad"}\n')
+        for _, want in ids:
+            self.assertEqual(c.raw(), b'{"jsonrpc":"2.0","result":{"slept_ms":1},"id":%s}'
+                             % want.encode())
+        rpc_error_of(c.reply(), -32602, "bad")
 
     def test_results_of_every_shape(self):
         c = self.client()

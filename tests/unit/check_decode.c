@@ -98,7 +98,7 @@ static void compare_fields(unsigned long long seed, const char *s, size_t len,
     jsond_field f[4];
     ck_assert_uint_le(n, 4);
     for (size_t i = 0; i < n; i++)
-        f[i] = (jsond_field){.name = names[i], .raw = (int)(i % 2)};
+        f[i] = (jsond_field){.name = names[i], .name_len = strlen(names[i]), .raw = (int)(i % 2)};
     json_t *want = json_loadb(s, len, JSON_DECODE_ANY, NULL);
     int r = jsond_decode_fields(s, len, f, n);
     int expect = !want ? -1 : json_is_object(want) ? 1 : 0;
@@ -687,11 +687,11 @@ START_TEST(test_fields)
 {
     const char *req = "{\"jsonrpc\":\"2.0\",\"method\":\"echo\",\"params\":{\"a\":1,\"b\":\"xy\"},"
                       "\"id\":1}";
-    jsond_field f[] = {{.name = "jsonrpc"},
-                       {.name = "method"},
-                       {.name = "params"},
-                       {.name = "id"},
-                       {.name = "absent"}};
+    jsond_field f[] = {{.name = "jsonrpc", .name_len = 7},
+                       {.name = "method", .name_len = 6},
+                       {.name = "params", .name_len = 6},
+                       {.name = "id", .name_len = 2},
+                       {.name = "absent", .name_len = 6}};
     size_t n = sizeof f / sizeof *f;
     ck_assert_int_eq(fields(req, f, n), 1);
     ck_assert_str_eq(json_string_value(f[0].value), "2.0");
@@ -773,6 +773,24 @@ START_TEST(test_fields)
     ck_assert_ptr_null(f[0].value);
     ck_assert_int_eq(json_integer_value(held), 5);
     json_decref(held);
+
+    /* Names of every length the comparison treats apart, then keys that
+     * differ from them in one byte anywhere, which must not replace them. */
+    jsond_field g[] = {{.name = "", .name_len = 0},         {.name = "a", .name_len = 1},
+                       {.name = "ab", .name_len = 2},       {.name = "abc", .name_len = 3},
+                       {.name = "abcde", .name_len = 5},    {.name = "abcdefgh", .name_len = 8},
+                       {.name = "abcdefghi", .name_len = 9}};
+    size_t ng = sizeof g / sizeof *g;
+    ck_assert_int_eq(fields("{\"\":1,\"a\":2,\"ab\":3,\"abc\":4,\"abcde\":5,\"abcdefgh\":6,"
+                            "\"abcdefghi\":7,\"x\":0,\"b\":0,\"xb\":0,\"ax\":0,\"xbc\":0,\"axc\":0,"
+                            "\"abx\":0,\"xbcde\":0,\"abxde\":0,\"abcdx\":0,\"xbcdefgh\":0,"
+                            "\"abcdxfgh\":0,\"abcdefgx\":0,\"abcdefghx\":0,\"abcdxfghi\":0}",
+                            g, ng),
+                     1);
+    for (size_t i = 0; i < ng; i++) {
+        ck_assert_int_eq(json_integer_value(g[i].value), (json_int_t)i + 1);
+        json_decref(g[i].value);
+    }
 }
 END_TEST
 

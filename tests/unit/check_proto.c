@@ -60,6 +60,15 @@ static const char *text(const json_t *v)
     return buf;
 }
 
+/* The compact text of the id of `c`, as text() shows a value. */
+static const char *id_text(const jsond_proto_call *c)
+{
+    json_t *id = jsond_proto_id(c);
+    const char *t = text(id);
+    json_decref(id);
+    return t;
+}
+
 /* Takes `doc` and returns its compact text. */
 static const char *take_text(json_t *doc)
 {
@@ -93,7 +102,7 @@ static const jsond_proto_call *ok_call(const char *route, const char *args, cons
     ck_assert_msg(!c->failed, "failed: %s", c->message ? c->message : "");
     ck_assert_str_eq(c->route, route);
     ck_assert_str_eq(text(c->args), args);
-    ck_assert_str_eq(text(c->id), id);
+    ck_assert_str_eq(id_text(c), id);
     return c;
 }
 
@@ -121,7 +130,7 @@ static const jsond_proto_call *failed_call_at(size_t i, jsond_code code, int rpc
     ck_assert_int_eq(c->silent, 0);
     if (rpc_code)
         ck_assert_int_eq(c->rpc_code, rpc_code);
-    ck_assert_str_eq(text(c->id), id);
+    ck_assert_str_eq(id_text(c), id);
     assert_clean_message(c->message);
     return c;
 }
@@ -651,7 +660,7 @@ START_TEST(test_mixed_batch)
         ck_assert_int_eq(c->failed, 0);
         ck_assert_str_eq(c->route, routes[i]);
         ck_assert_str_eq(text(c->args), args[i]);
-        ck_assert_str_eq(text(c->id), ids[i]);
+        ck_assert_str_eq(id_text(c), ids[i]);
         ck_assert_int_eq(c->silent, i == 1);
     }
 }
@@ -667,7 +676,7 @@ START_TEST(test_all_notifications_batch)
     for (size_t i = 0; i < 2; i++) {
         ck_assert_int_eq(req.calls[i].silent, 1);
         ck_assert_int_eq(req.calls[i].failed, 0);
-        ck_assert_ptr_null(req.calls[i].id);
+        ck_assert_str_eq(id_text(&req.calls[i]), "(none)");
     }
 }
 END_TEST
@@ -709,8 +718,8 @@ START_TEST(test_result_rpc)
                      more_ids[k]);
             parse(line, AUTO);
             json_t *result = json_loads(docs[i], JSON_DECODE_ANY, NULL);
-            json_t *env = json_pack("{s:s,s:O,s:O}", "jsonrpc", "2.0", "result", result, "id",
-                                    req.calls[0].id);
+            json_t *env = json_pack("{s:s,s:O,s:o}", "jsonrpc", "2.0", "result", result, "id",
+                                    jsond_proto_id(&req.calls[0]));
             char *want = json_dumps(env, JSON_COMPACT | JSON_ENCODE_ANY);
             ck_assert_str_eq(result_text(&req.calls[0], result), want);
             free(want);
@@ -843,6 +852,86 @@ START_TEST(test_error_message_not_utf8)
 }
 END_TEST
 
+/* Every kind of id, kept as the client's text (an integer, a string without
+ * escapes, short enough) or as a value: each reply carries exactly what
+ * json_dumps() writes for it. */
+static const struct {
+    const char *id;
+    int as_text;
+} ids[] = {
+    {"7", 1},
+    {"0", 1},
+    {"-12", 1},
+    {"-9223372036854775808", 1},
+    {"9223372036854775807", 1},
+    {"\"\"", 1},
+    {"\"a/b \x7f\xc3\xa9\xf0\x9f\x98\x80\"", 1},
+    {"\"01234567890123456789012345678901234567\"", 1}, /* 40 bytes, the most kept */
+    {"\"012345678901234567890123456789012345678\"", 0},
+    {"-0", 0},
+    {"1.5", 0},
+    {"1e3", 0},
+    {"-0.0", 0},
+    {"\"a\\\"b\\u00e9\\/\"", 0},
+    {"null", 0},
+};
+
+START_TEST(test_ids)
+{
+    char line[256], want[512];
+    json_t *id = json_loads(ids[_i].id, JSON_DECODE_ANY, NULL);
+    ck_assert_ptr_nonnull(id);
+    char *id_json = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
+    /* JSON-RPC: the result, the error and the wrapped producer's envelope */
+    snprintf(line, sizeof line, "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"id\":%s}", ids[_i].id);
+    parse(line, AUTO);
+    ck_assert_int_eq(req.calls[0].idlen != 0, ids[_i].as_text);
+    ck_assert_str_eq(id_text(&req.calls[0]), id_json);
+    snprintf(want, sizeof want, "{\"jsonrpc\":\"2.0\",\"result\":{\"n\":1},\"id\":%s}", id_json);
+    ck_assert_str_eq(result_text(&req.calls[0], json_pack("{s:i}", "n", 1)), want);
+    snprintf(want, sizeof want,
+             "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32601,\"message\":\"n\",\"data\":{"
+             "\"code\":\"not_found\"}},\"id\":%s}",
+             id_json);
+    ck_assert_str_eq(take_text(jsond_proto_error(&req.calls[0], JSOND_NOT_FOUND, 0, "n")), want);
+    char *prefix, *suffix;
+    ck_assert_int_eq(jsond_proto_wrap(&req.calls[0], &prefix, &suffix), 0);
+    snprintf(want, sizeof want, ",\"id\":%s}", id_json);
+    ck_assert_str_eq(suffix, want);
+    free(prefix);
+    free(suffix);
+    /* an invalid request keeps its id */
+    snprintf(line, sizeof line, "{\"jsonrpc\":\"1.0\",\"method\":\"m\",\"id\":%s}", ids[_i].id);
+    parse(line, AUTO);
+    failed_call_at(0, JSOND_BAD_REQUEST, -32600, id_json);
+    /* plain: the error */
+    snprintf(line, sizeof line, "{\"route\":\"x\",\"id\":%s}", ids[_i].id);
+    parse(line, AUTO);
+    ck_assert_int_eq(req.calls[0].idlen != 0, ids[_i].as_text);
+    snprintf(want, sizeof want, "{\"error\":{\"code\":\"busy\",\"message\":\"m\"},\"id\":%s}",
+             id_json);
+    ck_assert_str_eq(take_text(jsond_proto_error(&req.calls[0], JSOND_BUSY, 0, "m")), want);
+    /* in a batch, ids are values */
+    snprintf(line, sizeof line, "[{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"id\":%s}]", ids[_i].id);
+    parse(line, AUTO);
+    ck_assert_uint_eq(req.calls[0].idlen, 0);
+    ck_assert_str_eq(id_text(&req.calls[0]), id_json);
+    free(id_json);
+    json_decref(id);
+}
+END_TEST
+
+/* A NUL after a number is skipped (see decode.h): the id is the number. */
+START_TEST(test_id_nul)
+{
+    const char line[] = "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"id\":12\0}";
+    parse_len(line, sizeof line - 1, AUTO);
+    ck_assert_str_eq(id_text(&req.calls[0]), "12");
+    ck_assert_str_eq(result_text(&req.calls[0], json_null()),
+                     "{\"jsonrpc\":\"2.0\",\"result\":null,\"id\":12}");
+}
+END_TEST
+
 /* prefix + producer bytes + suffix == the envelope jsond_proto_dump_result writes. */
 static void check_wrap(const char *line, const char *want_prefix, const char *want_suffix)
 {
@@ -937,6 +1026,8 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, test_error_of_failed_call);
     tcase_add_loop_test(tc, test_error_message_not_utf8, 0, sizeof messages / sizeof messages[0]);
     tcase_add_test(tc, test_wrap);
+    tcase_add_loop_test(tc, test_ids, 0, sizeof ids / sizeof ids[0]);
+    tcase_add_test(tc, test_id_nul);
     tcase_add_test(tc, test_fini);
     suite_add_tcase(s, tc);
     return s;
