@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "alloc.h"
 #include "conn.h"
 #include "inbox.h"
 #include "jsond.h"
@@ -1007,6 +1008,7 @@ jsond_server *jsond_server_new(struct event_base *base, jsond_config *cfg, unsig
             close(sockets[k].fd);
         return NULL;
     }
+    jsond_alloc_install();
     srv->base = base;
     if (take_given(srv, cfg, sockets, nsockets, errs) < 0)
         goto fail;
@@ -1192,6 +1194,7 @@ void jsond_server_free(jsond_server *srv)
         /* What the workers may touch stays: the pools, the inbox, this
          * struct (their requests' environment) and the requests' configs. */
         abandoned = srv;
+        jsond_alloc_thread_done();
         return;
     }
     jsond_inbox_free(srv->inbox);
@@ -1199,6 +1202,7 @@ void jsond_server_free(jsond_server *srv)
     jsond_timeouts_free(srv->timeouts);
     jsond_config_unref(srv->cfg);
     free(srv);
+    jsond_alloc_thread_done();
 }
 
 int jsond_server_watchdog(jsond_server *srv, int signo)
