@@ -171,6 +171,11 @@ typedef struct jsond_socket {
  * reload, is an error. The server owns their descriptors from the call on,
  * and closes them only when freed.
  *
+ * The first server installs jsond's allocator into jansson
+ * (json_set_alloc_funcs, process-wide): a per-thread cache of small blocks,
+ * each a plain malloc() block, so what json_dumps() returns may still be
+ * given to free(). jsond_server_free() frees the calling thread's cache.
+ *
  * On failure returns NULL with the reasons in `errs` (may be NULL); nothing
  * stays bound. Logs "listening on NAME ADDR" for each socket, with the port
  * a port of 0 was given, and "(passed in ...)" for a passed one. */
