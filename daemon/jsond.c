@@ -555,15 +555,16 @@ int main(int argc, char **argv)
         jsond_log(JSOND_LOG_ERROR, "cannot make libevent thread-aware");
         goto out;
     }
-    /* The precise clock: the coarse one ticks in 4 ms steps, too rough for
-     * millisecond timeouts and for {"slept_ms": N} to be true. */
+    /* libevent's coarse clock (a tick is 4 ms here): its precise one costs
+     * a timerfd_settime() per loop pass, a system call per push connection.
+     * jsond's timers add a tick so as never to fire early (jsond_timer_tv). */
     struct event_config *ec = event_config_new();
     /* No lock on the base: only the loop thread touches it (workers hand
      * their outcomes back through the inbox's eventfd, never through
      * libevent), and a locked base pays a mutex on every event operation
      * and around every callback. */
     if (ec)
-        event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER | EVENT_BASE_FLAG_NOLOCK);
+        event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
     d.base = ec ? event_base_new_with_config(ec) : NULL;
     if (ec)
         event_config_free(ec);

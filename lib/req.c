@@ -107,7 +107,7 @@ jsond_timer *jsond_req_timer(jsond_req *req, unsigned ms, jsond_timer_fn fn, voi
     jsond_timer *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
-    struct timeval tv = jsond_ms_tv(ms);
+    struct timeval tv = jsond_timer_tv(ms);
     if (evtimer_assign(&t->ev, req->env->base, timer_cb, t) < 0 || evtimer_add(&t->ev, &tv) < 0) {
         free(t);
         return NULL;

@@ -1140,7 +1140,7 @@ void jsond_server_shutdown(jsond_server *srv, void (*done)(void *arg), void *arg
     if (srv->stats.conns.open)
         jsond_log(JSOND_LOG_NOTICE, "waiting for %u replies in progress", srv->stats.conns.open);
     if (ms) {
-        struct timeval tv = jsond_ms_tv(ms);
+        struct timeval tv = jsond_timer_tv(ms);
         srv->drain_timer = evtimer_new(srv->base, drain_timer_cb, srv);
         if (!srv->drain_timer || event_add(srv->drain_timer, &tv) < 0)
             jsond_log(JSOND_LOG_ERROR, "cannot arm the shutdown_timeout timer: waiting for "

@@ -44,6 +44,7 @@ struct jsond_stream {
     int waiting;       /* the producer said WAIT: wake it on new bytes */
     int wake_posted;   /* `wake` is in the inbox */
     int wake_later;    /* and it is a paced one (WAKE_GAP) */
+    int paced;         /* a paced wake waits for its timer: half a queue hurries it */
     uint64_t woken_ns; /* when the last wake was posted */
     jsond_inbox_item wake;
 
@@ -80,6 +81,9 @@ static void pace_run(evutil_socket_t fd, short what, void *arg)
     (void)what;
     jsond_stream *s = arg;
     s->pace_armed = 0;
+    pthread_mutex_lock(&s->lock);
+    s->paced = 0;
+    pthread_mutex_unlock(&s->lock);
     if (s->out)
         jsond_output_wake(s->out);
     unref(s);
@@ -102,6 +106,7 @@ static void wake_cb(jsond_inbox_item *item)
     pthread_mutex_lock(&s->lock);
     s->wake_posted = 0;
     int later = s->wake_later, failed = s->failed;
+    s->paced = later && !failed && !s->pace_armed;
     pthread_mutex_unlock(&s->lock);
     if (s->out && failed) {
         jsond_output_abort(s->out);
@@ -127,9 +132,16 @@ static void wake_drop(jsond_inbox_item *item)
 
 /* Under the lock, after the queue or the state changed. `urgent`: the end,
  * a failure; a failure is told even to a producer that is not waiting (its
- * output may be stuck on a reader that takes nothing, and would never ask). */
+ * output may be stuck on a reader that takes nothing, and would never ask).
+ * Half a queue is urgent too: the pace's timer runs on the loop's clock,
+ * whose tick (4 ms) would otherwise leave a fast handler waiting for room. */
 static void wake_locked(jsond_stream *s, int urgent)
 {
+    if (!urgent && s->paced && evbuffer_get_length(s->queue) >= s->high_water / 2) {
+        urgent = 1;
+        s->paced = 0;
+        s->waiting = 1; /* the output waits still: its paced wake has not come */
+    }
     if (!s->waiting && !(urgent && s->failed))
         return;
     uint64_t now = jsond_now_ns();

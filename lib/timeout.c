@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "autoconfig.h"
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "timeout.h"
@@ -45,7 +46,7 @@ static const struct timeval *queue_of(jsond_timeouts *t, unsigned ms)
             return t->q[i].tv;
     if (t->full || t->n == MAX_QUEUES)
         return NULL;
-    struct timeval tv = jsond_ms_tv(ms);
+    struct timeval tv = jsond_timer_tv(ms);
     const struct timeval *common = event_base_init_common_timeout(t->base, &tv);
     if (!common) {
         t->full = 1; /* another user of the base took the rest */
@@ -57,12 +58,31 @@ static const struct timeval *queue_of(jsond_timeouts *t, unsigned ms)
     return common;
 }
 
+static pthread_once_t tick_once = PTHREAD_ONCE_INIT;
+static long tick_us;
+
+static void read_tick(void)
+{
+    struct timespec res;
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0)
+        tick_us = (long)res.tv_sec * 1000000 + (res.tv_nsec + 999) / 1000;
+}
+
+struct timeval jsond_timer_tv(unsigned ms)
+{
+    pthread_once(&tick_once, read_tick);
+    long us = (long)(ms % 1000) * 1000 + tick_us;
+    struct timeval tv = {(time_t)(ms / 1000 + (unsigned long)us / 1000000),
+                         (suseconds_t)(us % 1000000)};
+    return tv;
+}
+
 int jsond_timeouts_add(jsond_timeouts *t, struct event *ev, unsigned ms)
 {
     const struct timeval *common = t ? queue_of(t, ms) : NULL;
     if (common)
         return event_add(ev, common);
-    struct timeval tv = jsond_ms_tv(ms);
+    struct timeval tv = jsond_timer_tv(ms);
     return event_add(ev, &tv);
 }
 

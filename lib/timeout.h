@@ -45,6 +45,14 @@ static inline struct timeval jsond_ms_tv(unsigned ms)
     return tv;
 }
 
+/* A timer of `ms` as libevent should be given it so that it never fires
+ * early: ms plus the coarse clock's tick. jsond's loop keeps libevent on
+ * that clock (a precise one costs a timerfd_settime() per loop pass), and a
+ * timer armed just before a tick could otherwise fire up to a tick short.
+ * So timers fire from ms to ms + two ticks (8 ms here) after arming. Any
+ * thread. */
+struct timeval jsond_timer_tv(unsigned ms);
+
 typedef struct jsond_timeouts jsond_timeouts;
 
 /* The queues of `base`'s durations. NULL when out of memory. */
