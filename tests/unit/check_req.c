@@ -895,6 +895,64 @@ START_TEST(test_timeouts_null)
 }
 END_TEST
 
+/* The daemon's loop runs on libevent's coarse clock, whose reading may lag
+ * the real time by up to a tick: a timer counted from it would fire up to
+ * a tick early, but for the tick jsond_timer_tv() adds. Armed from inside
+ * a callback (from the loop's cached time) and from outside it. */
+#define NCOARSE 40
+
+typedef struct coarse_ctx {
+    jsond_timeouts *t;
+    timer_rec *recs;
+    int failures;
+} coarse_ctx;
+
+static void arm_half_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    coarse_ctx *c = arg;
+    for (int i = 0; i < NCOARSE / 2; i++)
+        c->failures += jsond_timeouts_add(c->t, c->recs[i].ev, c->recs[i].ms) != 0;
+}
+
+START_TEST(test_timeouts_never_early_on_the_coarse_clock)
+{
+    struct event_base *coarse = event_base_new();
+    ck_assert_ptr_nonnull(coarse);
+    jsond_timeouts *t = jsond_timeouts_new(coarse);
+    ck_assert_ptr_nonnull(t);
+    timer_rec recs[NCOARSE];
+    for (int i = 0; i < NCOARSE; i++) {
+        recs[i] = (timer_rec){.ms = (unsigned)(i % 10 + 1)};
+        recs[i].ev = evtimer_new(coarse, timer_fire_cb, &recs[i]);
+        ck_assert_ptr_nonnull(recs[i].ev);
+    }
+    fired_count = 0;
+    coarse_ctx c = {t, recs, 0};
+    double t0 = now(); /* no later than the cached time of the next pass */
+    ck_assert_int_eq(event_base_once(coarse, -1, EV_TIMEOUT, arm_half_cb, &c, NULL), 0);
+    ck_assert_int_eq(event_base_loop(coarse, EVLOOP_ONCE | EVLOOP_NONBLOCK), 0);
+    ck_assert_int_eq(c.failures, 0);
+    double t1 = now();
+    for (int i = NCOARSE / 2; i < NCOARSE; i++) /* half on the heap */
+        ck_assert_int_eq(jsond_timeouts_add(i % 2 ? t : NULL, recs[i].ev, recs[i].ms), 0);
+    double end = now() + 5.0;
+    while (fired_count < NCOARSE && now() < end)
+        if (event_base_loop(coarse, EVLOOP_ONCE) == 1)
+            break;
+    ck_assert_int_eq(fired_count, NCOARSE);
+    for (int i = 0; i < NCOARSE; i++) {
+        double from = i < NCOARSE / 2 ? t0 : t1;
+        ck_assert_msg(recs[i].fired >= from + recs[i].ms / 1000.0, "%u ms timer fired after %.4f s",
+                      recs[i].ms, recs[i].fired - from);
+        event_free(recs[i].ev);
+    }
+    jsond_timeouts_free(t);
+    event_base_free(coarse);
+}
+END_TEST
+
 static Suite *req_suite(void)
 {
     Suite *s = suite_create("req");
@@ -928,6 +986,7 @@ static Suite *req_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_timeouts_many_durations);
     tcase_add_test(tc, test_timeouts_null);
+    tcase_add_test(tc, test_timeouts_never_early_on_the_coarse_clock);
     suite_add_tcase(s, tc);
     return s;
 }
