@@ -325,7 +325,10 @@ static int close_now(evutil_socket_t fd, const cfg_listen *lst)
 {
     uint32_t m[SK_MEMINFO_VARS];
     socklen_t len = sizeof m;
-    if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, m, &len) < 0 || len < sizeof m)
+    /* A kernel may know fewer fields than these headers: the ones read
+     * here are enough. */
+    if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, m, &len) < 0 ||
+        len < (SK_MEMINFO_BACKLOG + 1) * sizeof *m)
         return 0;
     int unacked =
         lst->address.ss.ss_family == AF_UNIX ? SK_MEMINFO_WMEM_ALLOC : SK_MEMINFO_WMEM_QUEUED;
@@ -1219,8 +1222,10 @@ int jsond_conn_push(evutil_socket_t fd, const jsond_addr *peer, const jsond_conf
                     const cfg_listen *lst, jsond_stats *stats, size_t *sent)
 {
     *sent = 0;
+    if (lst->requests || !lst->on_connect)
+        return 0; /* a connection that reads requests is made at once */
     const cfg_route *route = jsond_config_route(cfg, lst->on_connect);
-    const jsond_handler *h = lst->requests ? NULL : fixed_handler(NULL, route);
+    const jsond_handler *h = fixed_handler(NULL, route);
     if (!h)
         return 0;
     size_t len = h->fixed_len + 1; /* and '\n' */

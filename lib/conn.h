@@ -44,7 +44,7 @@ jsond_conn *jsond_conn_new(struct event_base *base, evutil_socket_t fd, const js
                            jsond_stats *stats, const jsond_req_env *env,
                            jsond_conn_closed_fn closed, void *arg);
 
-/* A push listener's fixed reply (hello, file:), made from the accept
+/* A push listener's (requests = no) fixed reply (hello, file:), made from the accept
  * callback as nginx does, before any connection exists: one send() and,
  * when it took every byte and the closing rule allows, close(). Returns 1
  * when that was all (fd closed; the request and its bytes counted in

@@ -232,8 +232,7 @@ static void serve(listener *l, evutil_socket_t fd, const struct sockaddr_storage
     jsond_addr peer = {.len = len};
     memcpy(&peer.ss, ss, sizeof peer.ss);
     size_t pushed = 0;
-    if (l->cfg->on_connect &&
-        jsond_conn_push(fd, &peer, srv->cfg, l->cfg, &srv->stats, &pushed) == 1) {
+    if (jsond_conn_push(fd, &peer, srv->cfg, l->cfg, &srv->stats, &pushed) == 1) {
         srv->stats.conns.accepted++;
         return;
     }
